@@ -1,0 +1,111 @@
+"""The action registry: name -> Temporal activity + parameter schema + whether it mutates.
+
+An action is an async function taking one `ActionInput` and returning a JSON-able dict. The `@action`
+decorator registers it and turns it into a Temporal activity whose activity type is the action's name, so
+histories and the Temporal UI read `k8s.rollout_undo`, not a generic dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+
+@dataclass
+class ActionInput:
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    incident_id: str = ""
+    step_id: str = ""
+    dry_run: bool = False
+
+
+ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    description: str
+    params_schema: dict[str, Any]
+    mutates: bool
+    activity: ActionFn
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "mutates": self.mutates,
+            "params": self.params_schema,
+        }
+
+
+_REGISTRY: dict[str, ActionSpec] = {}
+
+
+class UnknownAction(KeyError):
+    pass
+
+
+def params_errors(schema: dict[str, Any], params: Any) -> list[str]:
+    """Plain-sentence errors of `params` against an action's schema, with the JSON path of each."""
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        messages.append(f"params{where}: {error.message}")
+    return messages
+
+
+def action(
+    name: str,
+    *,
+    params: dict[str, Any],
+    mutates: bool = False,
+    description: str = "",
+) -> Callable[[ActionFn], ActionFn]:
+    """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params."""
+    jsonschema.Draft202012Validator.check_schema(params)
+
+    def register(fn: ActionFn) -> ActionFn:
+        if name in _REGISTRY:
+            raise ValueError(f"action {name!r} is registered twice")
+
+        async def run(inp: ActionInput) -> dict[str, Any]:
+            # Defence in depth: the compiler checks literal params, but templated ones are only known now.
+            errors = params_errors(params, inp.params)
+            if errors:
+                raise ApplicationError(
+                    f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
+                )
+            return await fn(inp)
+
+        run.__name__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        wrapped = activity.defn(name=name)(run)
+        _REGISTRY[name] = ActionSpec(
+            name=name,
+            description=description or (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else description,
+            params_schema=params,
+            mutates=mutates,
+            activity=wrapped,
+        )
+        return wrapped
+
+    return register
+
+
+def get_action(name: str) -> ActionSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownAction(name) from None
+
+
+def registered_actions() -> list[ActionSpec]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

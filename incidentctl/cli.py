@@ -1,0 +1,369 @@
+"""The `incidentctl` command. Every refusal is one sentence on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from incidentctl.output import incident_report, table, timeline_report, to_json
+
+DEFAULT_ADDRESS = "localhost:7233"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `error: <message>`."""
+
+
+def _connect_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", DEFAULT_ADDRESS),
+                        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default %(default)s)")
+    parser.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"),
+                        help="Temporal namespace (env TEMPORAL_NAMESPACE)")
+    parser.add_argument("--task-queue", default=os.environ.get("INCIDENTCTL_TASK_QUEUE", "incidentctl"),
+                        help="worker task queue (env INCIDENTCTL_TASK_QUEUE)")
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
+                        help="table for people, json for scripts")
+
+
+async def _client(args: argparse.Namespace) -> Any:
+    from temporalio.client import Client
+
+    try:
+        return await Client.connect(args.address, namespace=args.namespace)
+    except Exception as exc:  # the SDK raises RuntimeError with a transport message
+        raise CommandError(
+            f"cannot reach Temporal at {args.address} ({exc}); start one with `incidentctl dev` "
+            "or pass --address / TEMPORAL_ADDRESS"
+        ) from None
+
+
+# ------------------------------------------------------------------ runbook
+
+
+def cmd_runbook_validate(args: argparse.Namespace) -> int:
+    from incidentctl.dsl.compiler import compile_directory
+
+    plans, errors = compile_directory([Path(p) for p in args.paths])
+    for error in errors:
+        print(str(error), file=sys.stderr)
+    if not plans and not errors:
+        raise CommandError(f"no runbook files (*.yaml, *.yml) found in {' '.join(args.paths)}")
+    for plan in plans:
+        print(f"ok  {plan['source']['path']}  ({plan['runbook']['name']} v{plan['runbook']['version']}, "
+              f"{_count_steps(plan['steps'])} steps)")
+    if errors:
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _count_steps(steps: list[dict[str, Any]]) -> int:
+    total = 0
+    for step in steps:
+        total += 1
+        for nested in (step.get("steps"), step.get("default")):
+            total += _count_steps(nested or [])
+        for case in step.get("cases") or []:
+            total += _count_steps(case["steps"])
+        for branch in step.get("branches") or []:
+            total += _count_steps(branch["steps"])
+    return total
+
+
+def _load_plan(name_or_path: str) -> dict[str, Any]:
+    from incidentctl.dsl.catalog import load_plan
+    from incidentctl.dsl.errors import RunbookErrors
+
+    try:
+        return load_plan(name_or_path)
+    except RunbookErrors as exc:
+        raise CommandError("the runbook does not compile:\n" + "\n".join(str(e) for e in exc.errors)) from None
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+
+
+def cmd_runbook_plan(args: argparse.Namespace) -> int:
+    from incidentctl.dsl.compiler import summarize_plan
+
+    plan = _load_plan(args.runbook)
+    print(to_json(plan) if args.output == "json" else summarize_plan(plan))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ actions
+
+
+def cmd_actions_list(args: argparse.Namespace) -> int:
+    from activities.catalog import load_all
+
+    specs = [spec.describe() for spec in load_all()]
+    if args.output == "json":
+        print(to_json(specs))
+        return EXIT_OK
+    rows = []
+    for spec in specs:
+        schema = spec["params"]
+        required = set(schema.get("required", []))
+        params = ", ".join(
+            f"{name}{'*' if name in required else ''}:{prop.get('type', 'any')}"
+            for name, prop in schema.get("properties", {}).items()
+        )
+        rows.append({"action": spec["name"], "mutates": "yes" if spec["mutates"] else "no",
+                     "params (* required)": params, "description": spec["description"]})
+    print(table(rows, ["action", "mutates", "params (* required)", "description"]))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ incidents
+
+
+def _read_alert(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        alert = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise CommandError(f"cannot read alert file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(alert, dict):
+        raise CommandError(f"{path}: an alert must be a JSON object with labels/annotations")
+    return alert
+
+
+async def cmd_incident_start(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, start_incident
+    from incidentctl.params import ParameterError, parse_assignments
+
+    plan = _load_plan(args.runbook)
+    alert = _read_alert(args.alert)
+    try:
+        params = parse_assignments(args.param or [])
+        client = await _client(args)
+        started = await start_incident(
+            client, plan, params=params, alert=alert, key=args.key, severity=args.severity,
+            started_by=args.started_by or os.environ.get("USER", ""), dry_run=args.dry_run,
+            task_queue=args.task_queue,
+        )
+    except ParameterError as exc:
+        raise CommandError("\n".join(exc.problems)) from None
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output == "json":
+        print(to_json({"incident_id": started.incident_id, "created": started.created,
+                       "plan_hash": plan["hash"]}))
+    elif started.created:
+        print(f"started {started.incident_id} (runbook {plan['runbook']['name']} v{plan['runbook']['version']}, "
+              f"plan {plan['hash'][:12]})")
+    else:
+        print(f"{started.incident_id} is already running: not started again")
+    if args.wait:
+        result = await client.get_workflow_handle(started.incident_id).result()
+        print(to_json(result) if args.output == "json" else incident_report(result))
+        return EXIT_OK if result["status"] == "resolved" else EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_incident_show(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, show_incident
+
+    try:
+        state = await show_incident(await _client(args), args.incident)
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    print(to_json(state) if args.output == "json" else incident_report(state))
+    return EXIT_OK
+
+
+async def cmd_incident_timeline(args: argparse.Namespace) -> int:
+    from incidentctl.client import incident_timeline
+
+    events = await incident_timeline(await _client(args), args.incident)
+    print(to_json(events) if args.output == "json" else timeline_report(events))
+    return EXIT_OK
+
+
+async def cmd_incident_list(args: argparse.Namespace) -> int:
+    from incidentctl.client import list_incidents
+
+    rows = await list_incidents(await _client(args), status=args.status, severity=args.severity,
+                                runbook=args.runbook, service=args.service, limit=args.limit)
+    columns = ["incident_id", "status", "severity", "runbook", "service", "started_at"]
+    print(to_json(rows) if args.output == "json" else table(rows, columns))
+    return EXIT_OK
+
+
+async def cmd_incident_cancel(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, cancel_incident
+
+    try:
+        await cancel_incident(await _client(args), args.incident)
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"cancellation requested for {args.incident}")
+    return EXIT_OK
+
+
+async def cmd_incident_decide(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, decide
+    from workflows.model import ApprovalDecision
+
+    decision = ApprovalDecision(approver=args.as_user, approve=args.command == "approve",
+                                step=args.step or "", comment=args.comment or "")
+    try:
+        receipt = await decide(await _client(args), args.incident, decision)
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output == "json":
+        print(to_json(receipt.__dict__))
+    else:
+        print(f"{'approved' if receipt.approve else 'rejected'} step {receipt.step} as {receipt.approver}: "
+              f"{receipt.approvals}/{receipt.required} approvals, outcome {receipt.outcome}")
+    return EXIT_OK
+
+
+async def cmd_admin_setup(args: argparse.Namespace) -> int:
+    from incidentctl.devserver import ensure_search_attributes
+
+    client = await _client(args)
+    added = await ensure_search_attributes(client, args.namespace)
+    print(f"search attributes ready in namespace {args.namespace}" + (f" (added {added})" if added else ""))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ dev and demo
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from incidentctl.devloop import run_dev
+
+    return run_dev(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from incidentctl.demo import run_demo
+
+    return run_demo(args)
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incidentctl", description="Alert-triggered runbook automation on Temporal.")
+    commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the embedded Temporal dev server and a worker until Ctrl-C")
+    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (default %(default)s)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (default %(default)s)")
+    dev.add_argument("--db-file", default=".incidentctl/temporal.db",
+                     help="SQLite file that keeps incidents across restarts (default %(default)s)")
+    dev.add_argument("--task-queue", default="incidentctl")
+    dev.set_defaults(handler=cmd_dev)
+
+    demo = commands.add_parser("demo", help="run one sample incident end to end on an embedded server")
+    demo.add_argument("--keep-running", action="store_true", help="leave the server up after the demo")
+    demo.set_defaults(handler=cmd_demo)
+
+    runbook = commands.add_parser("runbook", help="validate runbooks and show compiled plans")
+    runbook_cmds = runbook.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    validate = runbook_cmds.add_parser("validate", help="check runbook files or directories (exit 1 on errors)")
+    validate.add_argument("paths", nargs="+")
+    validate.set_defaults(handler=cmd_runbook_validate)
+    plan = runbook_cmds.add_parser("plan", help="show the compiled plan of a runbook (name or path)")
+    plan.add_argument("runbook")
+    _output_option(plan)
+    plan.set_defaults(handler=cmd_runbook_plan)
+
+    actions = commands.add_parser("actions", help="the registered actions")
+    actions_cmds = actions.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    actions_list = actions_cmds.add_parser("list", help="every action with its parameter schema")
+    _output_option(actions_list)
+    actions_list.set_defaults(handler=cmd_actions_list)
+
+    incident = commands.add_parser("incident", help="start, follow and steer incidents")
+    incident_cmds = incident.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    start = incident_cmds.add_parser("start", help="start an incident from a runbook")
+    start.add_argument("--runbook", required=True, help="runbook name (from runbooks/) or file path")
+    start.add_argument("--param", action="append", metavar="NAME=VALUE", help="a runbook parameter (repeat)")
+    start.add_argument("--alert", help="JSON file with the alert (labels, annotations, ...)")
+    start.add_argument("--key", help="incident key: the same key never makes a second running incident")
+    start.add_argument("--severity", choices=("SEV1", "SEV2", "SEV3", "SEV4"))
+    start.add_argument("--started-by", help="who starts it (default $USER)")
+    start.add_argument("--dry-run", action="store_true", help="mutating actions only report what they would do")
+    start.add_argument("--wait", action="store_true", help="wait for the incident to finish and show it")
+    _connect_options(start)
+    _output_option(start)
+    start.set_defaults(handler=cmd_incident_start)
+
+    for name, handler, helptext in (("show", cmd_incident_show, "status, current step and every step's result"),
+                                    ("timeline", cmd_incident_timeline, "every event of the incident"),
+                                    ("cancel", cmd_incident_cancel, "cancel a running incident")):
+        sub = incident_cmds.add_parser(name, help=helptext)
+        sub.add_argument("incident", help="incident id")
+        _connect_options(sub)
+        if name != "cancel":
+            _output_option(sub)
+        sub.set_defaults(handler=handler)
+
+    listing = incident_cmds.add_parser("list", help="list incidents (newest first)")
+    listing.add_argument("--status")
+    listing.add_argument("--severity", choices=("SEV1", "SEV2", "SEV3", "SEV4"))
+    listing.add_argument("--runbook")
+    listing.add_argument("--service")
+    listing.add_argument("--limit", type=int, default=100)
+    _connect_options(listing)
+    _output_option(listing)
+    listing.set_defaults(handler=cmd_incident_list)
+
+    for name in ("approve", "reject"):
+        sub = incident_cmds.add_parser(name, help=f"{name} a waiting approval step")
+        sub.add_argument("incident", help="incident id")
+        sub.add_argument("--step", help="the approval step (needed when several wait)")
+        sub.add_argument("--as", dest="as_user", required=True, metavar="USER", help="who decides")
+        sub.add_argument("--comment")
+        _connect_options(sub)
+        _output_option(sub)
+        sub.set_defaults(handler=cmd_incident_decide)
+
+    admin = commands.add_parser("admin", help="cluster setup")
+    admin_cmds = admin.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    setup = admin_cmds.add_parser("setup", help="register incidentctl's search attributes on a Temporal cluster")
+    _connect_options(setup)
+    setup.set_defaults(handler=cmd_admin_setup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]] = args.handler
+    try:
+        outcome = handler(args)
+        if asyncio.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+        return int(outcome)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one line, not a traceback; INCIDENTCTL_DEBUG=1 shows it
+        if os.environ.get("INCIDENTCTL_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set INCIDENTCTL_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Incident operations through the Temporal client: start, show, list, cancel, approve.
+
+The CLI, the demo and the tests all go through here, so there is one way to start an incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from incidentctl.dsl import expressions
+from incidentctl.params import resolve_params
+from workflows.incident import IncidentWorkflow
+from workflows.model import (
+    RUNBOOK_ATTR,
+    RUNNING,
+    SERVICE_ATTR,
+    SEVERITY_ATTR,
+    STATUS_ATTR,
+    TASK_QUEUE,
+    ApprovalDecision,
+    ApprovalReceipt,
+    IncidentInput,
+)
+
+SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
+
+
+class IncidentError(Exception):
+    """A refusal to show the user as one sentence (unknown incident, refused approval, ...)."""
+
+
+@dataclass
+class StartedIncident:
+    incident_id: str
+    run_id: str | None
+    created: bool  # False when an incident with this key was already running
+
+
+def incident_key(runbook: str, params: dict[str, Any]) -> str:
+    """A stable key when the caller gives none: the same runbook and parameters are the same incident."""
+    canonical = json.dumps({"runbook": runbook, "params": params}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def incident_id(runbook: str, key: str) -> str:
+    safe_key = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip("-")[:120] or "default"
+    return f"incident-{runbook}-{safe_key}"
+
+
+async def start_incident(
+    client: Client,
+    plan: dict[str, Any],
+    *,
+    params: dict[str, Any] | None = None,
+    alert: dict[str, Any] | None = None,
+    key: str | None = None,
+    severity: str | None = None,
+    started_by: str = "",
+    dry_run: bool = False,
+    groups: dict[str, list[str]] | None = None,
+    task_queue: str = TASK_QUEUE,
+    history_event_limit: int = 8000,
+) -> StartedIncident:
+    runbook = plan["runbook"]
+    resolved = resolve_params(plan, params or {}, alert)
+    severity = (severity or runbook.get("severity") or "SEV3").upper()
+    if severity not in SEVERITIES:
+        raise IncidentError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    context = {"params": resolved, "alert": alert or {}}
+    service = str(expressions.render(runbook.get("service") or "", context) or "")
+    workflow_id = incident_id(runbook["name"], key or incident_key(runbook["name"], resolved))
+    inp = IncidentInput(
+        incident_id=workflow_id,
+        plan=plan,
+        params=resolved,
+        alert=alert,
+        severity=severity,
+        service=service,
+        started_by=started_by,
+        dry_run=dry_run,
+        groups=groups or {},
+        history_event_limit=history_event_limit,
+    )
+    try:
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(STATUS_ATTR, RUNNING),
+                SearchAttributePair(SEVERITY_ATTR, severity),
+                SearchAttributePair(RUNBOOK_ATTR, runbook["name"]),
+                SearchAttributePair(SERVICE_ATTR, service),
+            ]),
+        )
+    except WorkflowAlreadyStartedError:
+        return StartedIncident(incident_id=workflow_id, run_id=None, created=False)
+    return StartedIncident(incident_id=workflow_id, run_id=handle.first_execution_run_id, created=True)
+
+
+def _handle(client: Client, incident: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(incident)
+
+
+async def show_incident(client: Client, incident: str) -> dict[str, Any]:
+    handle = _handle(client, incident)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        raise IncidentError(f"no incident {incident!r}: {exc.message}") from None
+    state: dict[str, Any] = await handle.query(IncidentWorkflow.state)
+    state["workflow_status"] = description.status.name if description.status else None
+    if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+        state["workflow_status"] = "RUNNING"
+    return state
+
+
+async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any]]:
+    return await _handle(client, incident).query(IncidentWorkflow.timeline)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def list_query(status: str | None = None, severity: str | None = None, runbook: str | None = None,
+               service: str | None = None) -> str:
+    clauses = ["WorkflowType = 'IncidentWorkflow'"]
+    for attr, value in (("IncidentStatus", status), ("IncidentSeverity", severity),
+                        ("IncidentRunbook", runbook), ("IncidentService", service)):
+        if value:
+            clauses.append(f"{attr} = {_quote(value)}")
+    return " AND ".join(clauses)
+
+
+async def list_incidents(client: Client, *, status: str | None = None, severity: str | None = None,
+                         runbook: str | None = None, service: str | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    query = list_query(status, severity, runbook, service)
+    async for execution in client.list_workflows(query, limit=limit):
+        attrs = execution.typed_search_attributes
+        if execution.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+            continue  # the newest run of the same incident is listed too
+        rows.append({
+            "incident_id": execution.id,
+            "status": attrs.get(STATUS_ATTR),
+            "severity": attrs.get(SEVERITY_ATTR),
+            "runbook": attrs.get(RUNBOOK_ATTR),
+            "service": attrs.get(SERVICE_ATTR) or "",
+            "started_at": execution.start_time.isoformat() if execution.start_time else None,
+            "closed_at": execution.close_time.isoformat() if execution.close_time else None,
+            "workflow_status": execution.status.name if execution.status else None,
+        })
+    return rows
+
+
+async def cancel_incident(client: Client, incident: str) -> None:
+    try:
+        await _handle(client, incident).cancel()
+    except RPCError as exc:
+        raise IncidentError(f"cannot cancel {incident!r}: {exc.message}") from None
+
+
+async def decide(client: Client, incident: str, decision: ApprovalDecision) -> ApprovalReceipt:
+    """Approve or reject through the validated update: a refusal comes back as a sentence."""
+    try:
+        return await _handle(client, incident).execute_update(IncidentWorkflow.decide_approval, decision)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        reason = getattr(cause, "message", None) or str(cause or exc)
+        raise IncidentError(f"approval refused: {reason}") from None
+    except RPCError as exc:
+        raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None

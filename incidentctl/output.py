@@ -1,0 +1,65 @@
+"""Rendering for the CLI: aligned tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def _cell(value: Any, width: int = 60) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def incident_report(state: dict[str, Any]) -> str:
+    """`incidentctl incident show`: the header, every step's result, what is waiting."""
+    lines = [
+        f"incident   {state['incident_id']}",
+        f"status     {state['status']}  (workflow {state.get('workflow_status') or '?'})",
+        f"runbook    {state['runbook']} v{state.get('runbook_version')}  plan {str(state.get('plan_hash'))[:12]}",
+        f"severity   {state['severity']}   service {state.get('service') or '-'}"
+        + ("   DRY RUN" if state.get("dry_run") else ""),
+        f"started    {state.get('started_at')}   finished {state.get('finished_at') or '-'}",
+        f"params     {_cell(state.get('params'), 100)}",
+    ]
+    if state.get("current_steps"):
+        lines.append(f"running    {', '.join(state['current_steps'])}")
+    if state.get("failure"):
+        failure = state["failure"]
+        lines.append(f"failure    step {failure.get('step')}: {failure.get('type')}: {failure.get('message')}")
+    lines.append("")
+    rows = []
+    for key, record in state.get("steps", {}).items():
+        detail = record.get("error") or record.get("output")
+        rows.append({"step": key, "kind": record.get("kind"), "status": record.get("status"), "result": detail})
+    lines.append(table(rows, ["step", "kind", "status", "result"]))
+    for pending in state.get("pending_approvals") or []:
+        who = ", ".join(pending["approvers"] + [f"group:{g}" for g in pending["groups"]]) or "anyone"
+        lines.append("")
+        lines.append(f"WAITING FOR APPROVAL  step {pending['step']}: {pending['message']}")
+        lines.append(f"  needs {pending['required']} of: {who}; votes so far: {len(pending['votes'])}")
+        lines.append(f"  incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
+    return "\n".join(lines)
+
+
+def timeline_report(events: Sequence[dict[str, Any]]) -> str:
+    rows = [{"at": e["at"], "event": e["kind"], "step": e.get("step"), "detail": e.get("detail")} for e in events]
+    return table(rows, ["at", "event", "step", "detail"])

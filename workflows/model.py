@@ -1,0 +1,61 @@
+"""Inputs, messages and search attributes of the incident workflow (all JSON-serialisable dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "incidentctl"
+
+STATUS_ATTR = SearchAttributeKey.for_keyword("IncidentStatus")
+SEVERITY_ATTR = SearchAttributeKey.for_keyword("IncidentSeverity")
+RUNBOOK_ATTR = SearchAttributeKey.for_keyword("IncidentRunbook")
+SERVICE_ATTR = SearchAttributeKey.for_keyword("IncidentService")
+
+# Incident statuses, in the order an incident normally moves through them.
+RUNNING = "running"
+WAITING_APPROVAL = "waiting_approval"
+ROLLING_BACK = "rolling_back"
+RESOLVED = "resolved"
+FAILED = "failed"
+ROLLED_BACK = "rolled_back"
+CANCELLED = "cancelled"
+FINAL_STATUSES = frozenset({RESOLVED, FAILED, ROLLED_BACK, CANCELLED})
+
+
+@dataclass
+class IncidentInput:
+    incident_id: str
+    plan: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    alert: dict[str, Any] | None = None
+    severity: str = "SEV3"
+    service: str = ""
+    started_by: str = ""
+    dry_run: bool = False
+    # Group name -> member users, resolved when the incident starts and pinned with the plan.
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    # Continue-as-new once history passes this many events (Temporal also suggests it near its limits).
+    history_event_limit: int = 8000
+    # Set only by continue-as-new: the interpreter state to resume from.
+    carried: dict[str, Any] | None = None
+
+
+@dataclass
+class ApprovalDecision:
+    approver: str
+    approve: bool
+    step: str = ""  # optional when exactly one approval is waiting
+    comment: str = ""
+
+
+@dataclass
+class ApprovalReceipt:
+    step: str
+    approver: str
+    approve: bool
+    approvals: int
+    required: int
+    outcome: str  # "pending", "approved" or "rejected"
