@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 from activities.catalog import all_activities
 from temporalio.client import Client
@@ -28,8 +27,6 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         task_queue=task_queue,
         workflows=[IncidentWorkflow],
         activities=all_activities(),
-        # Actions are async; the executor only serves any synchronous ones a backend may add.
-        activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=max_concurrent_activities,
     )
 

@@ -30,7 +30,7 @@ steps:
     action: http.request
     params: {url: "${{ params.base }}/contain", method: POST}
   - id: gate
-    approval: {message: continue?, approvers: [alice]}
+    approval: {message: "continue?", approvers: [alice]}
   - id: resolve
     action: http.request
     params: {url: "${{ params.base }}/resolve", method: POST}
@@ -95,7 +95,7 @@ name: pinned
 version: 1
 steps:
   - id: gate
-    approval: {message: go?}
+    approval: {message: "go?"}
   - id: act
     action: util.echo
     params: {message: from version 1}

@@ -1,0 +1,90 @@
+"""YAML loading that remembers where every node is, so errors can name file:line:column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from incidentctl.dsl.errors import RunbookError
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Source:
+    file: str
+    data: Any
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: Path_) -> tuple[int | None, int | None]:
+        """The node's line and column, or its nearest ancestor's when the node is absent."""
+        for end in range(len(path), -1, -1):
+            found = self.positions.get(tuple(path[:end]))
+            if found:
+                return found
+        return None, None
+
+    def error(self, path: Path_, message: str) -> RunbookError:
+        from incidentctl.dsl.errors import json_path
+
+        line, column = self.position(path)
+        return RunbookError(self.file, line, column, json_path(path), message)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, node: yaml.Node, first: yaml.Node) -> None:
+        super().__init__(key)
+        self.key, self.node, self.first = key, node, first
+
+
+def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]], loader: yaml.SafeLoader) -> Any:
+    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[str, Any] = {}
+        seen: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            key = key if isinstance(key, str) else str(key)
+            if key in seen:
+                raise _DuplicateKey(key, key_node, seen[key])
+            seen[key] = key_node
+            result[key] = _build(value_node, (*path, key), positions, loader)
+            # Errors about a key ("unknown key") read better at the key than at its value.
+            positions.setdefault((*path, key), (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(child, (*path, i), positions, loader) for i, child in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load_yaml(text: str, file: str) -> Source:
+    """Parse one YAML document; syntax errors and duplicate keys become RunbookErrors with positions."""
+    from incidentctl.dsl.errors import RunbookErrors
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RunbookErrors([RunbookError(file, 1, 1, "$", "the file is empty: a runbook is a YAML mapping")])
+        positions: dict[Path_, tuple[int, int]] = {}
+        data = _build(node, (), positions, loader)
+    except _DuplicateKey as dup:
+        mark = dup.node.start_mark
+        first = dup.first.start_mark.line + 1
+        raise RunbookErrors([RunbookError(file, mark.line + 1, mark.column + 1, "$",
+                                          f"key {dup.key!r} appears twice (first on line {first})")]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if "expected a single document" in problem:
+            problem = "a runbook file holds one YAML document; split the others into their own files"
+        raise RunbookErrors([RunbookError(file, line, column, "$", f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise RunbookErrors([RunbookError(file, None, None, "$", f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return Source(file=file, data=data, positions=positions)

@@ -1,0 +1,107 @@
+"""JSON Schema validation of a runbook, with errors rewritten as sentences at YAML positions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from incidentctl.dsl.errors import RunbookError
+from incidentctl.dsl.source import Source
+
+STEP_KINDS = ("action", "check", "wait_until", "approval", "sleep", "notify", "branch", "parallel", "foreach")
+_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def schemas_dir() -> Path:
+    override = os.environ.get("INCIDENTCTL_SCHEMAS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "schemas"
+
+
+@functools.cache
+def runbook_schema() -> dict[str, Any]:
+    return json.loads((schemas_dir() / "runbook.schema.json").read_text())
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    for name, check in (("string", str), ("integer", int), ("number", float), ("array", list), ("object", dict)):
+        if isinstance(value, check):
+            return _TYPE_WORDS[name]
+    return "null" if value is None else type(value).__name__
+
+
+def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
+    """A plain sentence for one schema error, and the path it is about."""
+    path = list(error.absolute_path)
+    validator, expected, instance = error.validator, error.validator_value, error.instance
+    if validator == "additionalProperties":
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        extra = sorted(set(instance) - set(allowed)) if isinstance(instance, dict) else []
+        key = extra[0] if extra else "?"
+        hint = f" (allowed: {', '.join(allowed)})" if allowed and len(allowed) <= 25 else ""
+        return [*path, key], f"unknown key {key!r}{hint}"
+    if validator == "required":
+        missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
+        return path, f"missing required key {missing[0]!r}" if missing else error.message
+    if validator == "type":
+        wanted = expected if isinstance(expected, list) else [expected]
+        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+        return path, f"must be {words}, not {_describe(instance)}"
+    if validator == "enum":
+        return path, f"must be one of {', '.join(map(str, expected))}, not {instance!r}"
+    if validator == "pattern":
+        return path, f"{instance!r} does not match the required pattern {expected}"
+    if validator == "minItems":
+        return path, f"needs at least {expected} item(s)"
+    if validator in ("minimum", "maximum", "exclusiveMinimum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than"}[validator]
+        return path, f"must be {word} {expected}, not {instance!r}"
+    if validator == "anyOf" and error.schema.get("anyOf") and all(
+        set(s) == {"required"} for s in error.schema["anyOf"]
+    ):
+        return path, f"a step needs one kind key: {', '.join(STEP_KINDS)}"
+    if validator == "not" and isinstance(instance, dict):
+        clauses = expected.get("anyOf") or [expected]
+        present = [c["required"][0] for c in clauses if "required" in c and c["required"][0] in instance]
+        kinds = [k for k in STEP_KINDS if k in instance]
+        if len(kinds) > 1:
+            return path, f"a step has exactly one kind, found {' and '.join(kinds)}: split it into separate steps"
+        if present and kinds:
+            article = "an" if kinds[0][0] in "aeiou" else "a"
+            return [*path, present[0]], f"{present[0]!r} does not belong in {article} {kinds[0]} step"
+    if validator == "oneOf" and str(error.schema.get("description", "")).startswith("Duration"):
+        return path, f"{instance!r} is not a duration like '90s', '5m', '1h30m', '2d' or a number of seconds"
+    if validator == "oneOf" and isinstance(instance, dict) and "default" in instance and "when" in instance:
+        return path, "a branch case has either `when` + `steps` or `default`, not both"
+    return path, error.message
+
+
+def _leaves(error: ValidationError) -> ValidationError:
+    """For oneOf/anyOf failures, the error of the alternative that came closest."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        if str(error.schema.get("description", "")).startswith("Duration"):
+            return error
+        if error.validator == "anyOf" and all(set(s) == {"required"} for s in error.schema.get("anyOf", [])):
+            return error
+        return _leaves(best_match(error.context))
+    if error.validator == "allOf" and error.context:
+        return _leaves(best_match(error.context))
+    return error
+
+
+def schema_errors(source: Source) -> list[RunbookError]:
+    validator = jsonschema.Draft202012Validator(runbook_schema())
+    found: dict[tuple[str, str], RunbookError] = {}
+    for raw in validator.iter_errors(source.data):
+        path, message = _sentence(_leaves(raw))
+        error = source.error(tuple(path), message)
+        found.setdefault((error.json_path, message), error)
+    return sorted(found.values(), key=lambda e: (e.line or 0, e.column or 0, e.json_path))
