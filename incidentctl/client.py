@@ -19,7 +19,7 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.dsl import expressions
 from incidentctl.params import resolve_params
@@ -187,4 +187,8 @@ async def decide(client: Client, incident: str, decision: ApprovalDecision) -> A
         reason = getattr(cause, "message", None) or str(cause or exc)
         raise IncidentError(f"approval refused: {reason}") from None
     except RPCError as exc:
+        if "already completed" in exc.message:
+            raise IncidentError(f"approval refused: incident {incident!r} is closed") from None
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise IncidentError(f"no incident {incident!r}") from None
         raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None
