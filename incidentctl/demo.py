@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
 
@@ -49,7 +50,7 @@ async def _run(server: DevServer) -> str:
                                                         step=pending["step"], comment="restart approved in demo"))
             result = await client.get_workflow_handle(started.incident_id).result()
             state = await incidents.show_incident(client, started.incident_id)
-            print(incident_report(state))
+            print("\n" + incident_report(state))
             print("\nTimeline")
             print(timeline_report(await incidents.incident_timeline(client, started.incident_id)))
             return str(result["status"])
@@ -58,6 +59,12 @@ async def _run(server: DevServer) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # Stakeholder messages (notify.log) are the demo's "Slack channel": show them as they are sent.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("NOTIFY  %(message)s"))
+    notify_logger = logging.getLogger("incidentctl.notify")
+    notify_logger.addHandler(handler)
+    notify_logger.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="incidentctl-demo-") as workdir:
         server = DevServer(db_file=str(Path(workdir) / "temporal.db"), log_file=Path(workdir) / "server.log")
         server.start()

@@ -47,7 +47,8 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append(f"failure    step {failure.get('step')}: {failure.get('type')}: {failure.get('message')}")
     lines.append("")
     rows = []
-    for key, record in state.get("steps", {}).items():
+    ordered = sorted(state.get("steps", {}).items(), key=lambda item: item[1].get("seq", 0))
+    for key, record in ordered:
         detail = record.get("error") or record.get("output")
         rows.append({"step": key, "kind": record.get("kind"), "status": record.get("status"), "result": detail})
     lines.append(table(rows, ["step", "kind", "status", "result"]))

@@ -229,10 +229,11 @@ class IncidentWorkflow:
                 return self._record_failure(step, scope, {"type": "ExpressionError", "message": str(exc)})
             if not should_run:
                 scope.results[step["id"]] = {"status": "skipped", "output": None, "error": None}
-                self._records[key] = {"status": "skipped", "kind": step["kind"]}
+                self._records[key] = {"status": "skipped", "kind": step["kind"], "seq": len(self._records) + 1}
                 self._event("step_skipped", key, {"when": step["when"]})
                 return "skipped"
-        self._records[key] = {"status": "running", "kind": step["kind"], "started_at": workflow.now().isoformat()}
+        self._records[key] = {"status": "running", "kind": step["kind"], "seq": len(self._records) + 1,
+                              "started_at": workflow.now().isoformat()}
         self._running.append(key)
         self._event("step_started", key, {"kind": step["kind"], "action": step.get("action")})
         try:
@@ -256,7 +257,7 @@ class IncidentWorkflow:
     def _record_failure(self, step: dict[str, Any], scope: Scope, error: dict[str, Any]) -> str:
         key = self._key(step, scope)
         scope.results[step["id"]] = {"status": "failed", "output": None, "error": error}
-        record = self._records.setdefault(key, {"kind": step["kind"]})
+        record = self._records.setdefault(key, {"kind": step["kind"], "seq": len(self._records) + 1})
         record.update(status="failed", error=error, finished_at=workflow.now().isoformat())
         self._event("step_failed", key, {"error": error})
         return "failed"
