@@ -11,10 +11,10 @@ import logging
 import os
 import signal
 
-from activities.catalog import all_activities
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.catalog import all_activities
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 

@@ -186,9 +186,12 @@ async def cmd_incident_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_incident_timeline(args: argparse.Namespace) -> int:
-    from incidentctl.client import incident_timeline
+    from incidentctl.client import IncidentError, incident_timeline
 
-    events = await incident_timeline(await _client(args), args.incident)
+    try:
+        events = await incident_timeline(await _client(args), args.incident)
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
     print(to_json(events) if args.output == "json" else timeline_report(events))
     return EXIT_OK
 

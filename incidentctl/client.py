@@ -124,15 +124,29 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
         description = await handle.describe()
     except RPCError as exc:
         raise IncidentError(f"no incident {incident!r}: {exc.message}") from None
-    state: dict[str, Any] = await handle.query(IncidentWorkflow.state)
+    state: dict[str, Any] = await _query(handle, IncidentWorkflow.state, incident)
     state["workflow_status"] = description.status.name if description.status else None
     if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         state["workflow_status"] = "RUNNING"
     return state
 
 
+async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) -> Any:
+    try:
+        return await handle.query(query)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise IncidentError(f"no incident {incident!r}") from None
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "Timeout" in exc.message:
+            raise IncidentError(
+                f"incident {incident!r} did not answer: no worker is polling its task queue "
+                "(start one with `python worker.py` or `incidentctl dev`)"
+            ) from None
+        raise IncidentError(f"cannot query incident {incident!r}: {exc.message}") from None
+
+
 async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any]]:
-    return await _handle(client, incident).query(IncidentWorkflow.timeline)
+    return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident)
 
 
 def _quote(value: str) -> str:

@@ -66,6 +66,7 @@ class DevServer:
         headless: bool = False,
         namespace: str = "default",
         log_file: str | Path | None = None,
+        register_search_attributes: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
@@ -73,6 +74,7 @@ class DevServer:
         self.headless = headless
         self.namespace = namespace
         self.log_file = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="temporal-", suffix=".log")[1])
+        self.register_search_attributes = register_search_attributes
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,8 +91,9 @@ class DevServer:
         cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
         if self.db_file:
             cmd += ["--db-filename", self.db_file]
-        for name, kind in SEARCH_ATTRIBUTES.items():
-            cmd += ["--search-attribute", f"{name}={kind}"]
+        if self.register_search_attributes:
+            for name, kind in SEARCH_ATTRIBUTES.items():
+                cmd += ["--search-attribute", f"{name}={kind}"]
         return cmd
 
     def start(self, timeout: float = 60.0) -> None:

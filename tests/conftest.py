@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from incidentctl.devserver import DevServer
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from incidentctl.devserver import DevServer
 from worker import build_worker
 
 TEST_TASK_QUEUE = "incidentctl-tests"

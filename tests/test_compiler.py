@@ -112,7 +112,8 @@ def test_valid_runbook_compiles_to_documented_plan() -> None:
                               "non_retryable_errors": ["Nope"]}
     assert steps["verify"]["assert"] == "result.message == 'ok'"
     assert steps["verify"]["on_failure"] == {"mode": "goto", "target": "gate"}
-    assert (steps["poll"]["interval_s"], steps["poll"]["deadline_s"], steps["poll"]["timeout_s"]) == (2.0, 3600.0, 300.0)
+    poll = steps["poll"]
+    assert (poll["interval_s"], poll["deadline_s"], poll["timeout_s"]) == (2.0, 3600.0, 300.0)
     assert steps["gate"]["approval"] == {"message": "go?", "approvers": ["alice", "bob"], "groups": [], "required": 2,
                                          "timeout_s": 1800.0, "on_timeout": "approve"}
     assert steps["pause"]["duration_s"] == 90.0

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
-from incidentctl.devserver import DevServer
-from incidentctl.dsl.compiler import compile_file
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
+from incidentctl.devserver import DevServer
+from incidentctl.dsl.compiler import compile_file
 from tests.conftest import TEST_TASK_QUEUE, eventually, write
 from workflows.model import ApprovalDecision
 

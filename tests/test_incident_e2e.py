@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from incidentctl.dsl.compiler import compile_source
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
+from incidentctl.dsl.compiler import compile_source
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
 

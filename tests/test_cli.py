@@ -1,0 +1,183 @@
+"""The `incidentctl` command as a user runs it: real processes, real dev server, exit codes and sentences."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from incidentctl.devserver import DevServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "incidentctl.cli"]
+
+GATED = """\
+name: cli-gated
+version: 1
+severity: SEV2
+parameters:
+  who: {type: string, required: true}
+  times: {type: integer, default: 1}
+steps:
+  - id: hello
+    action: util.echo
+    params: {message: "hello ${{ params.who }} x${{ params.times }}"}
+  - id: gate
+    approval: {message: "ship it?", approvers: [alice]}
+"""
+
+
+def cli(*args: str, check_ok: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    if check_ok:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_validate_passes_shipped_runbooks_and_names_the_line_of_a_broken_one(tmp_path: Path) -> None:
+    ok = cli("runbook", "validate", "runbooks/")
+    assert "ok  " in ok.stdout and "demo-http-service" in ok.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nversion: 1\nsteps:\n  - id: a\n    action: k8s.rollout_undoo\n")
+    failed = cli("runbook", "validate", str(broken), check_ok=False)
+    assert failed.returncode == 1
+    assert f"{broken}:5:13: $.steps[0].action: unknown action 'k8s.rollout_undoo'" in failed.stderr
+    empty = cli("runbook", "validate", str(tmp_path / "nothing-here"), check_ok=False)
+    assert empty.returncode == 1 and "nothing-here: $: cannot read: No such file or directory" in empty.stderr
+
+
+def test_plan_and_actions_list_in_both_formats() -> None:
+    plan = json.loads(cli("runbook", "plan", "demo-http-service", "--output", "json").stdout)
+    assert plan["runbook"]["name"] == "demo-http-service" and len(plan["hash"]) == 64
+    assert "approve_restart [approval]" in cli("runbook", "plan", "runbooks/demo-http-service.yaml").stdout
+    actions = json.loads(cli("actions", "list", "-o", "json").stdout)
+    check = next(a for a in actions if a["name"] == "http.check")
+    assert check["mutates"] is False and "url" in check["params"]["properties"]
+    table = cli("actions", "list").stdout
+    assert "http.request" in table and "url*:string" in table
+    missing = cli("runbook", "plan", "no-such-runbook", check_ok=False)
+    assert missing.returncode == 1 and "no runbook named 'no-such-runbook'" in missing.stderr
+
+
+def test_incident_lifecycle_from_the_command_line(dev_server: DevServer, tmp_path: Path, unique: str) -> None:
+    # This test blocks on subprocesses, so its worker is a process too (the in-process one would starve).
+    task_queue = f"cli-{unique}"
+    worker = subprocess.Popen([sys.executable, "worker.py", "--address", dev_server.address, "--task-queue",
+                               task_queue], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        _lifecycle(dev_server, tmp_path, unique, task_queue)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=20)
+
+
+def test_show_without_a_worker_explains_why(dev_server: DevServer, tmp_path: Path, unique: str) -> None:
+    runbook = tmp_path / "gated.yaml"
+    runbook.write_text(GATED)
+    started = json.loads(cli("incident", "start", "--runbook", str(runbook), "--param", "who=x", "--key", unique,
+                             "--address", dev_server.address, "--task-queue", f"nobody-{unique}", "-o", "json").stdout)
+    shown = cli("incident", "show", started["incident_id"], "--address", dev_server.address, check_ok=False)
+    assert shown.returncode == 1
+    assert "did not answer: no worker is polling its task queue" in shown.stderr
+    cli("incident", "cancel", started["incident_id"], "--address", dev_server.address)
+
+
+def _lifecycle(dev_server: DevServer, tmp_path: Path, unique: str, task_queue: str) -> None:
+    runbook = tmp_path / "gated.yaml"
+    runbook.write_text(GATED)
+    conn = ["--address", dev_server.address, "--task-queue", task_queue]
+
+    missing = cli("incident", "start", "--runbook", str(runbook), *conn, check_ok=False)
+    assert missing.returncode == 1 and "missing required parameter 'who'" in missing.stderr
+    bad_type = cli("incident", "start", "--runbook", str(runbook), "--param", "who=x", "--param", "times=many",
+                   *conn, check_ok=False)
+    assert "parameter 'times' must be an integer, got 'many'" in bad_type.stderr
+
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "Test"}}))
+    started = json.loads(cli("incident", "start", "--runbook", str(runbook), "--param", "who=bob",
+                             "--param", "times=2", "--key", unique, "--alert", str(alert), *conn, "-o", "json").stdout)
+    incident = started["incident_id"]
+    assert started["created"] is True and incident == f"incident-cli-gated-{unique}"
+    again = cli("incident", "start", "--runbook", str(runbook), "--param", "who=bob", "--key", unique, *conn)
+    assert "is already running: not started again" in again.stdout
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = json.loads(cli("incident", "show", incident, *conn[:2], "-o", "json").stdout)
+        if state["status"] == "waiting_approval":
+            break
+        time.sleep(0.3)
+    assert state["steps"]["hello"]["output"]["message"] == "hello bob x2"
+    shown = cli("incident", "show", incident, *conn[:2]).stdout
+    assert "WAITING FOR APPROVAL  step gate: ship it?" in shown
+
+    listed = json.loads(cli("incident", "list", "--status", "waiting_approval", "--runbook", "cli-gated",
+                            *conn[:2], "-o", "json").stdout)
+    assert incident in [row["incident_id"] for row in listed]
+
+    refused = cli("incident", "approve", incident, "--as", "mallory", *conn[:2], check_ok=False)
+    assert refused.returncode == 1
+    assert "approval refused: 'mallory' may not approve step 'gate'" in refused.stderr
+    approved = cli("incident", "approve", incident, "--as", "alice", "--comment", "go", *conn[:2])
+    assert "approved step gate as alice: 1/1 approvals, outcome approved" in approved.stdout
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = json.loads(cli("incident", "show", incident, *conn[:2], "-o", "json").stdout)
+        if state["status"] == "resolved":
+            break
+        time.sleep(0.3)
+    assert state["status"] == "resolved" and state["workflow_status"] == "COMPLETED"
+    timeline = json.loads(cli("incident", "timeline", incident, *conn[:2], "-o", "json").stdout)
+    assert [e["kind"] for e in timeline][-1] == "incident_resolved"
+
+    unknown = cli("incident", "show", "incident-nope", *conn[:2], check_ok=False)
+    assert unknown.returncode == 1 and "no incident 'incident-nope'" in unknown.stderr
+
+
+def test_unreachable_server_is_one_sentence() -> None:
+    port = free_port()
+    done = cli("incident", "list", "--address", f"127.0.0.1:{port}", check_ok=False)
+    assert done.returncode == 1
+    assert f"error: cannot reach Temporal at 127.0.0.1:{port}" in done.stderr
+
+
+def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port, ui_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [*CLI, "dev", "--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ready:"):
+                break
+        output = "".join(lines)
+        assert f"temporal server  127.0.0.1:{port}" in output
+        assert f"temporal web UI  http://127.0.0.1:{ui_port}" in output
+        assert "worker           polling task queue 'incidentctl'" in output
+        os.kill(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, rest
+    assert "temporal server stopped" in rest and "Traceback" not in rest
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the server's port is closed after Ctrl-C"
+    assert (tmp_path / "dev.db").exists()
