@@ -25,9 +25,12 @@ PLAN_FORMAT = 1
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_RETRY = {"max_attempts": 3, "initial_interval_s": 1.0, "backoff": 2.0, "max_interval_s": 30.0,
                  "non_retryable_errors": []}
-STEP_RESULT_FIELDS = ("output", "status", "error")
+# What `steps.<id>` exposes (design.md, "Context roots").
+STEP_RESULT_FIELDS = ("output", "status", "error", "attempts")
 # Fields evaluated with the step's own action result in scope.
 RESULT_FIELDS = ("outputs", "assert", "until", "message")
+# Fields evaluated before a container step's body runs: its nested steps have no results yet there.
+BEFORE_BODY_FIELDS = ("when", "foreach")
 _PY_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
                                           "boolean": (bool,), "array": (list,), "object": (dict,)}
 
@@ -184,21 +187,28 @@ class _Compiler:
             targets = [("next", step.get("next"))]
             if isinstance(failure, dict):
                 targets.append(("on_failure", failure.get("goto")))
+            bad_next = False
             for key, target in targets:
                 if target is None:
                     continue
                 where = (*path, i, key)
-                if target not in positions:
-                    other = "a step in another list" if target in self.steps else "no such step"
-                    self.error(where, f"jump target {target!r} is {other}: jumps go to a later step in the same list")
-                elif positions[target] <= i:
-                    self.error(where, f"jump target {target!r} is not a later step in the same list: jumps may "
+                word = "goto" if key == "on_failure" else "next"
+                if target not in self.steps:
+                    close = difflib.get_close_matches(target, list(self.steps), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    self.error(where, f"no step {target!r}{hint}")
+                elif target not in positions or positions[target] <= i:
+                    self.error(where, f"{word} target {target!r} is not a later step in the same list: jumps may "
                                       "only go forward, so runbooks cannot loop")
                 else:
                     edges[i].add(positions[target])
+                    continue
+                bad_next = bad_next or key == "next"
+            # A broken `next` is already reported; treating it as a fall-through avoids a second, misleading
+            # "can never run" error for the step after it.
             falls_through = i + 1 < len(steps) and (
                 (not step.get("next") and not step.get("end")) or step.get("when")
-                or failure == "continue")
+                or failure == "continue" or bad_next)
             if falls_through:
                 edges[i].add(i + 1)
             if step.get("on_failure") == "rollback" and not self.source.data.get("rollback"):
@@ -234,7 +244,7 @@ class _Compiler:
                 continue
             allow_result = key in RESULT_FIELDS
             for ref in refs:
-                self.check_reference(ref, where, step, loop_vars, allow_result)
+                self.check_reference(ref, where, step, loop_vars, allow_result, key in BEFORE_BODY_FIELDS)
         for case_index, case in enumerate(step.get("branch") or []):
             if "when" in case and isinstance(case["when"], str):
                 where = (*path, "branch", case_index, "when")
@@ -244,10 +254,10 @@ class _Compiler:
                     self.error(where, f"expression error: {exc}")
                     continue
                 for ref in refs:
-                    self.check_reference(ref, where, step, loop_vars, False)
+                    self.check_reference(ref, where, step, loop_vars, False, True)
 
     def check_reference(self, ref: expressions.Reference, where: Path_, step: dict[str, Any],
-                        loop_vars: frozenset[str], allow_result: bool) -> None:
+                        loop_vars: frozenset[str], allow_result: bool, before_body: bool) -> None:
         root, parts = ref.root, ref.path
         if root in ("alert", "incident") or root in loop_vars:
             return
@@ -262,12 +272,13 @@ class _Compiler:
                 self.error(where, f"unknown parameter {parts[0]!r} in {ref.text!r} (declared: {declared})")
             return
         if root == "steps":
-            self.check_step_reference(ref, where, step)
+            self.check_step_reference(ref, where, step, before_body)
             return
         scope = ", ".join(sorted({"params", "alert", "steps", "incident", *loop_vars}))
         self.error(where, f"unknown name {root!r} in {ref.text!r} (known here: {scope})")
 
-    def check_step_reference(self, ref: expressions.Reference, where: Path_, step: dict[str, Any]) -> None:
+    def check_step_reference(self, ref: expressions.Reference, where: Path_, step: dict[str, Any],
+                             before_body: bool) -> None:
         parts = ref.path
         if not parts:
             return
@@ -280,6 +291,11 @@ class _Compiler:
             return
         if target == step["id"]:
             self.error(where, f"step {target!r} refers to its own result before it has one; use 'result'")
+            return
+        if before_body and step["id"] in info.ancestors:
+            # `outputs` of a container may summarise its body (it is rendered afterwards); when/foreach may not.
+            self.error(where, f"step {target!r} runs inside step {step['id']!r}, so it has no result yet when "
+                              f"{step['id']!r} starts")
             return
         if len(parts) > 1 and parts[1] not in STEP_RESULT_FIELDS:
             self.error(where, f"{ref.text!r}: a step has {', '.join(STEP_RESULT_FIELDS)}, not {parts[1]!r}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from incidentctl.dsl.errors import RunbookError
+from incidentctl.dsl.errors import RunbookError, RunbookErrors, json_path
 
 Path_ = tuple[str | int, ...]
 
@@ -27,16 +27,14 @@ class Source:
         return None, None
 
     def error(self, path: Path_, message: str) -> RunbookError:
-        from incidentctl.dsl.errors import json_path
-
         line, column = self.position(path)
         return RunbookError(self.file, line, column, json_path(path), message)
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: str, node: yaml.Node, first: yaml.Node) -> None:
+    def __init__(self, key: str, node: yaml.Node, first: yaml.Node, path: Path_) -> None:
         super().__init__(key)
-        self.key, self.node, self.first = key, node, first
+        self.key, self.node, self.first, self.path = key, node, first, path
 
 
 def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]], loader: yaml.SafeLoader) -> Any:
@@ -49,7 +47,7 @@ def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]]
             key = loader.construct_object(key_node, deep=True)
             key = key if isinstance(key, str) else str(key)
             if key in seen:
-                raise _DuplicateKey(key, key_node, seen[key])
+                raise _DuplicateKey(key, key_node, seen[key], (*path, key))
             seen[key] = key_node
             result[key] = _build(value_node, (*path, key), positions, loader)
             # Errors about a key ("unknown key") read better at the key than at its value.
@@ -62,8 +60,6 @@ def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]]
 
 def load_yaml(text: str, file: str) -> Source:
     """Parse one YAML document; syntax errors and duplicate keys become RunbookErrors with positions."""
-    from incidentctl.dsl.errors import RunbookErrors
-
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -74,7 +70,7 @@ def load_yaml(text: str, file: str) -> Source:
     except _DuplicateKey as dup:
         mark = dup.node.start_mark
         first = dup.first.start_mark.line + 1
-        raise RunbookErrors([RunbookError(file, mark.line + 1, mark.column + 1, "$",
+        raise RunbookErrors([RunbookError(file, mark.line + 1, mark.column + 1, json_path(dup.path),
                                           f"key {dup.key!r} appears twice (first on line {first})")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
