@@ -189,3 +189,30 @@ async def test_cancel_during_a_durable_sleep(client: Client, worker: Worker, uni
     state = await eventually(lambda: incidents.show_incident(client, started.incident_id),
                              lambda s: s["workflow_status"] == "CANCELED")
     assert state["status"] == "cancelled"
+
+
+async def test_outputs_apply_to_every_step_kind(client: Client, worker: Worker, unique: str) -> None:
+    summary = await run_to_end(client, """
+name: sem-outputs
+version: 1
+steps:
+  - id: fan
+    parallel:
+      - steps: [{id: inner, action: util.echo, params: {message: hi}}]
+    outputs: {said: "${{ steps.inner.output.message }}", branches: "${{ len(result.branches) }}"}
+  - id: each
+    foreach: "[1, 2, 3]"
+    steps: [{id: double, action: util.echo, params: {message: "${{ item * 2 }}"}}]
+    outputs: {count: "${{ result.items }}", last: "${{ result.iterations[-1].double.message }}"}
+  - id: pause
+    sleep: 10ms
+    outputs: {waited: "${{ result.slept_s }}"}
+  - id: after
+    action: util.echo
+    params: {message: "${{ steps.fan.output.said }} ${{ steps.each.output.last }} (${{ steps.inner.status }})"}
+""", unique)
+    steps = summary["steps"]
+    assert steps["fan"]["output"] == {"said": "hi", "branches": 1}
+    assert steps["each"]["output"] == {"count": 3, "last": 6}
+    assert steps["pause"]["output"] == {"waited": 0.01}
+    assert steps["after"]["output"]["message"] == "hi 6 (succeeded)"

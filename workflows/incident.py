@@ -237,7 +237,8 @@ class IncidentWorkflow:
         self._running.append(key)
         self._event("step_started", key, {"kind": step["kind"], "action": step.get("action")})
         try:
-            output = await self._execute(step, scope, key)
+            # Every kind's raw result goes through `outputs`, containers included (their body has run by then).
+            output = self._outputs(step, scope, await self._execute(step, scope, key))
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
                 raise asyncio.CancelledError() from exc
@@ -265,8 +266,7 @@ class IncidentWorkflow:
     async def _execute(self, step: dict[str, Any], scope: Scope, key: str) -> Any:
         kind = step["kind"]
         if kind in ("action", "notify"):
-            result = await self._call_action(step, scope, key)
-            return self._outputs(step, scope, result)
+            return await self._call_action(step, scope, key)
         if kind == "check":
             result = await self._call_action(step, scope, key)
             if not expressions.condition(step["assert"], {**self._context(scope), "result": result}):
@@ -274,7 +274,7 @@ class IncidentWorkflow:
                 text = expressions.render(message, {**self._context(scope), "result": result}) if message else None
                 raise _StepError({"type": "CheckFailed", "message": text or f"assertion failed: {step['assert']}",
                                   "result": result})
-            return self._outputs(step, scope, result)
+            return result
         if kind == "wait_until":
             return await self._wait_until(step, scope, key)
         if kind == "sleep":
@@ -327,8 +327,7 @@ class IncidentWorkflow:
             result = await self._call_action(step, scope, key)
             polls += 1
             if expressions.condition(step["until"], {**self._context(scope), "result": result}):
-                output = self._outputs(step, scope, result)
-                return {**output, "polls": polls} if isinstance(output, dict) else output
+                return {**result, "polls": polls} if isinstance(result, dict) else result
             if workflow.now() + interval > deadline:
                 raise _StepError({
                     "type": "WaitTimeout",

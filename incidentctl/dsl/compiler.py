@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activities.base import UnknownAction, get_action, params_errors
+import jsonschema
+
+from activities.base import UnknownAction, get_action
 from activities.catalog import load_all
 from incidentctl.dsl import expressions
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.dsl.errors import RunbookError, RunbookErrors
 from incidentctl.dsl.source import Path_, Source, load_yaml
-from incidentctl.dsl.validate import STEP_KINDS, schema_errors
+from incidentctl.dsl.validate import STEP_KINDS, explain, schema_errors
 
 PLAN_FORMAT = 1
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_RETRY = {"max_attempts": 3, "initial_interval_s": 1.0, "backoff": 2.0, "max_interval_s": 30.0,
                  "non_retryable_errors": []}
+CONTEXT_ROOTS = ("params", "alert", "steps", "incident", "result", "loop")
 # What `steps.<id>` exposes (design.md, "Context roots").
-STEP_RESULT_FIELDS = ("output", "status", "error", "attempts")
+STEP_RESULT_FIELDS = ("output", "status", "error")
 # Fields evaluated with the step's own action result in scope.
 RESULT_FIELDS = ("outputs", "assert", "until", "message")
 # Fields evaluated before a container step's body runs: its nested steps have no results yet there.
@@ -122,6 +125,10 @@ class _Compiler:
         if kind == "foreach":
             plan["items"] = _bare(step["foreach"])
             plan["as"] = step.get("as") or "item"
+            if plan["as"] in CONTEXT_ROOTS:
+                # The loop variable would hide a context root for the whole body.
+                self.error((*path, "as"), f"the loop variable cannot be called {plan['as']!r}: that name is "
+                                          f"taken ({', '.join(CONTEXT_ROOTS)})")
             plan["concurrency"] = int(step.get("concurrency") or 1)
             plan["steps"] = self.compile_steps(step["steps"], (*path, "steps"), loop_vars | {plan["as"], "loop"})
         self.check_expressions(step, path, loop_vars)
@@ -143,8 +150,11 @@ class _Compiler:
         schema = dict(spec.params_schema)
         # Templated values are only known when the incident runs: count them present, check them then.
         schema["required"] = [k for k in schema.get("required", []) if k not in params]
-        for problem in params_errors(schema, literal):
-            self.error((*path, "params") if kind != "notify" else (*path, "notify"), f"{name}: {problem}")
+        where = (*path, "notify" if kind == "notify" else "params")
+        for raw in jsonschema.Draft202012Validator(schema).iter_errors(literal):
+            for sub, message, at_key in explain(raw):
+                message = message.replace("required key", "parameter").replace("unknown key", "unknown parameter")
+                self.errors.append(self.source.error((*where, *sub), f"{name}: {message}", at_key=at_key))
         return spec.mutates
 
     def duration(self, step: dict[str, Any], key: str, path: Path_, default: float | None) -> float | None:
@@ -304,6 +314,22 @@ class _Compiler:
             self.error(where, f"step {target!r} has no output {parts[2]!r} (its outputs: "
                               f"{', '.join(sorted(info.outputs))})")
 
+    def check_service(self, service: Any) -> None:
+        """`service` is rendered when the incident starts: only params, alert and incident exist then."""
+        if service is None:
+            return
+        try:
+            refs = expressions.references(service)
+        except expressions.ExpressionError as exc:
+            self.error(("service",), f"expression error: {exc}")
+            return
+        for ref in refs:
+            if ref.root not in ("params", "alert", "incident"):
+                self.error(("service",), f"the service is known before any step runs, so it may use params, alert "
+                                         f"and incident, not {ref.root!r} (in {ref.text!r})")
+            else:
+                self.check_reference(ref, ("service",), {"id": ""}, frozenset(), False, False)
+
     def check_parameters(self, parameters: dict[str, Any]) -> None:
         for name, spec in parameters.items():
             default, kind = spec.get("default"), spec.get("type", "string")
@@ -387,9 +413,7 @@ def compile_source(text: str, file: str) -> dict[str, Any]:
     compiler.collect(data.get("rollback") or [], ("rollback",), ())
     steps = compiler.compile_steps(data["steps"], ("steps",), frozenset())
     rollback = compiler.compile_steps(data["rollback"], ("rollback",), frozenset()) if data.get("rollback") else []
-    for key in ("service",):
-        for problem in expressions.check_syntax(data.get(key)):
-            compiler.error((key,), f"expression error: {problem}")
+    compiler.check_service(data.get("service"))
     if compiler.errors:
         raise RunbookErrors(sorted(compiler.errors, key=lambda e: (e.line or 0, e.column or 0)))
     parameters = {

@@ -17,6 +17,8 @@ class Source:
     file: str
     data: Any
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # Where each mapping key is written (positions holds where its value starts).
+    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
 
     def position(self, path: Path_) -> tuple[int | None, int | None]:
         """The node's line and column, or its nearest ancestor's when the node is absent."""
@@ -26,8 +28,10 @@ class Source:
                 return found
         return None, None
 
-    def error(self, path: Path_, message: str) -> RunbookError:
-        line, column = self.position(path)
+    def error(self, path: Path_, message: str, at_key: bool = False) -> RunbookError:
+        """An error about the node at `path`; `at_key` points at its key instead (for "unknown key")."""
+        found = self.key_positions.get(tuple(path)) if at_key else None
+        line, column = found or self.position(path)
         return RunbookError(self.file, line, column, json_path(path), message)
 
 
@@ -37,8 +41,8 @@ class _DuplicateKey(Exception):
         self.key, self.node, self.first, self.path = key, node, first, path
 
 
-def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]], loader: yaml.SafeLoader) -> Any:
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+def _build(node: yaml.Node, path: Path_, source: Source, loader: yaml.SafeLoader) -> Any:
+    source.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[str, Any] = {}
@@ -49,12 +53,11 @@ def _build(node: yaml.Node, path: Path_, positions: dict[Path_, tuple[int, int]]
             if key in seen:
                 raise _DuplicateKey(key, key_node, seen[key], (*path, key))
             seen[key] = key_node
-            result[key] = _build(value_node, (*path, key), positions, loader)
-            # Errors about a key ("unknown key") read better at the key than at its value.
-            positions.setdefault((*path, key), (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+            source.key_positions[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            result[key] = _build(value_node, (*path, key), source, loader)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(child, (*path, i), positions, loader) for i, child in enumerate(node.value)]
+        return [_build(child, (*path, i), source, loader) for i, child in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -65,8 +68,8 @@ def load_yaml(text: str, file: str) -> Source:
         node = loader.get_single_node()
         if node is None:
             raise RunbookErrors([RunbookError(file, 1, 1, "$", "the file is empty: a runbook is a YAML mapping")])
-        positions: dict[Path_, tuple[int, int]] = {}
-        data = _build(node, (), positions, loader)
+        source = Source(file=file, data=None)
+        source.data = _build(node, (), source, loader)
     except _DuplicateKey as dup:
         mark = dup.node.start_mark
         first = dup.first.start_mark.line + 1
@@ -75,7 +78,7 @@ def load_yaml(text: str, file: str) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         if "expected a single document" in problem:
             problem = "a runbook file holds one YAML document; split the others into their own files"
         raise RunbookErrors([RunbookError(file, line, column, "$", f"YAML syntax error: {problem}")]) from None
@@ -83,4 +86,4 @@ def load_yaml(text: str, file: str) -> Source:
         raise RunbookErrors([RunbookError(file, None, None, "$", f"YAML error: {exc}")]) from None
     finally:
         loader.dispose()
-    return Source(file=file, data=data, positions=positions)
+    return source

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -15,6 +16,12 @@ from incidentctl.dsl.errors import RunbookError
 from incidentctl.dsl.source import Source
 
 STEP_KINDS = ("action", "check", "wait_until", "approval", "sleep", "notify", "branch", "parallel", "foreach")
+# Regexes mean little to a runbook author: say what the pattern allows instead.
+_PATTERN_WORDS = {
+    "^[a-z][a-z0-9_]*$": "use lowercase letters, digits and _, starting with a letter (ids appear in expressions "
+                         "such as steps.<id>.output)",
+    "^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and -, starting with a letter or digit",
+}
 _TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
                "array": "a list", "object": "a mapping", "null": "null"}
 
@@ -38,19 +45,33 @@ def _describe(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _unknown_keys(error: ValidationError) -> list[tuple[list[str | int], str]]:
+    """One error per unknown key, with a likely correction or else the keys that are allowed there."""
+    path = list(error.absolute_path)
+    allowed = sorted((error.schema.get("properties") or {}).keys())
+    extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+    out = []
+    for key in extra:
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})" if allowed else ""
+        out.append(([*path, key], f"unknown key {key!r}{hint}"))
+    return out
+
+
+def _sentences(error: ValidationError) -> list[tuple[list[str | int], str]]:
+    """Plain sentences for one schema error, each with the path it is about."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        return _unknown_keys(error)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return [(path, f"missing required key {k!r}") for k in error.validator_value if k not in error.instance]
+    return [_sentence(error)]
+
+
 def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
     """A plain sentence for one schema error, and the path it is about."""
     path = list(error.absolute_path)
     validator, expected, instance = error.validator, error.validator_value, error.instance
-    if validator == "additionalProperties":
-        allowed = sorted((error.schema.get("properties") or {}).keys())
-        extra = sorted(set(instance) - set(allowed)) if isinstance(instance, dict) else []
-        key = extra[0] if extra else "?"
-        hint = f" (allowed: {', '.join(allowed)})" if allowed and len(allowed) <= 25 else ""
-        return [*path, key], f"unknown key {key!r}{hint}"
-    if validator == "required":
-        missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
-        return path, f"missing required key {missing[0]!r}" if missing else error.message
     if validator == "type":
         wanted = expected if isinstance(expected, list) else [expected]
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
@@ -58,7 +79,9 @@ def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
     if validator == "enum":
         return path, f"must be one of {', '.join(map(str, expected))}, not {instance!r}"
     if validator == "pattern":
-        return path, f"{instance!r} does not match the required pattern {expected}"
+        words = _PATTERN_WORDS.get(expected, f"it must match {expected}")
+        what = f"a valid {path[-1]}" if path and isinstance(path[-1], str) else "allowed here"
+        return path, f"{instance!r} is not {what}: {words}"
     if validator == "minItems":
         return path, f"needs at least {expected} item(s)"
     if validator in ("minimum", "maximum", "exclusiveMinimum"):
@@ -97,11 +120,19 @@ def _leaves(error: ValidationError) -> ValidationError:
     return error
 
 
+def explain(error: ValidationError) -> list[tuple[list[str | int], str, bool]]:
+    """Sentences for one jsonschema error: (path, message, about_the_key) for each problem it holds."""
+    leaf = _leaves(error)
+    # "unknown key" and "does not belong" are about the key itself, so point at the key, not its value.
+    at_key = leaf.validator in ("additionalProperties", "not")
+    return [(path, message, at_key) for path, message in _sentences(leaf)]
+
+
 def schema_errors(source: Source) -> list[RunbookError]:
     validator = jsonschema.Draft202012Validator(runbook_schema())
     found: dict[tuple[str, str], RunbookError] = {}
     for raw in validator.iter_errors(source.data):
-        path, message = _sentence(_leaves(raw))
-        error = source.error(tuple(path), message)
-        found.setdefault((error.json_path, message), error)
+        for path, message, at_key in explain(raw):
+            error = source.error(tuple(path), message, at_key=at_key)
+            found.setdefault((error.json_path, message), error)
     return sorted(found.values(), key=lambda e: (e.line or 0, e.column or 0, e.json_path))
