@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -66,4 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip finalization: the SDK's runtime threads can crash it (temporalio/sdk-python#300).
+    os._exit(exit_code)

@@ -62,6 +62,12 @@ def params_errors(schema: dict[str, Any], params: Any) -> list[str]:
     return messages
 
 
+def _first_line(doc: str | None) -> str:
+    # A blank or whitespace-only docstring has no first line; "" rather than an IndexError at import.
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def action(
     name: str,
     *,
@@ -86,11 +92,12 @@ def action(
             return await fn(inp)
 
         run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
         run.__doc__ = fn.__doc__
         wrapped = activity.defn(name=name)(run)
         _REGISTRY[name] = ActionSpec(
             name=name,
-            description=description or (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else description,
+            description=description or _first_line(fn.__doc__),
             params_schema=params,
             mutates=mutates,
             activity=wrapped,

@@ -8,7 +8,7 @@ from typing import Any
 
 from activities.base import ActionSpec, registered_actions
 
-ACTION_MODULES = (
+ACTION_MODULES: tuple[str, ...] = (
     "activities.util",
     "activities.http",
     "activities.notify",
@@ -16,10 +16,13 @@ ACTION_MODULES = (
 
 
 def load_all() -> list[ActionSpec]:
+    """Import every action module (registration happens at import) and return the registry, sorted by name."""
     for module in ACTION_MODULES:
+        # Idempotent: importlib caches modules, so a second call registers nothing twice.
         importlib.import_module(module)
     return registered_actions()
 
 
 def all_activities() -> list[Callable[..., Any]]:
+    """The activity callables to pass to `temporalio.worker.Worker(activities=...)`."""
     return [spec.activity for spec in load_all()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -10,19 +11,32 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 
+# A health endpoint that streams gigabytes must not exhaust the worker: read at most this much of any body.
 MAX_BODY_BYTES = 1 << 20
 EXCERPT_CHARS = 2000
+DEFAULT_TIMEOUT_S = 10.0
+CHECK_EXPECTED = [200]
+REQUEST_EXPECTED = [200, 201, 202, 204]
 
-_COMMON = {
+_STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
+_COMMON: dict[str, Any] = {
     "url": {"type": "string", "pattern": "^https?://", "description": "http:// or https:// URL"},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "json": {"description": "JSON body to send"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "description": "seconds, default 10"},
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_TIMEOUT_S,
+                "description": "seconds for the whole exchange, body included"},
     "expected_status": {
-        "oneOf": [{"type": "integer", "minimum": 100, "maximum": 599},
-                  {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599}, "minItems": 1}],
+        "oneOf": [_STATUS, {"type": "array", "items": _STATUS, "minItems": 1}],
+        "description": "status code or codes that count as success",
     },
 }
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: str
+    elapsed_ms: float
 
 
 def _expected(params: dict[str, Any], default: list[int]) -> list[int]:
@@ -30,14 +44,44 @@ def _expected(params: dict[str, Any], default: list[int]) -> list[int]:
     return [value] if isinstance(value, int) else list(value)
 
 
-async def _send(params: dict[str, Any], method: str) -> tuple[int, str, float]:
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    # StreamReader.read(n) returns whatever is buffered (one network chunk), not n bytes: loop until EOF or
+    # the bound, so `body_contains` sees the whole (bounded) body and not just the first chunk.
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_BODY_BYTES:
+        chunk = await response.content.read(MAX_BODY_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _decode(response: aiohttp.ClientResponse, body: bytes) -> str:
+    try:
+        return body.decode(response.charset or "utf-8", errors="replace")
+    except LookupError:  # a server announcing a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
+async def _send(params: dict[str, Any], method: str) -> _Answer:
     started = time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=float(params.get("timeout", 10)))
+    timeout = aiohttp.ClientTimeout(total=float(params.get("timeout", DEFAULT_TIMEOUT_S)))
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.request(method, params["url"], headers=params.get("headers"),
                                    json=params.get("json")) as response:
-            body = await response.content.read(MAX_BODY_BYTES)
-            return response.status, body.decode("utf-8", errors="replace"), (time.monotonic() - started) * 1000
+            body = _decode(response, await _read_bounded(response))
+            return _Answer(response.status, body, round((time.monotonic() - started) * 1000, 1))
+
+
+def _no_answer(method: str, params: dict[str, Any], exc: BaseException) -> str:
+    """One sentence for a request that got no HTTP answer at all."""
+    target = f"{method} {params['url']}"
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is a TimeoutError too
+        return f"{target}: no answer within {float(params.get('timeout', DEFAULT_TIMEOUT_S)):g}s (timeout)"
+    detail = str(exc) or type(exc).__name__
+    return f"{target}: no answer ({type(exc).__name__}: {detail})"
 
 
 @action(
@@ -46,8 +90,8 @@ async def _send(params: dict[str, Any], method: str) -> tuple[int, str, float]:
         "type": "object",
         "properties": {
             **_COMMON,
-            "method": {"enum": ["GET", "HEAD", "POST"]},
-            "body_contains": {"type": "string"},
+            "method": {"enum": ["GET", "HEAD", "POST"], "default": "GET"},
+            "body_contains": {"type": "string", "description": "substring the body must contain"},
         },
         "required": ["url"],
         "additionalProperties": False,
@@ -56,28 +100,30 @@ async def _send(params: dict[str, Any], method: str) -> tuple[int, str, float]:
 )
 async def check(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
-    expected = _expected(params, [200])
+    method = params.get("method", "GET")
+    expected = _expected(params, CHECK_EXPECTED)
     started = time.monotonic()
     try:
-        status, body, elapsed = await _send(params, params.get("method", "GET"))
+        answer = await _send(params, method)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = f"no answer from {params['url']}: {type(exc).__name__}: {exc}".rstrip(": ")
+        # "The service is down" is what a check is for: report it so `assert`/`until` can decide.
         return {"ok": False, "status": 0, "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-                "body_excerpt": "", "reason": reason}
+                "body_excerpt": "", "reason": _no_answer(method, params, exc)}
     problems = []
-    if status not in expected:
-        problems.append(f"status {status}, expected {' or '.join(map(str, expected))}")
-    if params.get("body_contains") and params["body_contains"] not in body:
-        problems.append(f"body does not contain {params['body_contains']!r}")
-    return {"ok": not problems, "status": status, "elapsed_ms": round(elapsed, 1),
-            "body_excerpt": body[:EXCERPT_CHARS], "reason": "; ".join(problems) or None}
+    if answer.status not in expected:
+        problems.append(f"status {answer.status}, expected {' or '.join(map(str, expected))}")
+    needle = params.get("body_contains")
+    if needle and needle not in answer.body:
+        problems.append(f"body does not contain {needle!r}")
+    return {"ok": not problems, "status": answer.status, "elapsed_ms": answer.elapsed_ms,
+            "body_excerpt": answer.body[:EXCERPT_CHARS], "reason": "; ".join(problems) or None}
 
 
 @action(
     "http.request",
     params={
         "type": "object",
-        "properties": {**_COMMON, "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]}},
+        "properties": {**_COMMON, "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "POST"}},
         "required": ["url"],
         "additionalProperties": False,
     },
@@ -87,17 +133,19 @@ async def check(inp: ActionInput) -> dict[str, Any]:
 async def request(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
     method = params.get("method", "POST")
-    expected = _expected(params, [200, 201, 202, 204])
+    expected = _expected(params, REQUEST_EXPECTED)
     if inp.dry_run:
+        # Headers are left out on purpose: they typically carry credentials, and this lands in the history.
         return {"dry_run": True, "would_send": {"method": method, "url": params["url"], "json": params.get("json")}}
     try:
-        status, body, elapsed = await _send(params, method)
+        answer = await _send(params, method)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ApplicationError(f"{method} {params['url']}: no answer: {type(exc).__name__}: {exc}",
-                               type="HTTPUnreachable") from None
-    if status not in expected:
+        # Retryable: the runbook's retry policy decides whether resending this change is safe.
+        raise ApplicationError(_no_answer(method, params, exc), type="HTTPUnreachable") from None
+    if answer.status not in expected:
         # Server errors and throttling may pass; other client errors will not change on retry.
-        retryable = status >= 500 or status == 429
-        raise ApplicationError(f"{method} {params['url']} answered {status}: {body[:300]}", type="HTTPStatus",
-                               non_retryable=not retryable)
-    return {"status": status, "elapsed_ms": round(elapsed, 1), "body_excerpt": body[:EXCERPT_CHARS]}
+        retryable = answer.status >= 500 or answer.status == 429
+        raise ApplicationError(f"{method} {params['url']} answered {answer.status}: {answer.body[:300]}",
+                               {"status": answer.status}, type="HTTPStatus", non_retryable=not retryable)
+    return {"ok": True, "status": answer.status, "elapsed_ms": answer.elapsed_ms,
+            "body_excerpt": answer.body[:EXCERPT_CHARS]}

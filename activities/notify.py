@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from temporalio import activity
 
 from activities.base import ActionInput, action
 
 logger = logging.getLogger("incidentctl.notify")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+NOTIFY_LOG_ENV = "INCIDENTCTL_NOTIFY_LOG"
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One write() of one line in append mode: concurrent activities in the worker do not interleave lines.
+    with path.open("a", encoding="utf-8") as sink:
+        sink.write(line + "\n")
 
 
 @action(
@@ -20,8 +32,8 @@ _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ER
         "type": "object",
         "properties": {
             "message": {"type": "string", "minLength": 1},
-            "channel": {"type": "string"},
-            "level": {"enum": ["info", "warning", "error"]},
+            "channel": {"type": "string", "minLength": 1, "default": "log"},
+            "level": {"enum": ["info", "warning", "error"], "default": "info"},
         },
         "required": ["message"],
         "additionalProperties": False,
@@ -30,17 +42,23 @@ _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ER
 )
 async def log_message(inp: ActionInput) -> dict[str, Any]:
     level = inp.params.get("level", "info")
+    channel = inp.params.get("channel", "log")
+    # incident_id + step_id (+ attempt) identify one step execution, so a reader of the sink can drop the
+    # duplicate a retried activity would produce.
     record = {
         "at": datetime.now(UTC).isoformat(),
         "incident_id": inp.incident_id,
         "step_id": inp.step_id,
-        "channel": inp.params.get("channel", "log"),
+        "attempt": activity.info().attempt,
+        "channel": channel,
         "level": level,
         "message": inp.params["message"],
     }
-    logger.log(_LEVELS[level], "[%s] %s: %s", record["incident_id"], record["step_id"], record["message"])
-    path = os.environ.get("INCIDENTCTL_NOTIFY_LOG")
+    # `extra` carries the fields for structured handlers; the text stays readable for plain ones (the demo).
+    logger.log(_LEVELS[level], "[%s] %s/%s: %s", channel, inp.incident_id or "-", inp.step_id or "-",
+               record["message"], extra={"notify": record})
+    path = os.environ.get(NOTIFY_LOG_ENV)
     if path:
-        with open(path, "a", encoding="utf-8") as sink:
-            sink.write(json.dumps(record, sort_keys=True) + "\n")
-    return {"delivered": True, "channel": record["channel"], "message": record["message"]}
+        # File I/O off the event loop: the worker runs other activities on the same loop.
+        await asyncio.to_thread(_append_line, Path(path), json.dumps(record, sort_keys=True))
+    return {"delivered": True, "channel": channel, "message": record["message"]}

@@ -368,5 +368,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> None:
+    """Console entry point: run, flush, and leave without interpreter finalization.
+
+    The Temporal SDK's Rust runtime keeps threads that can race CPython's shutdown and crash a short-lived
+    client process after its work is done (temporalio/sdk-python#300); skipping finalization avoids it.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -1,27 +1,37 @@
-"""Generic actions over real HTTP (a local aiohttp server), the registry, and the dev server lifecycle."""
+"""Generic actions over real HTTP (a local aiohttp server, no mocks) and the action registry.
+
+Activities are called directly through `ActivityEnvironment`, which provides `activity.info()` (attempt
+numbers), heartbeats and cancellation without a Temporal server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 from aiohttp import web
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import http, notify, util
-from activities.base import ActionInput
-from activities.catalog import load_all
-from incidentctl.devserver import SEARCH_ATTRIBUTES, DevServer, ensure_search_attributes
+from activities.base import ActionFn, ActionInput, get_action
+from activities.catalog import ACTION_MODULES, all_activities, load_all
+from incidentctl.devserver import free_port
+
+BIG_NEEDLE = "needle-inside-the-bound"
+BIG_TAIL = "marker-past-one-mebibyte"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def service() -> AsyncIterator[str]:
+    """A real HTTP service on 127.0.0.1 with one route per behaviour the actions must handle."""
+
     async def ok(_: web.Request) -> web.Response:
         return web.Response(text="all good")
 
@@ -31,16 +41,39 @@ async def service() -> AsyncIterator[str]:
     async def missing(_: web.Request) -> web.Response:
         return web.Response(status=404, text="no such thing")
 
+    async def throttled(_: web.Request) -> web.Response:
+        return web.Response(status=429, text="slow down")
+
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(2)
+        await asyncio.sleep(5)
         return web.Response(text="late")
 
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else None
+        return web.json_response({"method": request.method, "token": request.headers.get("X-Token"), "json": body})
+
+    async def big(_: web.Request) -> web.StreamResponse:
+        # Streamed in many chunks: the needle sits past the first network read, the tail past 1 MiB.
+        response = web.StreamResponse()
+        await response.prepare(_)
+        for index in range(48):  # 48 x 64 KiB = 3 MiB
+            chunk = bytearray(b"x" * 65536)
+            if index == 8:
+                chunk[:len(BIG_NEEDLE)] = BIG_NEEDLE.encode()
+            if index == 32:
+                chunk[:len(BIG_TAIL)] = BIG_TAIL.encode()
+            await response.write(bytes(chunk))
+        await response.write_eof()
+        return response
+
     app = web.Application()
-    app.router.add_route("*", "/ok", ok)
-    app.router.add_route("*", "/down", down)
-    app.router.add_route("*", "/missing", missing)
+    for path, handler in {"/ok": ok, "/down": down, "/missing": missing, "/throttled": throttled,
+                          "/echo": echo}.items():
+        app.router.add_route("*", path, handler)
     app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app)
+    app.router.add_get("/big", big)
+    # handler_cancellation: a client that times out on /slow must not keep teardown waiting for the handler.
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -49,97 +82,215 @@ async def service() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-def run(fn, params: dict, *, attempt: int = 1, dry_run: bool = False):
+def make_env(attempt: int = 1) -> ActivityEnvironment:
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=attempt)
-    return env.run(fn, ActionInput(action="x", params=params, incident_id="inc-1", step_id="s1", dry_run=dry_run))
+    return env
 
 
-async def test_http_check_reports_ok_and_problems_as_data(service: str) -> None:
+async def run(fn: ActionFn, params: dict[str, Any], *, attempt: int = 1, dry_run: bool = False,
+              env: ActivityEnvironment | None = None) -> dict[str, Any]:
+    inp = ActionInput(action="x", params=params, incident_id="inc-1", step_id="s1", dry_run=dry_run)
+    return await (env or make_env(attempt)).run(fn, inp)
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/health"  # free now, so nothing listens: connection refused
+
+
+# --- http.check -------------------------------------------------------------------------------------------
+
+
+async def test_http_check_ok_and_expected_status(service: str) -> None:
     good = await run(http.check, {"url": f"{service}/ok", "body_contains": "good"})
     assert (good["ok"], good["status"], good["body_excerpt"], good["reason"]) == (True, 200, "all good", None)
-    down = await run(http.check, {"url": f"{service}/down"})
-    assert (down["ok"], down["status"], down["reason"]) == (False, 503, "status 503, expected 200")
-    wrong_body = await run(http.check, {"url": f"{service}/ok", "body_contains": "bad"})
-    assert wrong_body["reason"] == "body does not contain 'bad'"
-    expected_404 = await run(http.check, {"url": f"{service}/missing", "expected_status": [404]})
+    assert good["elapsed_ms"] >= 0
+    expected_404 = await run(http.check, {"url": f"{service}/missing", "expected_status": [404, 410]})
     assert expected_404["ok"] is True
+    single = await run(http.check, {"url": f"{service}/down", "expected_status": 503})
+    assert single["ok"] is True
+    head = await run(http.check, {"url": f"{service}/ok", "method": "HEAD"})
+    assert (head["ok"], head["body_excerpt"]) == (True, "")
 
 
-async def test_http_check_unreachable_and_timeout_are_not_exceptions(service: str) -> None:
-    refused = await run(http.check, {"url": "http://127.0.0.1:9/"})
-    assert refused["ok"] is False and refused["status"] == 0 and "no answer from" in refused["reason"]
+async def test_http_check_mismatch_is_data_not_an_exception(service: str) -> None:
+    down = await run(http.check, {"url": f"{service}/down"})
+    assert (down["ok"], down["status"], down["reason"], down["body_excerpt"]) == (
+        False, 503, "status 503, expected 200", "down")
+    wrong_body = await run(http.check, {"url": f"{service}/ok", "body_contains": "bad"})
+    assert (wrong_body["ok"], wrong_body["status"]) == (False, 200)
+    assert wrong_body["reason"] == "body does not contain 'bad'"
+    both = await run(http.check, {"url": f"{service}/missing", "body_contains": "bad"})
+    assert both["reason"] == "status 404, expected 200; body does not contain 'bad'"
+
+
+async def test_http_check_connection_refused_is_status_zero() -> None:
+    url = closed_port_url()
+    refused = await run(http.check, {"url": url, "timeout": 5})
+    assert (refused["ok"], refused["status"], refused["body_excerpt"]) == (False, 0, "")
+    assert refused["reason"].startswith(f"GET {url}: no answer (")
+
+
+async def test_http_check_timeout_is_status_zero(service: str) -> None:
     late = await run(http.check, {"url": f"{service}/slow", "timeout": 0.3})
-    assert late["ok"] is False and late["status"] == 0 and "TimeoutError" in late["reason"]
+    assert (late["ok"], late["status"]) == (False, 0)
+    assert late["reason"] == f"GET {service}/slow: no answer within 0.3s (timeout)"
+    assert late["elapsed_ms"] < 3000
 
 
-async def test_http_request_retryability_follows_the_status(service: str) -> None:
-    done = await run(http.request, {"url": f"{service}/ok", "method": "POST", "json": {"a": 1}})
-    assert done["status"] == 200
-    with pytest.raises(ApplicationError) as server_error:
-        await run(http.request, {"url": f"{service}/down"})
-    assert (server_error.value.type, server_error.value.non_retryable) == ("HTTPStatus", False)
-    with pytest.raises(ApplicationError) as client_error:
-        await run(http.request, {"url": f"{service}/missing"})
-    assert (client_error.value.type, client_error.value.non_retryable) == ("HTTPStatus", True)
-    assert "answered 404: no such thing" in client_error.value.message
+async def test_http_check_reads_whole_body_up_to_one_mebibyte(service: str) -> None:
+    # The needle arrives after the first network chunk: a single read() would miss it.
+    found = await run(http.check, {"url": f"{service}/big", "body_contains": BIG_NEEDLE})
+    assert found["ok"] is True and len(found["body_excerpt"]) == http.EXCERPT_CHARS
+    beyond = await run(http.check, {"url": f"{service}/big", "body_contains": BIG_TAIL})
+    assert beyond["ok"] is False, "bytes past MAX_BODY_BYTES are never read"
 
 
-async def test_http_request_dry_run_sends_nothing() -> None:
-    result = await run(http.request, {"url": "http://127.0.0.1:9/restart", "method": "POST"}, dry_run=True)
-    assert result == {"dry_run": True, "would_send": {"method": "POST", "url": "http://127.0.0.1:9/restart",
-                                                      "json": None}}
+# --- http.request -----------------------------------------------------------------------------------------
 
 
-async def test_invalid_params_are_refused_permanently() -> None:
+async def test_http_request_sends_json_and_headers(service: str) -> None:
+    done = await run(http.request, {"url": f"{service}/echo", "method": "PUT", "json": {"a": 1},
+                                    "headers": {"X-Token": "t0k"}})
+    assert (done["ok"], done["status"]) == (True, 200)
+    assert json.loads(done["body_excerpt"]) == {"method": "PUT", "token": "t0k", "json": {"a": 1}}
+
+
+async def test_http_request_dry_run_sends_nothing(service: str) -> None:
+    # A closed port: had it sent anything, it would fail with HTTPUnreachable.
+    url = closed_port_url()
+    result = await run(http.request, {"url": url, "method": "POST", "json": {"x": 1},
+                                      "headers": {"Authorization": "secret"}}, dry_run=True)
+    assert result == {"dry_run": True, "would_send": {"method": "POST", "url": url, "json": {"x": 1}}}
+
+
+@pytest.mark.parametrize(("path", "retryable"), [("/down", True), ("/throttled", True), ("/missing", False)])
+async def test_http_request_status_errors_are_retryable_only_for_5xx_and_429(
+    service: str, path: str, retryable: bool
+) -> None:
     with pytest.raises(ApplicationError) as caught:
-        await run(http.check, {"url": "ftp://example"})
+        await run(http.request, {"url": f"{service}{path}"})
+    assert (caught.value.type, caught.value.non_retryable) == ("HTTPStatus", not retryable)
+    assert caught.value.message.startswith(f"POST {service}{path} answered ")
+    assert await run(http.request, {"url": f"{service}{path}", "expected_status": [404, 429, 503]})
+
+
+async def test_http_request_unreachable_is_a_retryable_error() -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await run(http.request, {"url": closed_port_url(), "timeout": 5})
+    assert (caught.value.type, caught.value.non_retryable) == ("HTTPUnreachable", False)
+
+
+# --- params validation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fn", "params", "expected"), [
+    (http.check, {"url": "ftp://example"}, "params.url: 'ftp://example' does not match '^https?://'"),
+    (http.check, {}, "params: 'url' is a required property"),
+    (http.check, {"url": "http://x", "timeout": 500}, "params.timeout: 500 is greater than the maximum of 120"),
+    (http.check, {"url": "http://x", "method": "DELETE"}, "params.method: 'DELETE' is not one of"),
+    (http.request, {"url": "http://x", "surprise": 1}, "Additional properties are not allowed"),
+    (util.sleep, {"seconds": -1}, "params.seconds: -1 is less than the minimum of 0"),
+    (util.fail, {"times": "2"}, "params.times: '2' is not of type 'integer'"),
+    (notify.log_message, {"message": "hi", "level": "loud"}, "params.level: 'loud' is not one of"),
+])
+async def test_invalid_params_are_refused_permanently(fn: ActionFn, params: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await run(fn, params)
     assert caught.value.type == "InvalidParams" and caught.value.non_retryable
-    assert "params.url: 'ftp://example' does not match '^https?://'" in caught.value.message
+    assert expected in caught.value.message
+
+
+# --- util -------------------------------------------------------------------------------------------------
 
 
 async def test_util_fail_fails_the_first_attempts_then_succeeds() -> None:
     for attempt in (1, 2):
         with pytest.raises(ApplicationError) as caught:
-            await run(util.fail, {"times": 2, "error_type": "Flaky"}, attempt=attempt)
-        assert caught.value.type == "Flaky"
+            await run(util.fail, {"times": 2, "error_type": "Flaky", "message": "transient"}, attempt=attempt)
+        assert (caught.value.type, caught.value.message, caught.value.non_retryable) == ("Flaky", "transient", False)
     assert await run(util.fail, {"times": 2}, attempt=3) == {"attempts": 3}
-    with pytest.raises(ApplicationError):
-        await run(util.fail, {"times": -1}, attempt=50)
+    assert await run(util.fail, {"times": 0}) == {"attempts": 1}
 
 
-async def test_notify_log_records_incident_and_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sink = tmp_path / "notify.jsonl"
+async def test_util_fail_defaults_to_always_and_can_be_non_retryable() -> None:
+    with pytest.raises(ApplicationError) as always:
+        await run(util.fail, {}, attempt=50)
+    assert (always.value.type, always.value.non_retryable) == ("ActionFailed", False)
+    assert "attempt 50" in always.value.message
+    with pytest.raises(ApplicationError) as permanent:
+        await run(util.fail, {"times": -1, "non_retryable": True})
+    assert permanent.value.non_retryable
+
+
+async def test_util_echo_and_set() -> None:
+    assert await run(util.echo, {"message": [1, "two"], "data": {"k": 3}}) == {"message": [1, "two"],
+                                                                                "data": {"k": 3}}
+    assert await run(util.echo, {}) == {"message": None, "data": None}
+    assert await run(util.set_values, {"values": {"count": 4, "names": ["a"]}}) == {"count": 4, "names": ["a"]}
+
+
+async def test_util_sleep_heartbeats_and_is_cancellable() -> None:
+    env = make_env()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    assert await run(util.sleep, {"seconds": 0.6}, env=env) == {"slept": 0.6}
+    assert len(beats) >= 3, "one heartbeat before sleeping and one per slice"
+
+    env = make_env()
+    sleeping = asyncio.create_task(run(util.sleep, {"seconds": 60}, env=env))
+    await asyncio.sleep(0.1)
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sleeping, timeout=2)
+
+
+# --- notify -----------------------------------------------------------------------------------------------
+
+
+async def test_notify_log_writes_log_line_and_json_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = tmp_path / "sub" / "notify.jsonl"
     monkeypatch.setenv("INCIDENTCTL_NOTIFY_LOG", str(sink))
-    result = await run(notify.log_message, {"message": "hello", "level": "warning"})
-    assert result == {"delivered": True, "channel": "log", "message": "hello"}
-    record = json.loads(sink.read_text())
-    assert (record["incident_id"], record["step_id"], record["level"]) == ("inc-1", "s1", "warning")
+    with caplog.at_level("INFO", logger="incidentctl.notify"):
+        first = await run(notify.log_message, {"message": "hello", "level": "warning"})
+        second = await run(notify.log_message, {"message": "bye", "channel": "oncall"}, attempt=2)
+    assert first == {"delivered": True, "channel": "log", "message": "hello"}
+    assert second == {"delivered": True, "channel": "oncall", "message": "bye"}
+    records = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [(r["incident_id"], r["step_id"], r["attempt"], r["channel"], r["level"], r["message"])
+            for r in records] == [("inc-1", "s1", 1, "log", "warning", "hello"),
+                                  ("inc-1", "s1", 2, "oncall", "info", "bye")]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "[log] inc-1/s1: hello"), ("INFO", "[oncall] inc-1/s1: bye")]
+    assert caplog.records[0].notify["step_id"] == "s1"  # type: ignore[attr-defined]
+
+
+async def test_notify_log_without_file_only_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INCIDENTCTL_NOTIFY_LOG", raising=False)
+    assert (await run(notify.log_message, {"message": "m"}))["delivered"] is True
+
+
+# --- registry ---------------------------------------------------------------------------------------------
 
 
 def test_registry_lists_every_action_with_schema_and_mutation_flag() -> None:
     specs = {spec.name: spec for spec in load_all()}
-    expected = {"util.echo", "util.fail", "util.sleep", "util.set", "http.check", "http.request", "notify.log"}
-    assert expected <= set(specs)
-    assert specs["http.request"].mutates and not specs["http.check"].mutates
+    assert load_all() == list(specs.values()), "idempotent and sorted by name"
+    mutating = {"http.request"}
+    generic = {"util.echo", "util.fail", "util.sleep", "util.set", "http.check", "http.request", "notify.log"}
+    assert generic <= set(specs)
+    assert ACTION_MODULES[:3] == ("activities.util", "activities.http", "activities.notify")
+    for name in generic:
+        spec = specs[name]
+        jsonschema.Draft202012Validator.check_schema(spec.params_schema)
+        assert spec.params_schema["type"] == "object" and spec.description
+        assert spec.mutates == (name in mutating)
+        assert spec.describe() == {"name": name, "description": spec.description, "mutates": spec.mutates,
+                                   "params": spec.params_schema}
+        assert get_action(name) is spec
     assert specs["http.check"].params_schema["required"] == ["url"]
-    assert specs["http.check"].describe()["name"] == "http.check"
-
-
-async def test_dev_server_registers_search_attributes_and_stops_by_pid(tmp_path: Path) -> None:
-    # Like a fresh cluster: nothing registered until `incidentctl admin setup` (ensure_search_attributes) runs.
-    server = DevServer(headless=True, log_file=tmp_path / "server.log", register_search_attributes=False)
-    await asyncio.to_thread(server.start)
-    assert server.process is not None
-    pid = server.process.pid
-    try:
-        from temporalio.client import Client
-
-        client = await Client.connect(server.address)
-        assert await ensure_search_attributes(client, "default") == sorted(SEARCH_ATTRIBUTES)
-        assert await ensure_search_attributes(client, "default") == [], "a second run changes nothing"
-    finally:
-        server.stop()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert set(SEARCH_ATTRIBUTES) == {"IncidentStatus", "IncidentSeverity", "IncidentRunbook", "IncidentService"}
+    # The worker registers each under its action name, so histories show e.g. `http.check`.
+    names = {fn.__temporal_activity_definition.name for fn in all_activities()}  # type: ignore[attr-defined]
+    assert generic <= names
