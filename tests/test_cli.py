@@ -89,6 +89,16 @@ def test_show_without_a_worker_explains_why(dev_server: DevServer, tmp_path: Pat
     cli("incident", "cancel", started["incident_id"], "--address", dev_server.address)
 
 
+def _show_until(incident: str, address: list[str], status: str, timeout: float = 30) -> dict:
+    """`incident show -o json` until the incident reaches `status` (or the last state seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads(cli("incident", "show", incident, *address, "-o", "json").stdout)
+        if state["status"] == status or time.monotonic() > deadline:
+            return state
+        time.sleep(0.3)
+
+
 def _lifecycle(dev_server: DevServer, tmp_path: Path, unique: str, task_queue: str) -> None:
     runbook = tmp_path / "gated.yaml"
     runbook.write_text(GATED)
@@ -109,12 +119,7 @@ def _lifecycle(dev_server: DevServer, tmp_path: Path, unique: str, task_queue: s
     again = cli("incident", "start", "--runbook", str(runbook), "--param", "who=bob", "--key", unique, *conn)
     assert "is already running: not started again" in again.stdout
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        state = json.loads(cli("incident", "show", incident, *conn[:2], "-o", "json").stdout)
-        if state["status"] == "waiting_approval":
-            break
-        time.sleep(0.3)
+    state = _show_until(incident, conn[:2], "waiting_approval")
     assert state["steps"]["hello"]["output"]["message"] == "hello bob x2"
     shown = cli("incident", "show", incident, *conn[:2]).stdout
     assert "WAITING FOR APPROVAL  step gate: ship it?" in shown
@@ -129,12 +134,7 @@ def _lifecycle(dev_server: DevServer, tmp_path: Path, unique: str, task_queue: s
     approved = cli("incident", "approve", incident, "--as", "alice", "--comment", "go", *conn[:2])
     assert "approved step gate as alice: 1/1 approvals, outcome approved" in approved.stdout
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        state = json.loads(cli("incident", "show", incident, *conn[:2], "-o", "json").stdout)
-        if state["status"] == "resolved":
-            break
-        time.sleep(0.3)
+    state = _show_until(incident, conn[:2], "resolved")
     assert state["status"] == "resolved" and state["workflow_status"] == "COMPLETED"
     timeline = json.loads(cli("incident", "timeline", incident, *conn[:2], "-o", "json").stdout)
     assert [e["kind"] for e in timeline][-1] == "incident_resolved"
