@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import all_activities
+from activities.incident_history import IncidentHistory
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 
@@ -27,7 +28,7 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         client,
         task_queue=task_queue,
         workflows=[IncidentWorkflow],
-        activities=all_activities(),
+        activities=[*all_activities(), IncidentHistory(client).previous_runs],
         max_concurrent_activities=max_concurrent_activities,
     )
 

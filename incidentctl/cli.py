@@ -244,6 +244,57 @@ async def cmd_admin_setup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ receiver
+
+
+async def cmd_receiver(args: argparse.Namespace) -> int:
+    import signal
+
+    from incidentctl.intake.runner import auth_from_env, start_receiver
+
+    auth = auth_from_env(insecure=args.insecure)
+    if args.token:
+        auth = type(auth)(token=args.token, hmac_secret=auth.hmac_secret, insecure=auth.insecure)
+    client = await _client(args)
+    try:
+        receiver = await start_receiver(client, host=args.host, port=args.port, auth=auth,
+                                        task_queue=args.task_queue)
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"alert receiver   {receiver.url}/alertmanager  ({len(receiver.intake.router.routes)} routed runbooks)")
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await receiver.stop()
+    print("alert receiver stopped")
+    return EXIT_OK
+
+
+def cmd_alerts_unrouted(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(args.receiver.rstrip("/") + "/alerts/unrouted")
+    token = args.token or os.environ.get("INCIDENTCTL_RECEIVER_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise CommandError(f"the receiver refused: HTTP {exc.code} {exc.read().decode(errors='replace')}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CommandError(f"cannot reach the receiver at {args.receiver}: {exc}") from None
+    if args.output == "json":
+        print(to_json(rows))
+    else:
+        flat = [{"received_at": r["received_at"], "alertname": r["labels"].get("alertname"),
+                 "status": r["status"], "reason": r["reason"], "labels": r["labels"]} for r in rows]
+        print(table(flat, ["received_at", "alertname", "status", "reason", "labels"]))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ dev and demo
 
 
@@ -272,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--db-file", default=".incidentctl/temporal.db",
                      help="SQLite file that keeps incidents across restarts (default %(default)s)")
     dev.add_argument("--task-queue", default="incidentctl")
+    dev.add_argument("--receiver-port", type=int, default=9095, help="alert receiver port (default %(default)s)")
     dev.set_defaults(handler=cmd_dev)
 
     demo = commands.add_parser("demo", help="run one sample incident end to end on an embedded server")
@@ -339,6 +391,24 @@ def build_parser() -> argparse.ArgumentParser:
         _connect_options(sub)
         _output_option(sub)
         sub.set_defaults(handler=cmd_incident_decide)
+
+    receiver = commands.add_parser("receiver", help="the HTTP alert receiver (Alertmanager webhooks, /alerts)")
+    receiver.add_argument("--host", default="127.0.0.1")
+    receiver.add_argument("--port", type=int, default=9095)
+    receiver.add_argument("--token", help="bearer token (default: env INCIDENTCTL_RECEIVER_TOKEN)")
+    receiver.add_argument("--insecure", action="store_true",
+                          help="accept unauthenticated requests (local development only)")
+    _connect_options(receiver)
+    receiver.set_defaults(handler=cmd_receiver)
+
+    alerts = commands.add_parser("alerts", help="alerts the receiver has seen")
+    alerts_cmds = alerts.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    unrouted = alerts_cmds.add_parser("unrouted", help="recent alerts no runbook took, with the reason")
+    unrouted.add_argument("--receiver", default=os.environ.get("INCIDENTCTL_RECEIVER_URL", "http://127.0.0.1:9095"),
+                          help="receiver URL (env INCIDENTCTL_RECEIVER_URL)")
+    unrouted.add_argument("--token", help="bearer token (default: env INCIDENTCTL_RECEIVER_TOKEN)")
+    _output_option(unrouted)
+    unrouted.set_defaults(handler=cmd_alerts_unrouted)
 
     admin = commands.add_parser("admin", help="cluster setup")
     admin_cmds = admin.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")

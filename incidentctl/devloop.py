@@ -12,7 +12,8 @@ from temporalio.client import Client
 from incidentctl.devserver import DevServer
 
 
-async def _serve(server: DevServer, task_queue: str) -> None:
+async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
+    from incidentctl.intake.runner import auth_from_env, start_receiver
     from worker import build_worker
 
     client = await Client.connect(server.address)
@@ -20,11 +21,21 @@ async def _serve(server: DevServer, task_queue: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_worker(client, task_queue):
-        print(f"worker           polling task queue {task_queue!r}")
-        print("ready: start an incident with `incidentctl incident start --runbook NAME ...`; Ctrl-C stops all")
-        await stop.wait()
-    print("worker stopped")
+    # Dev mode accepts unauthenticated alerts unless a token or HMAC secret is configured.
+    auth = auth_from_env(insecure=True)
+    receiver = await start_receiver(client, port=receiver_port, auth=auth, task_queue=task_queue)
+    mode = "token/HMAC required" if auth.token or auth.hmac_secret else "no auth (dev mode)"
+    try:
+        async with build_worker(client, task_queue):
+            print(f"worker           polling task queue {task_queue!r}")
+            print(f"alert receiver   {receiver.url}/alertmanager  ({mode})")
+            print("ready: point Alertmanager at the receiver, or `incidentctl incident start --runbook NAME`; "
+                  "Ctrl-C stops all")
+            await stop.wait()
+        print("worker stopped")
+    finally:
+        await receiver.stop()
+        print("alert receiver stopped")
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -36,7 +47,7 @@ def run_dev(args: argparse.Namespace) -> int:
     print(f"temporal server  {server.address}   (incidents kept in {db_file})")
     print(f"temporal web UI  {server.ui_url}")
     try:
-        asyncio.run(_serve(server, args.task_queue))
+        asyncio.run(_serve(server, args.task_queue, args.receiver_port))
     finally:
         server.stop()
         print("temporal server stopped")

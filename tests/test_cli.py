@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from incidentctl.devserver import DevServer, free_port
@@ -151,9 +152,10 @@ def test_unreachable_server_is_one_sentence() -> None:
 
 
 def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port, ui_port = free_port(), free_port()
+    port, ui_port, receiver_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
-        [*CLI, "dev", "--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db")],
+        [*CLI, "dev", "--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db"),
+         "--receiver-port", str(receiver_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     lines: list[str] = []
@@ -171,13 +173,16 @@ def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert f"temporal server  127.0.0.1:{port}" in output
         assert f"temporal web UI  http://127.0.0.1:{ui_port}" in output
         assert "worker           polling task queue 'incidentctl'" in output
+        assert f"alert receiver   http://127.0.0.1:{receiver_port}/alertmanager  (no auth (dev mode))" in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{receiver_port}/healthz", timeout=10) as health:
+            assert json.loads(health.read())["status"] == "ok"
         os.kill(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, rest
-    assert "temporal server stopped" in rest and "Traceback" not in rest
+    assert "temporal server stopped" in rest and "alert receiver stopped" in rest and "Traceback" not in rest
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the server's port is closed after Ctrl-C"
     assert (tmp_path / "dev.db").exists()

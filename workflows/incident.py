@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         SEVERITY_ATTR,
         STATUS_ATTR,
         WAITING_APPROVAL,
+        AlertNotification,
+        AlertReceipt,
         ApprovalDecision,
         ApprovalReceipt,
         IncidentInput,
@@ -112,8 +114,10 @@ def _error_of(exc: BaseException) -> dict[str, Any]:
 
 @workflow.defn
 class IncidentWorkflow:
-    def __init__(self) -> None:
-        self._input: IncidentInput | None = None
+    @workflow.init
+    def __init__(self, inp: IncidentInput) -> None:
+        # Set here, not in run(): an update delivered with the start (update-with-start) runs first.
+        self._input: IncidentInput | None = inp
         self._status = RUNNING
         self._pc = 0
         self._results: dict[str, dict[str, Any]] = {}
@@ -127,12 +131,10 @@ class IncidentWorkflow:
         self._finished_at = ""
         self._failure: dict[str, Any] | None = None
         self._runs = 1
-
-    # ---------------------------------------------------------------- entry point
-
-    @workflow.run
-    async def run(self, inp: IncidentInput) -> dict[str, Any]:
-        self._input = inp
+        self._alerts: dict[str, dict[str, Any]] = {}
+        self._notifications = 0
+        self._resolved_handled = False
+        self._refires: dict[str, Any] = {"count": 0, "previous_run_id": None}
         if inp.carried:
             self._restore(inp.carried)
         else:
@@ -148,7 +150,19 @@ class IncidentWorkflow:
                     "dry_run": inp.dry_run,
                 },
             )
+
+    # ---------------------------------------------------------------- entry point
+
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> dict[str, Any]:
         self._set_status(self._status)
+        if not inp.carried and inp.track_refires:
+            self._refires = await workflow.execute_activity(
+                "incident.previous_runs", inp.incident_id, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+            if self._refires.get("count"):
+                self._event("incident_refired", detail=self._refires)
         scope = Scope(results=self._results)
         try:
             await self._run_list(inp.plan["steps"], scope, top_level=True)
@@ -191,8 +205,14 @@ class IncidentWorkflow:
         positions = {step["id"]: i for i, step in enumerate(steps)}
         while index < len(steps):
             if top_level:
+                jump = self._on_alert_resolved(steps, index)
+                if jump is None:
+                    raise RunbookEnded()
+                index = jump
                 self._pc = index
                 self._maybe_continue_as_new()
+                if index >= len(steps):
+                    break
             step = steps[index]
             outcome = await self._run_step(step, scope)
             if outcome in ("succeeded", "skipped"):
@@ -498,6 +518,75 @@ class IncidentWorkflow:
             return
         self._apply_decision(pending, decision)
 
+    # ---------------------------------------------------------------- alerts
+
+    @workflow.update
+    def alert_notification(self, notification: AlertNotification) -> AlertReceipt:
+        """A delivery for this incident (deduplicated upstream by update-with-start on the incident key)."""
+        assert self._input is not None
+        self._notifications += 1
+        now = workflow.now().isoformat()
+        new_alerts = 0
+        for alert in notification.alerts:
+            fingerprint, status = alert["fingerprint"], alert.get("status", "firing")
+            known = self._alerts.get(fingerprint)
+            if known is None:
+                new_alerts += 1
+                self._alerts[fingerprint] = {"status": status, "labels": alert.get("labels", {}), "first_seen": now,
+                                             "last_seen": now, "notifications": 1, "refired": 0}
+                self._event(f"alert_{status}", detail={"fingerprint": fingerprint, "labels": alert.get("labels")})
+                continue
+            known["notifications"] += 1
+            known["last_seen"] = now
+            if known["status"] != status:
+                # Repeats are only counted; a change of status is a story event.
+                if status == "firing":
+                    known["refired"] += 1
+                known["status"] = status
+                self._event(f"alert_{status}", detail={"fingerprint": fingerprint, "repeat": known["notifications"]})
+        firing = sum(1 for a in self._alerts.values() if a["status"] == "firing")
+        if firing == 0 and self._alerts and not self._resolved_handled:
+            self._event("alerts_all_resolved", detail={"policy": self._resolve_policy()})
+        return AlertReceipt(incident_id=self._input.incident_id, run_id=workflow.info().run_id,
+                            notifications=self._notifications, firing=firing,
+                            resolved=len(self._alerts) - firing, new_alerts=new_alerts, status=self._status)
+
+    @alert_notification.validator
+    def _validate_alert_notification(self, notification: AlertNotification) -> None:
+        if not notification.alerts:
+            raise ValueError("a notification needs at least one alert")
+        for alert in notification.alerts:
+            if not isinstance(alert, dict) or not alert.get("fingerprint"):
+                raise ValueError("every alert needs a fingerprint")
+            if alert.get("status", "firing") not in ("firing", "resolved"):
+                raise ValueError(f"alert status must be firing or resolved, not {alert.get('status')!r}")
+
+    def _resolve_policy(self) -> dict[str, Any]:
+        assert self._input is not None
+        return self._input.plan.get("on_alert_resolved") or {"mode": "continue", "target": None}
+
+    def _alert_status(self) -> str | None:
+        if not self._alerts:
+            return None
+        return "firing" if any(a["status"] == "firing" for a in self._alerts.values()) else "resolved"
+
+    def _on_alert_resolved(self, steps: list[dict[str, Any]], index: int) -> int | None:
+        """Between top-level steps: apply the runbook's policy once all alerts resolved (None = finish)."""
+        if self._resolved_handled or self._alert_status() != "resolved":
+            return index
+        policy = self._resolve_policy()
+        if policy["mode"] == "continue":
+            return index
+        self._resolved_handled = True
+        if policy["mode"] == "finish":
+            self._event("runbook_finished_early", detail={"reason": "all alerts resolved"})
+            return None
+        target = next((i for i, s in enumerate(steps) if s["id"] == policy["target"]), index)
+        if target > index:
+            self._event("step_goto", steps[target]["id"], {"target": policy["target"], "reason": "alerts resolved"})
+            return target
+        return index
+
     # ---------------------------------------------------------------- queries
 
     @workflow.query
@@ -535,6 +624,8 @@ class IncidentWorkflow:
                 "service": self._input.service,
                 "dry_run": self._input.dry_run,
                 "started_at": self._started_at,
+                "alert_status": self._alert_status(),
+                "refires": self._refires.get("count", 0),
             },
             **scope.visible_variables(),
         }
@@ -585,6 +676,10 @@ class IncidentWorkflow:
             "approval_log": self._approval_log,
             "started_at": self._started_at,
             "runs": self._runs,
+            "alerts": self._alerts,
+            "notifications": self._notifications,
+            "resolved_handled": self._resolved_handled,
+            "refires": self._refires,
         }
 
     def _restore(self, carried: dict[str, Any]) -> None:
@@ -597,6 +692,10 @@ class IncidentWorkflow:
         self._approval_log = carried["approval_log"]
         self._started_at = carried["started_at"]
         self._runs = carried.get("runs", 1)
+        self._alerts = carried.get("alerts", {})
+        self._notifications = carried.get("notifications", 0)
+        self._resolved_handled = carried.get("resolved_handled", False)
+        self._refires = carried.get("refires", {"count": 0, "previous_run_id": None})
 
     def _summary(self) -> dict[str, Any]:
         assert self._input is not None
@@ -620,6 +719,10 @@ class IncidentWorkflow:
             "failure": self._failure,
             "runs": self._runs,
             "timeline_events": len(self._timeline) + self._events_dropped,
+            "alert_status": self._alert_status(),
+            "alerts": self._alerts,
+            "notifications": self._notifications,
+            "refires": self._refires,
         }
 
 

@@ -39,6 +39,8 @@ class IncidentInput:
     groups: dict[str, list[str]] = field(default_factory=dict)
     # Continue-as-new once history passes this many events (Temporal also suggests it near its limits).
     history_event_limit: int = 8000
+    # Alert-started incidents look up earlier closed runs of the same key (re-fires) when they start.
+    track_refires: bool = False
     # Set only by continue-as-new: the interpreter state to resume from.
     carried: dict[str, Any] | None = None
 
@@ -59,3 +61,24 @@ class ApprovalReceipt:
     approvals: int
     required: int
     outcome: str  # "pending", "approved" or "rejected"
+
+
+@dataclass
+class AlertNotification:
+    """One delivery from a sender (an Alertmanager group notification, or a single alert) for one incident."""
+
+    alerts: list[dict[str, Any]]  # each: fingerprint, status, labels, annotations, startsAt, endsAt, generatorURL
+    group_key: str = ""
+    receiver: str = ""
+    source: str = "alertmanager"
+
+
+@dataclass
+class AlertReceipt:
+    incident_id: str
+    run_id: str
+    notifications: int
+    firing: int
+    resolved: int
+    new_alerts: int
+    status: str

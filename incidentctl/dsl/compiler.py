@@ -330,6 +330,24 @@ class _Compiler:
             else:
                 self.check_reference(ref, ("service",), {"id": ""}, frozenset(), False, False)
 
+    def check_alert_policy(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`on_alert_resolved` as plan data; a goto must name a top-level step. Trigger matchers must parse."""
+        from incidentctl.intake.matchers import parse_matcher
+
+        for i, text in enumerate((data.get("trigger") or {}).get("matchers") or []):
+            try:
+                parse_matcher(text)
+            except ValueError as exc:
+                self.error(("trigger", "matchers", i), str(exc))
+        policy = data.get("on_alert_resolved", "continue")
+        if isinstance(policy, dict):
+            top_level = [s["id"] for s in data["steps"]]
+            if policy["goto"] not in top_level:
+                self.error(("on_alert_resolved", "goto"), f"on_alert_resolved goes to {policy['goto']!r}, which is not "
+                                                            f"a top-level step (top-level: {', '.join(top_level)})")
+            return {"mode": "goto", "target": policy["goto"]}
+        return {"mode": policy, "target": None}
+
     def check_parameters(self, parameters: dict[str, Any]) -> None:
         for name, spec in parameters.items():
             default, kind = spec.get("default"), spec.get("type", "string")
@@ -414,6 +432,7 @@ def compile_source(text: str, file: str) -> dict[str, Any]:
     steps = compiler.compile_steps(data["steps"], ("steps",), frozenset())
     rollback = compiler.compile_steps(data["rollback"], ("rollback",), frozenset()) if data.get("rollback") else []
     compiler.check_service(data.get("service"))
+    on_alert_resolved = compiler.check_alert_policy(data)
     if compiler.errors:
         raise RunbookErrors(sorted(compiler.errors, key=lambda e: (e.line or 0, e.column or 0)))
     parameters = {
@@ -431,6 +450,7 @@ def compile_source(text: str, file: str) -> dict[str, Any]:
         "parameters": parameters,
         "steps": steps,
         "rollback": rollback,
+        "on_alert_resolved": on_alert_resolved,
     }
     plan["hash"] = plan_hash(plan)
     return plan

@@ -1,0 +1,189 @@
+"""Delivering alerts to incidents, exactly once per incident key.
+
+Each group of alerts for one (runbook, key) is one Update-with-Start on the incident workflow: Temporal
+starts the workflow if no run is open for that id and delivers the update to the open run otherwise,
+atomically, so concurrent notifications for one group make exactly one incident. A notification carrying
+only resolved alerts never starts an incident: it is delivered to an open one or recorded as too late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from incidentctl.client import incident_id
+from incidentctl.dsl import expressions
+from incidentctl.intake.metrics import Metrics
+from incidentctl.intake.payloads import Delivery
+from incidentctl.intake.routing import Route, Router, incident_key
+from incidentctl.params import ParameterError, resolve_params
+from workflows.incident import IncidentWorkflow
+from workflows.model import (
+    RUNBOOK_ATTR,
+    RUNNING,
+    SERVICE_ATTR,
+    SEVERITY_ATTR,
+    STATUS_ATTR,
+    TASK_QUEUE,
+    AlertNotification,
+    IncidentInput,
+)
+
+# Temporal refuses more than 10 in-flight updates per workflow (history.maxInFlightUpdates); stay below it
+# per receiver process and retry briefly when several receivers together reach it.
+MAX_INFLIGHT_PER_INCIDENT = 5
+BUSY_RETRIES = 8
+
+
+class TemporalUnavailable(Exception):
+    """Nothing durable was recorded: the sender must retry (HTTP 503)."""
+
+
+@dataclass
+class Outcome:
+    incident_id: str
+    runbook: str
+    alerts: int
+    result: str  # "started", "updated", "closed" (resolved for an incident already over)
+    notifications: int = 0
+    firing: int = 0
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+    unrouted: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"incidents": [asdict(o) for o in self.outcomes], "unrouted": self.unrouted}
+
+
+class AlertIntake:
+    def __init__(self, client: Client, router: Router, *, task_queue: str = TASK_QUEUE,
+                 metrics: Metrics | None = None, rpc_timeout: float = 10.0, unrouted_kept: int = 1000) -> None:
+        self.client = client
+        self.router = router
+        self.task_queue = task_queue
+        self.metrics = metrics or Metrics()
+        self.rpc_timeout = timedelta(seconds=rpc_timeout)
+        self.unrouted: deque[dict[str, Any]] = deque(maxlen=unrouted_kept)
+        self._inflight: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    async def _limited(self, workflow_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `call` with at most MAX_INFLIGHT_PER_INCIDENT concurrent updates to one incident."""
+        semaphore, users = self._inflight.get(workflow_id, (asyncio.Semaphore(MAX_INFLIGHT_PER_INCIDENT), 0))
+        self._inflight[workflow_id] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                for attempt in range(BUSY_RETRIES):
+                    try:
+                        return await call()
+                    except RPCError as exc:
+                        busy = exc.status == RPCStatusCode.RESOURCE_EXHAUSTED or "in-flight updates" in exc.message
+                        if not busy or attempt == BUSY_RETRIES - 1:
+                            raise
+                        await asyncio.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+                raise AssertionError("unreachable")
+        finally:
+            semaphore, users = self._inflight[workflow_id]
+            if users <= 1:
+                del self._inflight[workflow_id]
+            else:
+                self._inflight[workflow_id] = (semaphore, users - 1)
+
+    async def deliver(self, delivery: Delivery) -> Report:
+        report = Report()
+        groups: dict[tuple[str, str], tuple[Route, list[dict[str, Any]]]] = {}
+        for alert in delivery.alerts:
+            self.metrics.inc("incidentctl_alerts_total", status=alert["status"])
+            route = self.router.route(alert["labels"])
+            if route is None:
+                self._unrouted(report, alert, "no runbook trigger matches")
+                continue
+            key = incident_key(route, alert, delivery.group_labels)
+            groups.setdefault((route.runbook, key), (route, []))[1].append(alert)
+        for (_, key), (route, alerts) in groups.items():
+            outcome = await self._deliver_group(route, key, alerts, delivery, report)
+            if outcome:
+                report.outcomes.append(outcome)
+        return report
+
+    def _unrouted(self, report: Report, alert: dict[str, Any], reason: str) -> None:
+        record = {"received_at": datetime.now(UTC).isoformat(), "reason": reason, "status": alert["status"],
+                  "fingerprint": alert["fingerprint"], "labels": alert["labels"]}
+        self.unrouted.append(record)
+        report.unrouted.append(record)
+        self.metrics.inc("incidentctl_alerts_unrouted_total")
+
+    async def _deliver_group(self, route: Route, key: str, alerts: list[dict[str, Any]], delivery: Delivery,
+                             report: Report) -> Outcome | None:
+        workflow_id = incident_id(route.runbook, key)
+        notification = AlertNotification(alerts=alerts, group_key=delivery.group_key, receiver=delivery.receiver,
+                                         source=delivery.source)
+        if all(a["status"] == "resolved" for a in alerts):
+            return await self._resolve_only(route, workflow_id, notification)
+        first = next(a for a in alerts if a["status"] == "firing")
+        try:
+            inp = self._incident_input(route, workflow_id, first)
+        except ParameterError as exc:
+            for alert in alerts:
+                self._unrouted(report, alert, f"runbook {route.runbook}: " + "; ".join(exc.problems))
+            return None
+        start = WithStartWorkflowOperation(
+            IncidentWorkflow.run, inp, id=workflow_id, task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(STATUS_ATTR, RUNNING), SearchAttributePair(SEVERITY_ATTR, inp.severity),
+                SearchAttributePair(RUNBOOK_ATTR, route.runbook), SearchAttributePair(SERVICE_ATTR, inp.service),
+            ]),
+        )
+        try:
+            receipt = await self._limited(workflow_id, lambda: self.client.execute_update_with_start_workflow(
+                IncidentWorkflow.alert_notification, notification, start_workflow_operation=start,
+                rpc_timeout=self.rpc_timeout,
+            ))
+        except (RPCError, WorkflowUpdateFailedError, RuntimeError) as exc:
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            raise TemporalUnavailable(f"incident {workflow_id}: {exc}") from None
+        started = receipt.notifications == 1 and receipt.new_alerts > 0
+        if started:
+            self.metrics.inc("incidentctl_incidents_started_total")
+        self.metrics.inc("incidentctl_deliveries_total", result="started" if started else "updated")
+        return Outcome(workflow_id, route.runbook, len(alerts), "started" if started else "updated",
+                       receipt.notifications, receipt.firing)
+
+    async def _resolve_only(self, route: Route, workflow_id: str, notification: AlertNotification) -> Outcome:
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            receipt = await self._limited(workflow_id, lambda: handle.execute_update(
+                IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
+                self.metrics.inc("incidentctl_deliveries_total", result="closed")
+                return Outcome(workflow_id, route.runbook, len(notification.alerts), "closed")
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            raise TemporalUnavailable(f"incident {workflow_id}: {exc.message}") from None
+        except WorkflowUpdateFailedError as exc:
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            raise TemporalUnavailable(f"incident {workflow_id}: {exc.cause or exc}") from None
+        self.metrics.inc("incidentctl_deliveries_total", result="updated")
+        return Outcome(workflow_id, route.runbook, len(notification.alerts), "updated", receipt.notifications,
+                       receipt.firing)
+
+    def _incident_input(self, route: Route, workflow_id: str, alert: dict[str, Any]) -> IncidentInput:
+        plan = route.plan
+        params = resolve_params(plan, {}, alert)
+        service = str(expressions.render(plan["runbook"].get("service") or "", {"params": params, "alert": alert})
+                      or "")
+        return IncidentInput(incident_id=workflow_id, plan=plan, params=params, alert=alert,
+                             severity=self.router.severity(route, alert["labels"]), service=service,
+                             started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True)

@@ -1,0 +1,57 @@
+"""The receiver's OpenAPI 3.1 description, built around the payload schemas in schemas/."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from incidentctl.dsl.validate import schemas_dir
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    def schema(name: str) -> dict[str, Any]:
+        document = json.loads((schemas_dir() / name).read_text())
+        document.pop("$schema", None)
+        return document
+
+    error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+    refusals = {
+        "401": "missing or wrong credentials", "413": "body over 1 MiB", "415": "not application/json",
+        "400": "not valid JSON", "422": "does not match the schema",
+        "503": "Temporal unreachable: nothing recorded, retry",
+    }
+    responses = {"200": {"description": "every routed alert was delivered to its incident (see body)",
+                         "content": {"application/json": {"schema": {"type": "object"}}}}}
+    responses.update({code: {"description": text, "content": {"application/json": {"schema": error}}}
+                      for code, text in refusals.items()})
+    security = [{"bearer": []}, {"hmac": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "incidentctl alert receiver", "version": "1"},
+        "components": {
+            "schemas": {"AlertmanagerWebhook": schema("alertmanager-webhook.schema.json"),
+                        "Alert": schema("alert.schema.json")},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "hmac": {"type": "apiKey", "in": "header", "name": "X-Incidentctl-Signature"}},
+        },
+        "paths": {
+            "/alertmanager": {"post": {
+                "summary": "Alertmanager webhook (version 4): start, update or resolve incidents",
+                "security": security,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/AlertmanagerWebhook"}}}},
+                "responses": responses}},
+            "/alerts": {"post": {
+                "summary": "One alert from any tool that can POST JSON",
+                "security": security,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Alert"}}}},
+                "responses": responses}},
+            "/alerts/unrouted": {"get": {"summary": "Recent alerts no runbook took", "security": security,
+                                         "responses": {"200": {"description": "newest last"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        },
+    }
