@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,21 @@ def test_receiver_refuses_to_run_without_credentials() -> None:
 
     with pytest.raises(ValueError, match="needs INCIDENTCTL_RECEIVER_TOKEN or INCIDENTCTL_RECEIVER_HMAC_SECRET"):
         create_app(AlertIntake(None, Router([])), ReceiverAuth())  # type: ignore[arg-type]
+
+
+async def test_cli_lists_unrouted_alerts(receiver: RunningReceiver, unique: str) -> None:
+    await post(receiver, "/alerts", {"labels": {"alertname": f"Cli{unique}"}})
+
+    async def run_cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "incidentctl.cli", "alerts", "unrouted", "--receiver", receiver.url, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    code, out, _ = await run_cli("--token", TOKEN, "-o", "json")
+    assert code == 0 and any(row["labels"]["alertname"] == f"Cli{unique}" for row in json.loads(out))
+    code, out, _ = await run_cli("--token", TOKEN)
+    assert f"Cli{unique}" in out and "no runbook trigger matches" in out
+    code, _, err = await run_cli("--token", "wrong")
+    assert code == 1 and "the receiver refused: HTTP 401" in err

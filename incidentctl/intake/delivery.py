@@ -153,6 +153,11 @@ class AlertIntake:
             ))
         except (RPCError, WorkflowUpdateFailedError, RuntimeError) as exc:
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            # The start operation holds the same failure; read it so asyncio does not report it as lost.
+            try:
+                await start.workflow_handle()
+            except Exception:  # noqa: BLE001 - it is the failure already being reported
+                pass
             raise TemporalUnavailable(f"incident {workflow_id}: {exc}") from None
         started = receipt.notifications == 1 and receipt.new_alerts > 0
         if started:
