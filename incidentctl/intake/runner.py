@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from temporalio.client import Client
 
+from incidentctl.client import SEVERITIES
 from incidentctl.dsl.catalog import runbook_dirs
 from incidentctl.dsl.compiler import compile_directory
 from incidentctl.intake.delivery import AlertIntake
@@ -35,11 +37,26 @@ def auth_from_env(insecure: bool = False) -> ReceiverAuth:
                         hmac_secret=os.environ.get("INCIDENTCTL_RECEIVER_HMAC_SECRET") or None, insecure=insecure)
 
 
+def severity_map_from_env() -> dict[str, str] | None:
+    """`INCIDENTCTL_SEVERITY_MAP='{"critical": "SEV1", "warning": "SEV3"}'` replaces the default mapping."""
+    raw = os.environ.get("INCIDENTCTL_SEVERITY_MAP")
+    if not raw:
+        return None
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"INCIDENTCTL_SEVERITY_MAP is not JSON: {exc}") from None
+    if not isinstance(mapping, dict) or not all(v in SEVERITIES for v in mapping.values()):
+        raise ValueError("INCIDENTCTL_SEVERITY_MAP must map label values to SEV1..SEV4, e.g. "
+                         '\'{"critical": "SEV1"}\'')
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
 def load_router(paths: list[Path] | None = None) -> Router:
     plans, errors = compile_directory(paths or runbook_dirs())
     for error in errors:
         log.error("runbook not loaded: %s", error)
-    return Router(plans)
+    return Router(plans, severity_map=severity_map_from_env())
 
 
 async def start_receiver(client: Client, *, host: str = "127.0.0.1", port: int = 9095,
