@@ -5,6 +5,8 @@ real-shaped Alertmanager payloads spread over `--groups` alert groups from `--cl
 clients. A 503 is retried as Alertmanager would. Prints accepted notifications/s, incidents created
 (must equal the number of groups), p50/p99 from a group's first POST to its incident's first step
 starting, and lost notifications (accepted by the receiver but not counted by an incident: must be 0).
+Baseline, same run: the same number of notifications over other groups handed to the intake in-process
+(no HTTP, auth or JSON), so the ratio shows what the HTTP receiver itself costs.
 
     .venv/bin/python bench/alert_storm.py [--notifications 10000] [--groups 100] [--clients 32]
 """
@@ -30,6 +32,7 @@ from temporalio.client import Client  # noqa: E402
 
 from incidentctl import client as incidents  # noqa: E402
 from incidentctl.devserver import DevServer  # noqa: E402
+from incidentctl.intake.payloads import parse_alertmanager  # noqa: E402
 from incidentctl.intake.runner import start_receiver  # noqa: E402
 from incidentctl.intake.server import ReceiverAuth  # noqa: E402
 from worker import build_worker  # noqa: E402
@@ -100,6 +103,20 @@ async def storm(args: argparse.Namespace, server: DevServer, workdir: Path) -> N
             await asyncio.gather(*(sender(session) for _ in range(args.clients)))
         elapsed = time.perf_counter() - began
 
+        # Baseline: the same deliveries without HTTP, on a fresh set of groups.
+        direct: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+        for n in range(args.notifications):
+            direct.put_nowait((args.groups + n % args.groups, n))
+
+        async def direct_sender() -> None:
+            while not direct.empty():
+                group, sequence = direct.get_nowait()
+                await receiver.intake.deliver(parse_alertmanager(payload(group, sequence)))
+
+        began = time.perf_counter()
+        await asyncio.gather(*(direct_sender() for _ in range(args.clients)))
+        direct_elapsed = time.perf_counter() - began
+
         counted, latencies = 0, []
         for group, incident in incident_of.items():
             state = await incidents.show_incident(client, incident)
@@ -108,17 +125,22 @@ async def storm(args: argparse.Namespace, server: DevServer, workdir: Path) -> N
             step_start = next(e["at"] for e in timeline if e["kind"] == "step_started")
             latencies.append((datetime.fromisoformat(step_start).timestamp() - first_post[group]) * 1000)
         created = len({i for i in incident_of.values()})
-        runs = [e async for e in client.list_workflows("WorkflowType = 'IncidentWorkflow'")]
+        runs = [e async for e in client.list_workflows("WorkflowType = 'IncidentWorkflow'")
+                if int(e.id.rsplit("-g", 1)[-1].split("-")[0]) < args.groups]
         await receiver.stop()
 
     print(f"notifications sent {args.notifications} over {args.groups} groups from {args.clients} clients")
     print(f"accepted           {accepted} in {elapsed:.1f}s = {accepted / elapsed:.0f} notifications/s "
           f"({retried} answers were 503 and retried)")
+    baseline = args.notifications / direct_elapsed
+    print(f"baseline in-process delivery (no HTTP): {baseline:.0f} notifications/s; "
+          f"receiver/baseline throughput x{accepted / elapsed / baseline:.2f}")
     print(f"incidents created  {created} (workflow runs: {len(runs)}; expected {args.groups})")
     print(f"first POST -> first step started: p50 {statistics.median(latencies):.0f} ms, "
           f"p99 {pct(latencies, 0.99):.0f} ms")
     print(f"lost notifications {accepted - counted} (accepted {accepted}, counted by incidents {counted})")
-    print(json.dumps({"accepted_per_s": round(accepted / elapsed, 1), "incidents": created, "runs": len(runs),
+    print(json.dumps({"accepted_per_s": round(accepted / elapsed, 1),
+                      "baseline_per_s": round(baseline, 1), "incidents": created, "runs": len(runs),
                       "p50_ms": round(statistics.median(latencies)), "p99_ms": round(pct(latencies, 0.99)),
                       "lost": accepted - counted}))
 
