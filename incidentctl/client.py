@@ -17,7 +17,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -34,6 +34,7 @@ from workflows.model import (
     ApprovalDecision,
     ApprovalReceipt,
     IncidentInput,
+    incident_search_attributes,
 )
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -102,12 +103,7 @@ async def start_incident(
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(STATUS_ATTR, RUNNING),
-                SearchAttributePair(SEVERITY_ATTR, severity),
-                SearchAttributePair(RUNBOOK_ATTR, runbook["name"]),
-                SearchAttributePair(SERVICE_ATTR, service),
-            ]),
+            search_attributes=incident_search_attributes(RUNNING, severity, runbook["name"], service),
         )
     except WorkflowAlreadyStartedError:
         return StartedIncident(incident_id=workflow_id, run_id=None, created=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 TASK_QUEUE = "incidentctl"
 
@@ -13,6 +13,16 @@ STATUS_ATTR = SearchAttributeKey.for_keyword("IncidentStatus")
 SEVERITY_ATTR = SearchAttributeKey.for_keyword("IncidentSeverity")
 RUNBOOK_ATTR = SearchAttributeKey.for_keyword("IncidentRunbook")
 SERVICE_ATTR = SearchAttributeKey.for_keyword("IncidentService")
+
+
+
+def incident_search_attributes(status: str, severity: str, runbook: str, service: str) -> TypedSearchAttributes:
+    """What a new incident is listed by in the Temporal UI and `incidentctl incident list`."""
+    return TypedSearchAttributes([
+        SearchAttributePair(STATUS_ATTR, status), SearchAttributePair(SEVERITY_ATTR, severity),
+        SearchAttributePair(RUNBOOK_ATTR, runbook), SearchAttributePair(SERVICE_ATTR, service),
+    ])
+
 
 # Incident statuses, in the order an incident normally moves through them.
 RUNNING = "running"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.client import incident_id
@@ -27,16 +27,7 @@ from incidentctl.intake.payloads import Delivery
 from incidentctl.intake.routing import Route, Router, incident_key
 from incidentctl.params import ParameterError, resolve_params
 from workflows.incident import IncidentWorkflow
-from workflows.model import (
-    RUNBOOK_ATTR,
-    RUNNING,
-    SERVICE_ATTR,
-    SEVERITY_ATTR,
-    STATUS_ATTR,
-    TASK_QUEUE,
-    AlertNotification,
-    IncidentInput,
-)
+from workflows.model import RUNNING, TASK_QUEUE, AlertNotification, IncidentInput, incident_search_attributes
 
 # Temporal refuses more than 10 in-flight updates per workflow (history.maxInFlightUpdates); stay below it
 # per receiver process and retry briefly when several receivers together reach it.
@@ -141,10 +132,7 @@ class AlertIntake:
         start = WithStartWorkflowOperation(
             IncidentWorkflow.run, inp, id=workflow_id, task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(STATUS_ATTR, RUNNING), SearchAttributePair(SEVERITY_ATTR, inp.severity),
-                SearchAttributePair(RUNBOOK_ATTR, route.runbook), SearchAttributePair(SERVICE_ATTR, inp.service),
-            ]),
+            search_attributes=incident_search_attributes(RUNNING, inp.severity, route.runbook, inp.service),
         )
         try:
             receipt = await self._limited(workflow_id, lambda: self.client.execute_update_with_start_workflow(
