@@ -206,6 +206,31 @@ async def cmd_incident_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _time_left(seconds: int | None) -> str:
+    if seconds is None:
+        return "no deadline"
+    if seconds < 0:
+        return "overdue"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+async def cmd_incident_pending(args: argparse.Namespace) -> int:
+    from incidentctl.client import pending_approvals
+
+    rows = await pending_approvals(await _client(args), limit=args.limit)
+    if args.output == "json":
+        print(to_json(rows))
+        return EXIT_OK
+    flat = [{"incident": r["incident_id"], "step": r["step"], "severity": r["severity"],
+             "requested_at": r["requested_at"], "time_left": _time_left(r["time_left_s"]),
+             "votes": f"{sum(v['approve'] for v in r['votes'])}/{r['required']}",
+             "who": ", ".join(r["approvers"] + [f"group:{g}" for g in r["groups"]]) or "anyone",
+             "asks": r["message"]} for r in rows]
+    print(table(flat, ["incident", "step", "severity", "requested_at", "time_left", "votes", "who", "asks"]))
+    return EXIT_OK
+
+
 async def cmd_incident_cancel(args: argparse.Namespace) -> int:
     from incidentctl.client import IncidentError, cancel_incident
 
@@ -381,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     _connect_options(listing)
     _output_option(listing)
     listing.set_defaults(handler=cmd_incident_list)
+
+    pending = incident_cmds.add_parser("pending", help="every approval waiting across incidents, oldest first")
+    pending.add_argument("--limit", type=int, default=200)
+    _connect_options(pending)
+    _output_option(pending)
+    pending.set_defaults(handler=cmd_incident_pending)
 
     for name in ("approve", "reject"):
         sub = incident_cmds.add_parser(name, help=f"{name} a waiting approval step")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import (
@@ -23,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.dsl import expressions
 from incidentctl.params import resolve_params
+from incidentctl.people import PeopleConfigError, load_groups
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     RUNBOOK_ATTR,
@@ -84,6 +86,11 @@ async def start_incident(
     context = {"params": resolved, "alert": alert or {}}
     service = str(expressions.render(runbook.get("service") or "", context) or "")
     workflow_id = incident_id(runbook["name"], key or incident_key(runbook["name"], resolved))
+    if groups is None:
+        try:
+            groups = load_groups()
+        except PeopleConfigError as exc:
+            raise IncidentError(str(exc)) from None
     inp = IncidentInput(
         incident_id=workflow_id,
         plan=plan,
@@ -202,3 +209,22 @@ async def decide(client: Client, incident: str, decision: ApprovalDecision) -> A
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}") from None
         raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None
+
+
+async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, Any]]:
+    """Every approval waiting across incidents, oldest request first, with the time left where there is a deadline."""
+    rows: list[dict[str, Any]] = []
+    async for execution in client.list_workflows(list_query(status="waiting_approval"), limit=limit):
+        try:
+            state = await show_incident(client, execution.id)
+        except IncidentError:
+            continue  # closed or unanswerable since the listing; it is not waiting any more
+        for pending in state["pending_approvals"]:
+            rows.append({"incident_id": execution.id, "runbook": state["runbook"], "severity": state["severity"],
+                         **pending})
+    rows.sort(key=lambda row: row["requested_at"])
+    now = datetime.now(UTC)
+    for row in rows:
+        deadline = row.get("deadline")
+        row["time_left_s"] = round((datetime.fromisoformat(deadline) - now).total_seconds()) if deadline else None
+    return rows

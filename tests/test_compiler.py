@@ -119,7 +119,8 @@ def test_valid_runbook_compiles_to_documented_plan() -> None:
     poll = steps["poll"]
     assert (poll["interval_s"], poll["deadline_s"], poll["timeout_s"]) == (2.0, 3600.0, 300.0)
     assert steps["gate"]["approval"] == {"message": "go?", "approvers": ["alice", "bob"], "groups": [], "required": 2,
-                                         "timeout_s": 1800.0, "on_timeout": "approve"}
+                                         "timeout_s": 1800.0, "on_timeout": "approve",
+                                         "allow_self_approval": False, "escalation": []}
     assert steps["pause"]["duration_s"] == 90.0
     assert steps["tell"]["action"] == "notify.log"
     assert steps["tell"]["params"] == {"message": "count is ${{ steps.probe.output.count }}", "level": "warning"}
@@ -533,7 +534,8 @@ def test_container_outputs_may_use_their_body() -> None:
 
 def test_every_unknown_and_missing_key_is_reported() -> None:
     found = errors_of("name: x\nversion: 1\nsteps:\n  - id: a\n    approval: {colour: red, size: 2}\n")
-    allowed = "(allowed: approvers, groups, message, on_timeout, required, timeout)"
+    allowed = ("(allowed: allow_self_approval, approvers, escalation, groups, message, on_timeout, required, "
+               "timeout)")
     assert found == [f"rb.yaml:5:16: $.steps[0].approval.colour: unknown key 'colour' {allowed}",
                      f"rb.yaml:5:29: $.steps[0].approval.size: unknown key 'size' {allowed}"]
     found = errors_of("description: nothing\n")
@@ -615,3 +617,37 @@ def test_catalog_reads_runbook_dirs_from_the_environment(monkeypatch: pytest.Mon
     assert find_runbook(str(tmp_path / "one" / "mine.yaml")) == tmp_path / "one" / "mine.yaml"
     with pytest.raises(LookupError, match=r"available: mine\)"):
         find_runbook("theirs")
+
+
+def test_escalation_stages_compile_and_need_timeouts() -> None:
+    plan = compile_text("""\
+    name: x
+    version: 1
+    steps:
+      - id: gate
+        approval:
+          approvers: [alice]
+          timeout: 10m
+          allow_self_approval: true
+          escalation:
+            - {groups: [sre-leads], timeout: 20m}
+            - {approvers: [cto]}
+    """)
+    approval = plan["steps"][0]["approval"]
+    assert approval["allow_self_approval"] is True
+    assert approval["escalation"] == [{"approvers": [], "groups": ["sre-leads"], "timeout_s": 1200.0},
+                                      {"approvers": ["cto"], "groups": [], "timeout_s": None}]
+    found = errors_of("""\
+    name: x
+    version: 1
+    steps:
+      - id: gate
+        approval:
+          approvers: [alice]
+          escalation:
+            - {groups: [leads]}
+            - {}
+    """)
+    assert any("$.steps[0].approval.timeout: a stage followed by an escalation needs a timeout" in e for e in found)
+    assert any("$.steps[0].approval.escalation[1]: an escalation stage names approvers or groups" in e
+               for e in found)

@@ -96,6 +96,9 @@ class PendingApproval:
     requested_at: str
     votes: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "pending"
+    allow_self_approval: bool = False
+    stage: int = 0
+    deadline: str | None = None
 
 
 def _error_of(exc: BaseException) -> dict[str, Any]:
@@ -425,20 +428,33 @@ class IncidentWorkflow:
             required=int(spec.get("required") or 1),
             message=str(message),
             requested_at=workflow.now().isoformat(),
+            allow_self_approval=bool(spec.get("allow_self_approval", False)),
         )
         self._approvals[key] = pending
         self._set_status(WAITING_APPROVAL)
         self._event("approval_requested", key, {"message": pending.message, "approvers": pending.approvers,
                                                  "groups": pending.groups, "required": pending.required})
-        timeout = spec.get("timeout_s")
+        # Stage 0 is the step's own people; each escalation stage adds people once the previous one times out.
+        stages = [{"timeout_s": spec.get("timeout_s")}, *(spec.get("escalation") or [])]
         try:
-            await workflow.wait_condition(
-                lambda: pending.outcome != "pending",
-                timeout=timedelta(seconds=timeout) if timeout else None,
-            )
-        except builtins.TimeoutError:
-            pending.outcome = "approved" if spec.get("on_timeout") == "approve" else "rejected"
-            self._event("approval_timed_out", key, {"outcome": pending.outcome, "timeout_s": timeout})
+            for index, stage in enumerate(stages):
+                if index:
+                    pending.stage = index
+                    pending.approvers += [a for a in stage.get("approvers", []) if a not in pending.approvers]
+                    pending.groups += [g for g in stage.get("groups", []) if g not in pending.groups]
+                    self._event("approval_escalated", key, {"stage": index, "approvers": pending.approvers,
+                                                             "groups": pending.groups})
+                timeout = stage.get("timeout_s")
+                pending.deadline = (workflow.now() + timedelta(seconds=timeout)).isoformat() if timeout else None
+                try:
+                    await workflow.wait_condition(lambda: pending.outcome != "pending",
+                                                  timeout=timedelta(seconds=timeout) if timeout else None)
+                    break
+                except builtins.TimeoutError:
+                    if index + 1 < len(stages):
+                        continue
+                    pending.outcome = "approved" if spec.get("on_timeout") == "approve" else "rejected"
+                    self._event("approval_timed_out", key, {"outcome": pending.outcome, "timeout_s": timeout})
         finally:
             self._approvals.pop(key, None)
             if not self._approvals:
@@ -476,6 +492,10 @@ class IncidentWorkflow:
             allowed.update(self._input.groups.get(group, []))
         if (pending.approvers or pending.groups) and decision.approver not in allowed:
             return None, f"{decision.approver!r} may not approve step {pending.step!r}"
+        if (decision.approve and not pending.allow_self_approval and self._input.started_by
+                and decision.approver == self._input.started_by):
+            return None, (f"{decision.approver!r} started this incident and may not approve its own step "
+                          f"{pending.step!r} (the runbook does not set allow_self_approval)")
         if any(v["approver"] == decision.approver for v in pending.votes):
             return None, f"{decision.approver!r} has already voted on step {pending.step!r}"
         return pending, None

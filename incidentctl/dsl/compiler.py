@@ -185,9 +185,22 @@ class _Compiler:
         if approvers and not groups and required > len(approvers):
             self.error((*path, "required"), f"needs {required} approvals but only {len(approvers)} approver(s) "
                                             "are listed")
+        escalation = []
+        for i, stage in enumerate(spec.get("escalation") or []):
+            where = (*path, "escalation", i)
+            if not stage.get("approvers") and not stage.get("groups"):
+                self.error(where, "an escalation stage names approvers or groups")
+            escalation.append({"approvers": list(stage.get("approvers") or []),
+                               "groups": list(stage.get("groups") or []),
+                               "timeout_s": self.duration(stage, "timeout", where, None)})
+        stages = [{"timeout_s": self.duration(spec, "timeout", path, None)}, *escalation]
+        for i, stage in enumerate(stages[:-1]):
+            if stage["timeout_s"] is None:
+                where = (*path, "timeout") if i == 0 else (*path, "escalation", i - 1)
+                self.error(where, "a stage followed by an escalation needs a timeout, or the escalation never starts")
         return {"message": spec.get("message"), "approvers": approvers, "groups": groups, "required": required,
-                "timeout_s": self.duration(spec, "timeout", path, None),
-                "on_timeout": spec.get("on_timeout", "reject")}
+                "timeout_s": stages[0]["timeout_s"], "on_timeout": spec.get("on_timeout", "reject"),
+                "allow_self_approval": bool(spec.get("allow_self_approval", False)), "escalation": escalation}
 
     def check_jumps(self, steps: list[dict[str, Any]], path: Path_) -> None:
         positions = {s["id"]: i for i, s in enumerate(steps)}

@@ -26,6 +26,7 @@ from incidentctl.intake.metrics import Metrics
 from incidentctl.intake.payloads import Delivery
 from incidentctl.intake.routing import Route, Router, incident_key
 from incidentctl.params import ParameterError, resolve_params
+from incidentctl.people import load_groups
 from workflows.incident import IncidentWorkflow
 from workflows.model import RUNNING, TASK_QUEUE, AlertNotification, IncidentInput, incident_search_attributes
 
@@ -68,6 +69,7 @@ class AlertIntake:
         self.rpc_timeout = timedelta(seconds=rpc_timeout)
         self.unrouted: deque[dict[str, Any]] = deque(maxlen=unrouted_kept)
         self._inflight: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self.groups = load_groups()
 
     async def _limited(self, workflow_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run `call` with at most MAX_INFLIGHT_PER_INCIDENT concurrent updates to one incident."""
@@ -179,4 +181,5 @@ class AlertIntake:
                       or "")
         return IncidentInput(incident_id=workflow_id, plan=plan, params=params, alert=alert,
                              severity=self.router.severity(route, alert["labels"]), service=service,
-                             started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True)
+                             started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
+                             groups=self.groups)

@@ -49,6 +49,19 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Alert"}}}},
                 "responses": responses}},
+            "/incidents/{incident}/approvals": {"post": {
+                "summary": "Approve or reject a waiting approval step (validated: refusals never enter history)",
+                "security": security,
+                "parameters": [{"name": "incident", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["approver", "decision"],
+                    "properties": {"approver": {"type": "string"}, "decision": {"enum": ["approve", "reject"]},
+                                   "step": {"type": "string"}, "comment": {"type": "string"}}}}}},
+                "responses": {"200": {"description": "vote recorded; body is the receipt"},
+                              "409": {"description": "refused, with the reason"},
+                              "404": {"description": "no such incident"},
+                              "422": {"description": "malformed body"},
+                              "401": {"description": "missing or wrong credentials"}}}},
             "/alerts/unrouted": {"get": {"summary": "Recent alerts no runbook took", "security": security,
                                          "responses": {"200": {"description": "newest last"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},

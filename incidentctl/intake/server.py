@@ -106,6 +106,32 @@ def _alert_handler(parse: Callable[[Any], Delivery], endpoint: str
     return handle
 
 
+async def _approve(request: web.Request) -> web.Response:
+    """POST /incidents/{id}/approvals: the same validated update as `incidentctl incident approve`."""
+    from incidentctl.client import IncidentError, decide
+    from workflows.model import ApprovalDecision
+
+    intake = request.app[INTAKE]
+    body = await _body(request, intake, request.app[AUTH])
+    if isinstance(body, web.Response):
+        return body
+    data = body[0]
+    if (not isinstance(data, dict) or not isinstance(data.get("approver"), str)
+            or data.get("decision") not in ("approve", "reject")
+            or not isinstance(data.get("step", ""), str) or not isinstance(data.get("comment", ""), str)):
+        return _refuse(intake, 422, 'body must be {"approver": str, "decision": "approve"|"reject", '
+                                    '"step"?: str, "comment"?: str}', "schema")
+    decision = ApprovalDecision(approver=data["approver"], approve=data["decision"] == "approve",
+                                step=data.get("step", ""), comment=data.get("comment", ""))
+    try:
+        receipt = await decide(intake.client, request.match_info["incident"], decision)
+    except IncidentError as exc:
+        text = str(exc)
+        status = 404 if text.startswith("no incident") else 503 if "cannot reach" in text else 409
+        return _refuse(intake, status, text, "approval_refused" if status == 409 else "approval_failed")
+    return web.json_response(receipt.__dict__)
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "runbooks_routed": len(request.app[INTAKE].router.routes)})
 
@@ -136,6 +162,7 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth) -> web.Application:
     app.router.add_post("/alertmanager", _alert_handler(parse_alertmanager, "alertmanager"))
     app.router.add_post("/alerts", _alert_handler(parse_single_alert, "alerts"))
     app.router.add_get("/alerts/unrouted", _unrouted)
+    app.router.add_post("/incidents/{incident}/approvals", _approve)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)

@@ -1,0 +1,159 @@
+"""People in the loop: escalation, self-approval, pending approvals, approvals over HTTP (real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from incidentctl import client as incidents
+from incidentctl.dsl.compiler import compile_source
+from incidentctl.intake.runner import RunningReceiver, start_receiver
+from incidentctl.intake.server import ReceiverAuth
+from incidentctl.people import PeopleConfigError, load_groups
+from tests.conftest import TEST_TASK_QUEUE, eventually
+from workflows.model import ApprovalDecision
+
+GROUPS = {"sre": ["alice", "bob"], "sre-leads": ["dana"]}
+
+ESCALATING = """
+name: ap-escalation
+version: 1
+steps:
+  - id: gate
+    approval:
+      message: "roll back?"
+      approvers: [alice]
+      timeout: 600ms
+      escalation:
+        - {groups: [sre-leads], timeout: 600ms}
+"""
+
+SELF = """
+name: ap-self
+version: 1
+steps:
+  - id: strict
+    approval: {message: "strict", groups: [sre]}
+  - id: relaxed
+    approval: {message: "relaxed", groups: [sre], allow_self_approval: true}
+"""
+
+
+async def start(client: Client, text: str, key: str, **kwargs: Any) -> str:
+    started = await incidents.start_incident(client, compile_source(text, "ap.yaml"), key=key,
+                                             task_queue=TEST_TASK_QUEUE, groups=GROUPS, **kwargs)
+    return started.incident_id
+
+
+def waiting(step: str, stage: int = 0):
+    return lambda s: any(p["step"] == step and p["stage"] == stage for p in s["pending_approvals"])
+
+
+async def test_escalation_lets_the_next_group_decide_then_times_out(client: Client, worker: Worker,
+                                                                    unique: str) -> None:
+    incident = await start(client, ESCALATING, f"a{unique}")
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("gate", 0))
+    with pytest.raises(incidents.IncidentError, match="'dana' may not approve step 'gate'"):
+        await incidents.decide(client, incident, ApprovalDecision(approver="dana", approve=True))
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate", 1))
+    assert state["pending_approvals"][0]["groups"] == ["sre-leads"]
+    receipt = await incidents.decide(client, incident, ApprovalDecision(approver="dana", approve=True))
+    assert receipt.outcome == "approved"
+    assert (await client.get_workflow_handle(incident).result())["status"] == "resolved"
+
+    silent = await start(client, ESCALATING, f"b{unique}")
+    summary = await client.get_workflow_handle(silent).result()
+    assert summary["status"] == "failed" and summary["failure"]["message"] == "approval timed out"
+    kinds = [e["kind"] for e in await incidents.incident_timeline(client, silent)]
+    assert kinds.index("approval_escalated") < kinds.index("approval_timed_out")
+
+
+async def test_the_incident_starter_may_not_approve_unless_allowed(client: Client, worker: Worker,
+                                                                  unique: str) -> None:
+    incident = await start(client, SELF, unique, started_by="alice")
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("strict"))
+    with pytest.raises(incidents.IncidentError, match="'alice' started this incident and may not approve"):
+        await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    await incidents.decide(client, incident, ApprovalDecision(approver="bob", approve=True))
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("relaxed"))
+    receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    assert receipt.outcome == "approved"
+    assert (await client.get_workflow_handle(incident).result())["status"] == "resolved"
+
+
+async def test_pending_lists_every_waiting_approval_oldest_first(client: Client, worker: Worker,
+                                                                 unique: str) -> None:
+    timed = ("name: ap-pending\nversion: 1\nsteps:\n"
+             "  - {id: gate, approval: {message: 'with deadline', approvers: [alice], timeout: 1h}}\n")
+    first = await start(client, timed, f"1{unique}")
+    await eventually(lambda: incidents.show_incident(client, first), waiting("gate"))
+    second = await start(client, SELF, f"2{unique}")
+    await eventually(lambda: incidents.show_incident(client, second), waiting("strict"))
+
+    rows = await eventually(lambda: incidents.pending_approvals(client),
+                            lambda rows: {first, second} <= {r["incident_id"] for r in rows})
+    mine = [r for r in rows if r["incident_id"] in (first, second)]
+    assert [r["incident_id"] for r in mine] == [first, second]
+    assert 3500 < mine[0]["time_left_s"] <= 3600 and mine[1]["time_left_s"] is None
+    assert [r["requested_at"] for r in rows] == sorted(r["requested_at"] for r in rows)
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "incidentctl.cli", "incident", "pending", "--address",
+        client.service_client.config.target_host, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert first in out.decode() and "with deadline" in out.decode() and "no deadline" in out.decode()
+    for incident in (first, second):
+        await incidents.cancel_incident(client, incident)
+
+
+@pytest.fixture
+async def receiver(client: Client, worker: Worker, tmp_path: Path) -> AsyncIterator[RunningReceiver]:
+    running = await start_receiver(client, port=0, auth=ReceiverAuth(token="tok"), task_queue=TEST_TASK_QUEUE,
+                                   runbook_paths=[tmp_path])
+    yield running
+    await running.stop()
+
+
+async def test_approvals_over_http(receiver: RunningReceiver, client: Client, unique: str) -> None:
+    incident = await start(client, SELF, unique, started_by="carol")
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("strict"))
+
+    async def vote(body: Any, token: str = "tok", target: str = incident) -> tuple[int, dict]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{receiver.url}/incidents/{target}/approvals", data=json.dumps(body),
+                                    headers={"Authorization": f"Bearer {token}",
+                                             "Content-Type": "application/json"}) as response:
+                return response.status, await response.json()
+
+    assert (await vote({"approver": "bob", "decision": "approve"}, token="bad"))[0] == 401
+    status, refused = await vote({"approver": "mallory", "decision": "approve"})
+    assert status == 409 and "'mallory' may not approve step 'strict'" in refused["error"]
+    status, malformed = await vote({"approver": "bob", "decision": "maybe"})
+    assert status == 422 and "decision" in malformed["error"]
+    status, missing = await vote({"approver": "bob", "decision": "approve"}, target="incident-nope")
+    assert status == 404
+    status, receipt = await vote({"approver": "bob", "decision": "approve", "comment": "ok"})
+    assert status == 200 and receipt["outcome"] == "approved" and receipt["step"] == "strict"
+    await incidents.cancel_incident(client, incident)
+
+
+def test_people_file_is_validated(tmp_path: Path) -> None:
+    good = tmp_path / "people.yaml"
+    good.write_text("groups:\n  sre: [alice, bob]\n")
+    assert load_groups(good) == {"sre": ["alice", "bob"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("groups:\n  sre: alice\n")
+    with pytest.raises(PeopleConfigError, match="must have `groups:` mapping group names to lists of users"):
+        load_groups(bad)
+    with pytest.raises(PeopleConfigError, match="cannot read people file"):
+        load_groups(tmp_path / "missing.yaml")
