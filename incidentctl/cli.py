@@ -260,6 +260,28 @@ async def cmd_incident_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_incident_assign(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, acknowledge_incident, assign_incident
+    from workflows.model import Acknowledgement, Assignment
+
+    client = await _client(args)
+    try:
+        if args.command == "ack":
+            roles = await acknowledge_incident(client, args.incident, Acknowledgement(by=args.as_user))
+        else:
+            roles = await assign_incident(client, args.incident, Assignment(
+                by=args.as_user, commander=args.commander or "", assignee=args.assignee or ""))
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output == "json":
+        print(to_json(roles))
+    else:
+        ack = (f"acknowledged by {roles['acknowledged_by']} after {roles['time_to_ack_s']}s"
+               if roles.get("acknowledged_by") else "not acknowledged")
+        print(f"commander {roles['commander'] or '-'}, assignee {roles['assignee'] or '-'}; {ack}")
+    return EXIT_OK
+
+
 async def cmd_admin_setup(args: argparse.Namespace) -> int:
     from incidentctl.devserver import ensure_search_attributes
 
@@ -406,6 +428,19 @@ def build_parser() -> argparse.ArgumentParser:
     _connect_options(listing)
     _output_option(listing)
     listing.set_defaults(handler=cmd_incident_list)
+
+    assign = incident_cmds.add_parser("assign", help="set the incident commander and/or assignee")
+    assign.add_argument("incident")
+    assign.add_argument("--commander")
+    assign.add_argument("--assignee")
+    assign.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    ack = incident_cmds.add_parser("ack", help="acknowledge the incident (records time to acknowledge)")
+    ack.add_argument("incident")
+    ack.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    for sub in (assign, ack):
+        _connect_options(sub)
+        _output_option(sub)
+        sub.set_defaults(handler=cmd_incident_assign)
 
     pending = incident_cmds.add_parser("pending", help="every approval waiting across incidents, oldest first")
     pending.add_argument("--limit", type=int, default=200)

@@ -33,8 +33,10 @@ from workflows.model import (
     SEVERITY_ATTR,
     STATUS_ATTR,
     TASK_QUEUE,
+    Acknowledgement,
     ApprovalDecision,
     ApprovalReceipt,
+    Assignment,
     IncidentInput,
     incident_search_attributes,
 )
@@ -228,3 +230,25 @@ async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, 
         deadline = row.get("deadline")
         row["time_left_s"] = round((datetime.fromisoformat(deadline) - now).total_seconds()) if deadline else None
     return rows
+
+
+async def assign_incident(client: Client, incident: str, assignment: Assignment) -> dict[str, Any]:
+    return await _update(client, incident, IncidentWorkflow.assign, assignment, "assignment refused")
+
+
+async def acknowledge_incident(client: Client, incident: str, ack: Acknowledgement) -> dict[str, Any]:
+    return await _update(client, incident, IncidentWorkflow.acknowledge, ack, "acknowledgement refused")
+
+
+async def _update(client: Client, incident: str, update: Any, arg: Any, refusal: str) -> Any:
+    try:
+        return await _handle(client, incident).execute_update(update, arg)
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
+        raise IncidentError(f"{refusal}: {reason}") from None
+    except RPCError as exc:
+        if "already completed" in exc.message:
+            raise IncidentError(f"{refusal}: incident {incident!r} is closed") from None
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise IncidentError(f"no incident {incident!r}") from None
+        raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None

@@ -40,6 +40,12 @@ def incident_report(state: dict[str, Any]) -> str:
         f"started    {state.get('started_at')}   finished {state.get('finished_at') or '-'}",
         f"params     {_cell(state.get('params'), 100)}",
     ]
+    roles = state.get("roles") or {}
+    if roles:
+        ack = (f"acked by {roles['acknowledged_by']} after {roles['time_to_ack_s']}s" if roles.get("acknowledged_by")
+               else "not acknowledged")
+        lines.append(f"roles      commander {roles.get('commander') or '-'}, assignee {roles.get('assignee') or '-'}; "
+                     f"{ack}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
     if state.get("failure"):

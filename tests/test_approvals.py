@@ -20,7 +20,7 @@ from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.people import PeopleConfigError, load_groups
 from tests.conftest import TEST_TASK_QUEUE, eventually
-from workflows.model import ApprovalDecision
+from workflows.model import Acknowledgement, ApprovalDecision, Assignment
 
 GROUPS = {"sre": ["alice", "bob"], "sre-leads": ["dana"]}
 
@@ -157,3 +157,31 @@ def test_people_file_is_validated(tmp_path: Path) -> None:
         load_groups(bad)
     with pytest.raises(PeopleConfigError, match="cannot read people file"):
         load_groups(tmp_path / "missing.yaml")
+
+
+async def test_roles_assignment_and_time_to_acknowledge(client: Client, worker: Worker, unique: str) -> None:
+    text = ("name: ap-roles\nversion: 1\nowner: alice\nteam: platform\nsteps:\n"
+            "  - {id: gate, approval: {message: hold}}\n")
+    incident = await start(client, text, unique, alert={"labels": {"alertname": "X", "team": "payments"}})
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    assert (state["roles"]["commander"], state["roles"]["assignee"]) == ("alice", "payments")
+    assert state["roles"]["acknowledged_by"] is None
+
+    roles = await incidents.assign_incident(client, incident, Assignment(by="alice", commander="dana"))
+    assert (roles["commander"], roles["assignee"]) == ("dana", "payments")
+    with pytest.raises(incidents.IncidentError, match="give a commander, an assignee, or both"):
+        await incidents.assign_incident(client, incident, Assignment(by="alice"))
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "incidentctl.cli", "incident", "ack", incident, "--as", "bob", "-o", "json",
+        "--address", client.service_client.config.target_host,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    acked = json.loads(out)
+    assert acked["acknowledged_by"] == "bob" and acked["time_to_ack_s"] > 0
+    with pytest.raises(incidents.IncidentError, match="acknowledgement refused: already acknowledged by bob"):
+        await incidents.acknowledge_incident(client, incident, Acknowledgement(by="carol"))
+    timeline = await incidents.incident_timeline(client, incident)
+    assert [e["kind"] for e in timeline if e["kind"] in ("assigned", "acknowledged")] == ["assigned", "acknowledged"]
+    await incidents.cancel_incident(client, incident)

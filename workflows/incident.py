@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -32,10 +32,12 @@ with workflow.unsafe.imports_passed_through():
         SEVERITY_ATTR,
         STATUS_ATTR,
         WAITING_APPROVAL,
+        Acknowledgement,
         AlertNotification,
         AlertReceipt,
         ApprovalDecision,
         ApprovalReceipt,
+        Assignment,
         IncidentInput,
     )
 
@@ -138,6 +140,12 @@ class IncidentWorkflow:
         self._notifications = 0
         self._resolved_handled = False
         self._refires: dict[str, Any] = {"count": 0, "previous_run_id": None}
+        runbook = inp.plan["runbook"]
+        labels = (inp.alert or {}).get("labels") or {}
+        # The runbook owner commands by default; the alert's team label routes the work, else the runbook's team.
+        self._roles: dict[str, Any] = {"commander": runbook.get("owner") or "",
+                                       "assignee": labels.get("team") or runbook.get("team") or "",
+                                       "acknowledged_by": None, "acknowledged_at": None, "time_to_ack_s": None}
         if inp.carried:
             self._restore(inp.carried)
         else:
@@ -607,6 +615,39 @@ class IncidentWorkflow:
             return target
         return index
 
+    # ---------------------------------------------------------------- roles
+
+    @workflow.update
+    def assign(self, assignment: Assignment) -> dict[str, Any]:
+        changed = {k: v for k, v in (("commander", assignment.commander), ("assignee", assignment.assignee)) if v}
+        self._roles.update(changed)
+        self._event("assigned", detail={"by": assignment.by, **changed})
+        return dict(self._roles)
+
+    @assign.validator
+    def _validate_assign(self, assignment: Assignment) -> None:
+        if not assignment.by.strip():
+            raise ValueError("say who assigns (--as)")
+        if not (assignment.commander.strip() or assignment.assignee.strip()):
+            raise ValueError("give a commander, an assignee, or both")
+
+    @workflow.update
+    def acknowledge(self, ack: Acknowledgement) -> dict[str, Any]:
+        now = workflow.now()
+        started = datetime.fromisoformat(self._started_at) if self._started_at else now
+        self._roles.update(acknowledged_by=ack.by, acknowledged_at=now.isoformat(),
+                           time_to_ack_s=round((now - started).total_seconds(), 3))
+        self._event("acknowledged", detail={"by": ack.by, "time_to_ack_s": self._roles["time_to_ack_s"]})
+        return dict(self._roles)
+
+    @acknowledge.validator
+    def _validate_ack(self, ack: Acknowledgement) -> None:
+        if not ack.by.strip():
+            raise ValueError("say who acknowledges (--as)")
+        if self._roles.get("acknowledged_by"):
+            raise ValueError(f"already acknowledged by {self._roles['acknowledged_by']} "
+                             f"at {self._roles['acknowledged_at']}")
+
     # ---------------------------------------------------------------- queries
 
     @workflow.query
@@ -698,6 +739,7 @@ class IncidentWorkflow:
             "runs": self._runs,
             "alerts": self._alerts,
             "notifications": self._notifications,
+            "roles": self._roles,
             "resolved_handled": self._resolved_handled,
             "refires": self._refires,
         }
@@ -714,6 +756,7 @@ class IncidentWorkflow:
         self._runs = carried.get("runs", 1)
         self._alerts = carried.get("alerts", {})
         self._notifications = carried.get("notifications", 0)
+        self._roles = carried.get("roles", self._roles)
         self._resolved_handled = carried.get("resolved_handled", False)
         self._refires = carried.get("refires", {"count": 0, "previous_run_id": None})
 
@@ -743,6 +786,7 @@ class IncidentWorkflow:
             "alerts": self._alerts,
             "notifications": self._notifications,
             "refires": self._refires,
+            "roles": self._roles,
         }
 
 

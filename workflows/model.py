@@ -92,3 +92,15 @@ class AlertReceipt:
     resolved: int
     new_alerts: int
     status: str
+
+
+@dataclass
+class Assignment:
+    by: str
+    commander: str = ""
+    assignee: str = ""
+
+
+@dataclass
+class Acknowledgement:
+    by: str
