@@ -12,6 +12,8 @@ ACTION_MODULES: tuple[str, ...] = (
     "activities.util",
     "activities.http",
     "activities.notify",
+    "activities.notify_http",
+    "activities.notify_github",
 )
 
 

@@ -34,6 +34,8 @@ def _append_line(path: Path, line: str) -> None:
             "message": {"type": "string", "minLength": 1},
             "channel": {"type": "string", "minLength": 1, "default": "log"},
             "level": {"enum": ["info", "warning", "error"], "default": "info"},
+            "event": {"type": "string", "description": "set by incident communication (opened, update, ...)"},
+            "key": {"type": "string", "description": "idempotency key set by incident communication"},
         },
         "required": ["message"],
         "additionalProperties": False,

@@ -185,3 +185,26 @@ async def test_roles_assignment_and_time_to_acknowledge(client: Client, worker: 
     timeline = await incidents.incident_timeline(client, incident)
     assert [e["kind"] for e in timeline if e["kind"] in ("assigned", "acknowledged")] == ["assigned", "acknowledged"]
     await incidents.cancel_incident(client, incident)
+
+
+async def test_vote_while_the_workflow_is_busy_with_another_step(client: Client, worker: Worker,
+                                                                 unique: str) -> None:
+    text = """
+name: ap-busy
+version: 1
+steps:
+  - id: both
+    parallel:
+      - name: work
+        steps: [{id: long_check, action: util.sleep, params: {seconds: 3}, timeout: 30s}]
+      - name: ask
+        steps: [{id: gate, approval: {message: "go?", approvers: [alice]}}]
+"""
+    incident = await start(client, text, unique)
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    assert "long_check" in state["current_steps"], "the activity is still running while we vote"
+    receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    assert receipt.outcome == "approved"
+    summary = await client.get_workflow_handle(incident).result()
+    assert summary["status"] == "resolved"
+    assert summary["steps"]["gate"]["finished_at"] < summary["steps"]["long_check"]["finished_at"]

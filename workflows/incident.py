@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.base import ActionInput
     from incidentctl.dsl import expressions
+    from workflows import messages
     from workflows.model import (
         CANCELLED,
         FAILED,
@@ -140,6 +141,10 @@ class IncidentWorkflow:
         self._notifications = 0
         self._resolved_handled = False
         self._refires: dict[str, Any] = {"count": 0, "previous_run_id": None}
+        self._comms_seq = 0
+        self._finishing = False
+        self._upcoming: dict[str, Any] | None = None
+        self._cadence_task: asyncio.Future[None] | None = None
         runbook = inp.plan["runbook"]
         labels = (inp.alert or {}).get("labels") or {}
         # The runbook owner commands by default; the alert's team label routes the work, else the runbook's team.
@@ -175,6 +180,10 @@ class IncidentWorkflow:
             if self._refires.get("count"):
                 self._event("incident_refired", detail=self._refires)
         scope = Scope(results=self._results)
+        if self._communication:
+            if not inp.carried:
+                await self._broadcast("opened", messages.opened(self._summary(), self._statement("impact")))
+            self._cadence_task = asyncio.ensure_future(self._status_updates())
         try:
             await self._run_list(inp.plan["steps"], scope, top_level=True)
             self._finish(RESOLVED)
@@ -187,6 +196,7 @@ class IncidentWorkflow:
             self._failure = {"step": request.step, **request.error}
             await self._rollback(scope)
         except _ContinueAsNew:
+            await self._stop_status_updates()
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
                 IncidentInput(**{**inp.__dict__, "carried": self._carry()}),
@@ -195,6 +205,7 @@ class IncidentWorkflow:
             self._event("incident_cancelled")
             self._finish(CANCELLED)
             raise
+        await self._close_communication()
         return self._summary()
 
     async def _rollback(self, scope: Scope) -> None:
@@ -225,6 +236,7 @@ class IncidentWorkflow:
                 if index >= len(steps):
                     break
             step = steps[index]
+            self._upcoming = steps[index + 1] if index + 1 < len(steps) else None
             outcome = await self._run_step(step, scope)
             if outcome in ("succeeded", "skipped"):
                 if outcome == "succeeded" and step.get("end"):
@@ -442,6 +454,8 @@ class IncidentWorkflow:
         self._set_status(WAITING_APPROVAL)
         self._event("approval_requested", key, {"message": pending.message, "approvers": pending.approvers,
                                                  "groups": pending.groups, "required": pending.required})
+        if self._communication:
+            await self._request_approval(pending, scope)
         # Stage 0 is the step's own people; each escalation stage adds people once the previous one times out.
         stages = [{"timeout_s": spec.get("timeout_s")}, *(spec.get("escalation") or [])]
         try:
@@ -615,6 +629,90 @@ class IncidentWorkflow:
             return target
         return index
 
+    # ---------------------------------------------------------------- communication
+
+    @property
+    def _communication(self) -> dict[str, Any] | None:
+        assert self._input is not None
+        return self._input.plan.get("communication")
+
+    def _statement(self, name: str) -> str:
+        template = (self._communication or {}).get(name)
+        if not template:
+            return ""
+        try:
+            return str(expressions.render(template, self._context(Scope(results=self._results))))
+        except expressions.ExpressionError as exc:
+            return f"({name} unavailable: {exc})"
+
+    async def _broadcast(self, event: str, text: str) -> None:
+        """One message to every channel; a channel that keeps failing is recorded, never fails the incident."""
+        assert self._input is not None and self._communication is not None
+        self._comms_seq += 1
+        seq = self._comms_seq
+        # The key is fixed before the first attempt, so a retried send (after a worker crash) is recognisable.
+        key = f"{self._input.incident_id}/{event}/{seq}"
+        comms = self._communication
+
+        async def send(channel: dict[str, Any]) -> str | None:
+            try:
+                await workflow.execute_activity(
+                    channel["action"],
+                    ActionInput(action=channel["action"], incident_id=self._input.incident_id if self._input else "",
+                                step_id=f"comms:{event}:{seq}",
+                                params={**channel["params"], "message": text, "event": event, "key": key}),
+                    start_to_close_timeout=timedelta(seconds=comms.get("send_timeout_s") or 30),
+                    retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
+                )
+                return None
+            except ActivityError as exc:
+                return f"{channel['action']}: {_error_of(exc).get('message')}"
+
+        problems = await asyncio.gather(*(send(c) for c in self._communication["channels"]))
+        failed = [p for p in problems if p]
+        detail: dict[str, Any] = {"event": event, "seq": seq, "channels": len(problems) - len(failed)}
+        if failed:
+            detail["failed"] = failed
+        self._event("notification_sent" if not failed else "notification_failed", detail=detail)
+
+    async def _status_updates(self) -> None:
+        assert self._input is not None and self._communication is not None
+        cadence = self._communication["cadence_s"].get(self._input.severity)
+        if not cadence:
+            return
+        while not self._finishing:
+            try:
+                await workflow.wait_condition(lambda: self._finishing, timeout=timedelta(seconds=cadence))
+            except builtins.TimeoutError:
+                await self._broadcast("update", messages.status_update(self._summary(), self._statement("impact"),
+                                                                       cadence))
+
+    async def _stop_status_updates(self) -> None:
+        self._finishing = True
+        if self._cadence_task is not None:
+            await self._cadence_task
+
+    async def _request_approval(self, pending: PendingApproval, scope: Scope) -> None:
+        upcoming = self._upcoming
+        params: Any = None
+        if upcoming and upcoming.get("params") is not None:
+            try:
+                params = expressions.render(upcoming["params"], self._context(scope))
+            except expressions.ExpressionError:
+                params = upcoming["params"]  # depends on results the approval itself produces
+        text = messages.approval_request(self._summary(), pending.__dict__, upcoming, params,
+                                         (self._communication or {}).get("approve_url"))
+        await self._broadcast("approval_requested", text)
+
+    async def _close_communication(self) -> None:
+        if not self._communication:
+            return
+        await self._stop_status_updates()
+        started = datetime.fromisoformat(self._started_at)
+        duration = (workflow.now() - started).total_seconds()
+        text = messages.closed(self._summary(), self._statement("impact"), self._statement("root_cause"), duration)
+        await self._broadcast("resolved" if self._status == RESOLVED else "failed", text)
+
     # ---------------------------------------------------------------- roles
 
     @workflow.update
@@ -740,6 +838,7 @@ class IncidentWorkflow:
             "alerts": self._alerts,
             "notifications": self._notifications,
             "roles": self._roles,
+            "comms_seq": self._comms_seq,
             "resolved_handled": self._resolved_handled,
             "refires": self._refires,
         }
@@ -757,6 +856,7 @@ class IncidentWorkflow:
         self._alerts = carried.get("alerts", {})
         self._notifications = carried.get("notifications", 0)
         self._roles = carried.get("roles", self._roles)
+        self._comms_seq = carried.get("comms_seq", 0)
         self._resolved_handled = carried.get("resolved_handled", False)
         self._refires = carried.get("refires", {"count": 0, "previous_run_id": None})
 

@@ -150,7 +150,7 @@ class _Compiler:
         schema = dict(spec.params_schema)
         # Templated values are only known when the incident runs: count them present, check them then.
         schema["required"] = [k for k in schema.get("required", []) if k not in params]
-        where = (*path, "notify" if kind == "notify" else "params")
+        where = path if kind == "channel" else (*path, "notify" if kind == "notify" else "params")
         for raw in jsonschema.Draft202012Validator(schema).iter_errors(literal):
             for sub, message, at_key in explain(raw):
                 message = message.replace("required key", "parameter").replace("unknown key", "unknown parameter")
@@ -361,6 +361,29 @@ class _Compiler:
             return {"mode": "goto", "target": policy["goto"]}
         return {"mode": policy, "target": None}
 
+    def communication(self, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Channels as (action, params) with their params checked now; cadence in seconds per severity."""
+        if not spec:
+            return None
+        channels = []
+        for i, channel in enumerate(spec.get("channels") or []):
+            params = {k: v for k, v in channel.items() if k != "type"}
+            action = f"notify.{channel['type']}"
+            # message/event/key are filled in for each message; check the rest against the notifier's schema.
+            self.check_action(action, {**params, "message": "x"}, ("communication", "channels", i), "channel")
+            channels.append({"action": action, "params": params})
+        cadence = {"SEV1": 900.0, "SEV2": 1800.0, "SEV3": 3600.0, "SEV4": None}
+        for severity, value in (spec.get("status_updates") or {}).items():
+            # YAML reads a bare `off` as false; both mean no status updates for that severity.
+            cadence[severity] = None if value in ("off", False) else self.duration(
+                spec["status_updates"], severity, ("communication", "status_updates"), None)
+        for key in ("impact", "root_cause"):
+            for problem in expressions.check_syntax(spec.get(key)):
+                self.error(("communication", key), f"expression error: {problem}")
+        return {"channels": channels, "cadence_s": cadence, "impact": spec.get("impact"),
+                "send_timeout_s": self.duration(spec, "send_timeout", ("communication",), 30.0),
+                "root_cause": spec.get("root_cause"), "approve_url": spec.get("approve_url")}
+
     def check_parameters(self, parameters: dict[str, Any]) -> None:
         for name, spec in parameters.items():
             default, kind = spec.get("default"), spec.get("type", "string")
@@ -446,6 +469,7 @@ def compile_source(text: str, file: str) -> dict[str, Any]:
     rollback = compiler.compile_steps(data["rollback"], ("rollback",), frozenset()) if data.get("rollback") else []
     compiler.check_service(data.get("service"))
     on_alert_resolved = compiler.check_alert_policy(data)
+    communication = compiler.communication(data.get("communication"))
     if compiler.errors:
         raise RunbookErrors(sorted(compiler.errors, key=lambda e: (e.line or 0, e.column or 0)))
     parameters = {
@@ -464,6 +488,7 @@ def compile_source(text: str, file: str) -> dict[str, Any]:
         "steps": steps,
         "rollback": rollback,
         "on_alert_resolved": on_alert_resolved,
+        "communication": communication,
     }
     plan["hash"] = plan_hash(plan)
     return plan

@@ -1,0 +1,229 @@
+"""Stakeholder communication through real HTTP: webhook, Slack and a local GitHub REST fake.
+
+Covers the message lifecycle (opened, cadence updates, approval request, resolved), the GitHub issue per
+incident, and no duplicate message when a worker is killed mid-send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
+
+from activities.base import ActionInput
+from activities.notify_github import github_issue
+from incidentctl import client as incidents
+from incidentctl.devserver import DevServer
+from incidentctl.dsl.compiler import compile_source
+from tests.conftest import TEST_TASK_QUEUE, eventually
+from workflows.model import ApprovalDecision
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Sink:
+    """Records webhook deliveries; deduplicates by Idempotency-Key as a careful receiver does."""
+
+    url: str = ""
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    slack: list[dict[str, Any]] = field(default_factory=list)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stall_event: str | None = None  # hold the first delivery of this event (to kill a worker meanwhile)
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def events(self) -> list[str]:
+        return [m["event"] for m in self.messages.values()]
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    state = Sink()
+
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.deliveries.append(body)
+        if body["event"] == state.stall_event and not state.stalled.is_set():
+            state.stalled.set()
+            await asyncio.sleep(30)  # the worker is killed while this send is in flight
+        state.messages.setdefault(request.headers["Idempotency-Key"], body)
+        return web.json_response({"ok": True})
+
+    async def slack(request: web.Request) -> web.Response:
+        state.slack.append(await request.json())
+        return web.Response(text="ok")
+
+    async def list_issues(request: web.Request) -> web.Response:
+        wanted = request.query.get("labels")
+        return web.json_response([i for i in state.issues.values() if not wanted or wanted in i["labels"]])
+
+    async def create_issue(request: web.Request) -> web.Response:
+        body = await request.json()
+        number = len(state.issues) + 1
+        state.issues[number] = {"number": number, "state": "open", "title": body["title"], "body": body["body"],
+                                "labels": list(body.get("labels", [])), "comments": []}
+        return web.json_response(state.issues[number], status=201)
+
+    async def comments(request: web.Request) -> web.Response:
+        issue = state.issues[int(request.match_info["n"])]
+        if request.method == "POST":
+            issue["comments"].append({"body": (await request.json())["body"]})
+            return web.json_response(issue["comments"][-1], status=201)
+        return web.json_response(issue["comments"])
+
+    async def labels(request: web.Request) -> web.Response:
+        issue = state.issues[int(request.match_info["n"])]
+        issue["labels"] += (await request.json())["labels"]
+        return web.json_response([{"name": n} for n in issue["labels"]])
+
+    async def patch_issue(request: web.Request) -> web.Response:
+        issue = state.issues[int(request.match_info["n"])]
+        issue.update(await request.json())
+        return web.json_response(issue)
+
+    app = web.Application()
+    app.router.add_post("/hooks/webhook", webhook)
+    app.router.add_post("/hooks/slack", slack)
+    app.router.add_get("/repos/acme/shop/issues", list_issues)
+    app.router.add_post("/repos/acme/shop/issues", create_issue)
+    app.router.add_route("*", "/repos/acme/shop/issues/{n}/comments", comments)
+    app.router.add_post("/repos/acme/shop/issues/{n}/labels", labels)
+    app.router.add_patch("/repos/acme/shop/issues/{n}", patch_issue)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield state
+    await runner.cleanup()
+
+
+def runbook(url: str, cadence: str = "1s", send_timeout: str = "30s") -> str:
+    return f"""
+name: comms
+version: 1
+severity: SEV2
+parameters:
+  deployment: {{type: string, default: cart}}
+communication:
+  channels:
+    - {{type: webhook, url: "{url}/hooks/webhook"}}
+    - {{type: slack, url: "{url}/hooks/slack"}}
+    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: NO_TOKEN_IN_TESTS}}
+  status_updates: {{SEV2: {cadence}}}
+  impact: "checkout errors for ${{{{ params.deployment }}}}"
+  root_cause: "bad deploy of ${{{{ params.deployment }}}}"
+  approve_url: "https://incidentctl.example"
+  send_timeout: {send_timeout}
+steps:
+  - id: diagnose
+    action: util.echo
+    params: {{message: "5 pods crash-looping", data: {{revision: 7}}}}
+  - id: settle
+    sleep: 2500ms
+  - id: gate
+    approval: {{message: "roll back ${{{{ params.deployment }}}}?", approvers: [alice]}}
+  - id: rollback
+    action: util.echo
+    params: {{message: "undo to ${{{{ steps.diagnose.output.data.revision }}}}"}}
+"""
+
+
+async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker, sink: Sink, unique: str) -> None:
+    plan = compile_source(runbook(sink.url), "comms.yaml")
+    started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
+    incident = started.incident_id
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
+    await eventually(lambda: asyncio.sleep(0, sink.events()), lambda e: "approval_requested" in e)
+    await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    summary = await client.get_workflow_handle(incident).result()
+    assert summary["status"] == "resolved"
+
+    events = sink.events()
+    assert events[0] == "opened" and events[-1] == "resolved"
+    assert events.count("update") >= 2, events
+    assert events.index("approval_requested") > events.index("update")
+    by_event = {m["event"]: m["message"] for m in sink.messages.values()}
+    assert by_event["opened"].startswith(f"[INCIDENT OPENED] {incident} (SEV2, runbook comms)")
+    update = next(m["message"] for m in sink.messages.values() if m["event"] == "update")
+    assert "[INCIDENT UPDATE]" in update and "Impact: checkout errors for cart" in update
+    assert "Current actions:" in update and "Next update: in 1s" in update
+    request = by_event["approval_requested"]
+    assert "Step gate: roll back cart?" in request and "5 pods crash-looping" in request
+    assert "If approved, next: rollback runs util.echo with" in request and "undo to 7" in request
+    assert f"Approve: incidentctl incident approve {incident} --step gate --as USER" in request
+    assert f"POST https://incidentctl.example/incidents/{incident}/approvals" in request
+    resolved = by_event["resolved"]
+    assert resolved.startswith("[INCIDENT RESOLVED]") and "Root cause: bad deploy of cart" in resolved
+    assert "Duration: " in resolved
+    assert len(sink.deliveries) == len(sink.messages), "each message was sent once"
+
+    assert [m["text"].split("]")[0] + "]" for m in sink.slack][:1] == ["[INCIDENT OPENED]"]
+    assert len(sink.slack) == len(sink.messages)
+    (issue,) = sink.issues.values()
+    assert issue["state"] == "closed" and "incident:resolved" in issue["labels"]
+    assert issue["body"].startswith("[INCIDENT OPENED]")
+    assert len(issue["comments"]) == len(sink.messages) - 1, "every later message is one comment"
+
+
+async def test_github_send_is_idempotent_by_key(sink: Sink) -> None:
+    env = ActivityEnvironment()
+    params = {"repo": "acme/shop", "api_url": sink.url, "token_env": "NO_TOKEN", "message": "hello"}
+    opened = ActionInput(action="notify.github", params={**params, "event": "opened", "key": "k/opened/1"},
+                         incident_id="inc-9", step_id="comms")
+    update = ActionInput(action="notify.github", params={**params, "event": "update", "key": "k/update/2"},
+                         incident_id="inc-9", step_id="comms")
+    first = await env.run(github_issue, opened)
+    again = await env.run(github_issue, opened)
+    assert first["created"] is True and again["created"] is False and first["issue"] == again["issue"]
+    await env.run(github_issue, update)
+    await env.run(github_issue, update)  # a retry of the same message
+    assert len(sink.issues) == 1 and len(sink.issues[first["issue"]]["comments"]) == 1
+
+
+async def test_no_duplicate_message_after_worker_killed_mid_send(dev_server: DevServer, client: Client,
+                                                                 sink: Sink, tmp_path: Path, unique: str) -> None:
+    sink.stall_event = "opened"
+    task_queue = f"comms-{unique}"
+
+    def worker_process(log: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "worker.py", "--address", dev_server.address, "--task-queue",
+                                 task_queue], cwd=ROOT, stdout=(tmp_path / log).open("wb"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    plan = compile_source(runbook(sink.url, cadence="off", send_timeout="2s"), "comms.yaml")
+    first = worker_process("w1.log")
+    second = None
+    try:
+        started = await incidents.start_incident(client, plan, key=unique, task_queue=task_queue)
+        await asyncio.wait_for(sink.stalled.wait(), timeout=30)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        second = worker_process("w2.log")
+        await eventually(lambda: incidents.show_incident(client, started.incident_id),
+                         lambda s: s["pending_approvals"], timeout=60)
+        await incidents.decide(client, started.incident_id, ApprovalDecision(approver="alice", approve=True))
+        await client.get_workflow_handle(started.incident_id).result()
+    finally:
+        for process in (first, second):
+            if process and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+    opened = [d for d in sink.deliveries if d["event"] == "opened"]
+    assert len(opened) >= 2, "the send was retried after the crash"
+    assert len({d["idempotency_key"] for d in opened}) == 1, "with the same key"
+    assert sink.events().count("opened") == 1, "so the receiver kept one message"
+    assert sink.events()[-1] == "resolved"

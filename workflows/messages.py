@@ -1,0 +1,67 @@
+"""Stakeholder messages built from an incident's state. Pure functions: the workflow calls them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    remaining = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if remaining >= size or (unit == "s" and not parts):
+            parts.append(f"{remaining // size}{unit}")
+            remaining %= size
+    return "".join(parts)
+
+
+def _compact(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def headline(state: dict[str, Any]) -> str:
+    return f"{state['incident_id']} ({state['severity']}, runbook {state['runbook']}" + (
+        f", service {state['service']})" if state.get("service") else ")")
+
+
+def opened(state: dict[str, Any], impact: str) -> str:
+    return (f"[INCIDENT OPENED] {headline(state)}\nImpact: {impact or 'being assessed'}\n"
+            f"Commander: {state['roles'].get('commander') or '-'}  Assignee: {state['roles'].get('assignee') or '-'}")
+
+
+def status_update(state: dict[str, Any], impact: str, next_in_s: float | None) -> str:
+    running = ", ".join(state["current_steps"]) or "between steps"
+    done = [k for k, r in state["steps"].items() if r.get("status") == "succeeded"]
+    waiting = [p["step"] for p in state["pending_approvals"]]
+    actions = f"running {running}" + (f"; waiting for approval of {', '.join(waiting)}" if waiting else "")
+    return (f"[INCIDENT UPDATE] {headline(state)}\nStatus: {state['status']} ({len(done)} steps done)\n"
+            f"Impact: {impact or 'being assessed'}\nCurrent actions: {actions}\n"
+            f"Next update: in {format_duration(next_in_s)}")
+
+
+def approval_request(state: dict[str, Any], pending: dict[str, Any], upcoming: dict[str, Any] | None,
+                     upcoming_params: Any, approve_url: str | None) -> str:
+    diagnosis = {k: r.get("output") for k, r in state["steps"].items() if r.get("status") == "succeeded"}
+    who = ", ".join(pending["approvers"] + [f"group:{g}" for g in pending["groups"]]) or "anyone"
+    lines = [f"[APPROVAL NEEDED] {headline(state)}", f"Step {pending['step']}: {pending['message']}",
+             f"Needs {pending['required']} approval(s) from {who}",
+             f"Diagnosis so far: {_compact(diagnosis, 600)}"]
+    if upcoming and upcoming.get("action"):
+        lines.append(f"If approved, next: {upcoming['id']} runs {upcoming['action']} with {_compact(upcoming_params)}")
+    lines.append(f"Approve: incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
+    if approve_url:
+        lines.append(f"   or: POST {approve_url.rstrip('/')}/incidents/{state['incident_id']}/approvals")
+    return "\n".join(lines)
+
+
+def closed(state: dict[str, Any], impact: str, root_cause: str, duration_s: float) -> str:
+    kind = "RESOLVED" if state["status"] == "resolved" else state["status"].upper().replace("_", " ")
+    failure = state.get("failure")
+    cause = root_cause or (f"step {failure['step']} failed: {failure.get('message')}" if failure
+                           else f"runbook {state['runbook']} completed")
+    return (f"[INCIDENT {kind}] {headline(state)}\nDuration: {format_duration(duration_s)}\n"
+            f"Impact: {impact or '-'}\nRoot cause: {cause}")
