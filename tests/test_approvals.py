@@ -208,3 +208,21 @@ steps:
     summary = await client.get_workflow_handle(incident).result()
     assert summary["status"] == "resolved"
     assert summary["steps"]["gate"]["finished_at"] < summary["steps"]["long_check"]["finished_at"]
+
+
+async def test_malformed_approval_payloads_are_refused_not_crashing(client: Client, worker: Worker,
+                                                                    unique: str) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    text = "name: ap-malformed\nversion: 1\nsteps:\n  - {id: gate, approval: {message: go, approvers: [alice]}}\n"
+    incident = await start(client, text, unique)
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    handle = client.get_workflow_handle(incident)
+    for payload in ({"approver": 5, "approve": True}, {"approver": "alice"}, "yes please", {"approver": " "}):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("decide_approval", payload)
+    state = await incidents.show_incident(client, incident)
+    assert state["status"] == "waiting_approval" and state["pending_approvals"][0]["votes"] == []
+    receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    assert receipt.outcome == "approved"
+    assert (await handle.result())["status"] == "resolved"
