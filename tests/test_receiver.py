@@ -21,7 +21,6 @@ from incidentctl.devserver import DevServer
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from tests.conftest import TEST_TASK_QUEUE, eventually
-from workflows.model import ApprovalDecision
 
 TOKEN = "s3cret-token"
 HMAC_SECRET = "hmac-key"
@@ -144,9 +143,10 @@ async def test_resolve_skips_to_verification_and_refire_starts_a_linked_incident
     status, resolved = await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
     assert status == 200 and resolved["incidents"][0]["result"] == "updated"
     assert resolved["incidents"][0]["firing"] == 0
-    await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    # Nobody needs to approve a restart any more: the waiting approval stands down by itself.
     summary = await client.get_workflow_handle(incident).result()
     assert summary["status"] == "resolved" and summary["alert_status"] == "resolved"
+    assert summary["steps"]["gate"]["status"] == "superseded"
     assert "fix" not in summary["steps"], "on_alert_resolved jumped over the remediation"
     assert summary["steps"]["verify"]["output"]["message"] == "alerts are resolved, re-fires 0"
 
@@ -278,3 +278,48 @@ async def test_cli_lists_unrouted_alerts(receiver: RunningReceiver, unique: str)
     assert f"Cli{unique}" in out and "no runbook trigger matches" in out
     code, _, err = await run_cli("--token", "wrong")
     assert code == 1 and "the receiver refused: HTTP 401" in err
+
+
+STAND_DOWN = """
+name: rx-stand-down
+version: 1
+trigger: {alertname: DiskFilling, group_by: [host]}
+on_alert_resolved: {goto: verify}
+steps:
+  - id: decide
+    branch:
+      - when: "true"
+        steps:
+          - id: gate
+            approval: {message: "wipe the cache?", approvers: [alice]}
+          - id: wipe
+            action: util.echo
+            params: {message: wiping}
+  - id: verify
+    action: util.echo
+    params: {message: "alerts ${{ incident.alert_status }}"}
+"""
+
+
+async def test_resolved_alert_stands_down_a_waiting_approval(client: Client, worker: Worker,
+                                                           tmp_path: Path, unique: str) -> None:
+    (tmp_path / "stand-down.yaml").write_text(STAND_DOWN)
+    running = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
+                                   runbook_paths=[tmp_path])
+    alert = {"labels": {"alertname": "DiskFilling", "host": f"db-{unique}"}, "group_by": ["host"]}
+    try:
+        status, started = await post(running, "/alerts", alert)
+        incident = started["incidents"][0]["incident_id"]
+        await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
+        status, _ = await post(running, "/alerts", {**alert, "status": "resolved"})
+        assert status == 200
+        summary = await client.get_workflow_handle(incident).result()
+    finally:
+        await running.stop()
+    steps = summary["steps"]
+    assert summary["status"] == "resolved"
+    assert steps["gate"]["status"] == "superseded" and steps["decide"]["status"] == "superseded"
+    assert "wipe" not in steps, "the remediation did not run after the alert cleared"
+    assert steps["verify"]["output"]["message"] == "alerts resolved"
+    kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
+    assert kinds.index("alert_resolved") < kinds.index("approval_superseded") < kinds.index("incident_resolved")

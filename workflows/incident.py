@@ -237,7 +237,13 @@ class IncidentWorkflow:
                     break
             step = steps[index]
             self._upcoming = steps[index + 1] if index + 1 < len(steps) else None
-            outcome = await self._run_step(step, scope)
+            try:
+                outcome = await self._run_step(step, scope)
+            except _AlertsResolved:
+                if not top_level:
+                    raise
+                index += 1  # the policy is applied at the top of the loop
+                continue
             if outcome in ("succeeded", "skipped"):
                 if outcome == "succeeded" and step.get("end"):
                     raise RunbookEnded()
@@ -290,6 +296,9 @@ class IncidentWorkflow:
             return self._record_failure(step, scope, _error_of(exc) if not isinstance(exc, _StepError) else exc.error)
         except expressions.ExpressionError as exc:
             return self._record_failure(step, scope, {"type": "ExpressionError", "message": str(exc)})
+        except _AlertsResolved:
+            self._supersede(step, scope)
+            raise
         finally:
             if key in self._running:
                 self._running.remove(key)
@@ -405,7 +414,7 @@ class IncidentWorkflow:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         for exc in errors:
-            if isinstance(exc, RollbackRequested | RunbookEnded):
+            if isinstance(exc, RollbackRequested | RunbookEnded | _AlertsResolved):
                 raise exc
         failed = [b["name"] for b, o in zip(branches, outcomes, strict=True) if isinstance(o, BaseException)]
         if failed:
@@ -469,8 +478,9 @@ class IncidentWorkflow:
                 timeout = stage.get("timeout_s")
                 pending.deadline = (workflow.now() + timedelta(seconds=timeout)).isoformat() if timeout else None
                 try:
-                    await workflow.wait_condition(lambda: pending.outcome != "pending",
-                                                  timeout=timedelta(seconds=timeout) if timeout else None)
+                    await workflow.wait_condition(
+                        lambda: pending.outcome != "pending" or self._alerts_cleared(),
+                        timeout=timedelta(seconds=timeout) if timeout else None)
                     break
                 except builtins.TimeoutError:
                     if index + 1 < len(stages):
@@ -481,6 +491,11 @@ class IncidentWorkflow:
             self._approvals.pop(key, None)
             if not self._approvals:
                 self._set_status(RUNNING)
+        if pending.outcome == "pending":
+            # Nobody decided and the alerts cleared: the runbook's on_alert_resolved policy takes over.
+            pending.outcome = "superseded"
+            self._event("approval_superseded", key, {"reason": "all alerts resolved while waiting"})
+            raise _AlertsResolved()
         output = {"approved": pending.outcome == "approved", "votes": pending.votes}
         if pending.outcome != "approved":
             rejecters = [v for v in pending.votes if not v["approve"]]
@@ -611,6 +626,20 @@ class IncidentWorkflow:
         if not self._alerts:
             return None
         return "firing" if any(a["status"] == "firing" for a in self._alerts.values()) else "resolved"
+
+    def _alerts_cleared(self) -> bool:
+        """All alerts resolved and the runbook wants that to change course (not yet applied)."""
+        return (not self._resolved_handled and self._alert_status() == "resolved"
+                and self._resolve_policy()["mode"] != "continue")
+
+    def _supersede(self, step: dict[str, Any], scope: Scope) -> None:
+        key = self._key(step, scope)
+        if key in self._running:
+            self._running.remove(key)
+        scope.results[step["id"]] = {"status": "superseded", "output": None, "error": None}
+        self._records.setdefault(key, {"kind": step["kind"], "seq": len(self._records) + 1}).update(
+            status="superseded", finished_at=workflow.now().isoformat())
+        self._event("step_superseded", key, {"reason": "all alerts resolved"})
 
     def _on_alert_resolved(self, steps: list[dict[str, Any]], index: int) -> int | None:
         """Between top-level steps: apply the runbook's policy once all alerts resolved (None = finish)."""
@@ -900,3 +929,7 @@ class _StepError(Exception):
 
 class _ContinueAsNew(Exception):
     pass
+
+
+class _AlertsResolved(Exception):
+    """A waiting step stood down because every alert resolved; unwinds to the top-level step list."""
