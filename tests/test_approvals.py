@@ -32,9 +32,9 @@ steps:
     approval:
       message: "roll back?"
       approvers: [alice]
-      timeout: 600ms
+      timeout: 2s
       escalation:
-        - {groups: [sre-leads], timeout: 600ms}
+        - {groups: [sre-leads], timeout: 2s}
 """
 
 SELF = """
@@ -196,7 +196,7 @@ steps:
   - id: both
     parallel:
       - name: work
-        steps: [{id: long_check, action: util.sleep, params: {seconds: 3}, timeout: 30s}]
+        steps: [{id: long_check, action: util.sleep, params: {seconds: 6}, timeout: 30s}]
       - name: ask
         steps: [{id: gate, approval: {message: "go?", approvers: [alice]}}]
 """
