@@ -199,18 +199,7 @@ async def cancel_incident(client: Client, incident: str) -> None:
 
 async def decide(client: Client, incident: str, decision: ApprovalDecision) -> ApprovalReceipt:
     """Approve or reject through the validated update: a refusal comes back as a sentence."""
-    try:
-        return await _handle(client, incident).execute_update(IncidentWorkflow.decide_approval, decision)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        reason = getattr(cause, "message", None) or str(cause or exc)
-        raise IncidentError(f"approval refused: {reason}") from None
-    except RPCError as exc:
-        if "already completed" in exc.message:
-            raise IncidentError(f"approval refused: incident {incident!r} is closed") from None
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise IncidentError(f"no incident {incident!r}") from None
-        raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None
+    return await _update(client, incident, IncidentWorkflow.decide_approval, decision, "approval refused")
 
 
 async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, Any]]:
