@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from incidentctl.dsl import durations
+
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    remaining = int(round(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if remaining >= size or (unit == "s" and not parts):
-            parts.append(f"{remaining // size}{unit}")
-            remaining %= size
-    return "".join(parts)
+    return "-" if seconds is None else durations.format_duration(seconds)
 
 
 def _compact(value: Any, limit: int = 300) -> str:

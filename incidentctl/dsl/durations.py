@@ -23,3 +23,15 @@ def parse_duration(value: object) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{value!r} is not a duration like '90s', '5m', '1h30m' or '2d'")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> "1h2m5s"; rounded to whole seconds, "0s" for zero, a leading "-" when negative."""
+    total = round(seconds)
+    sign, total = ("-" if total < 0 else ""), abs(total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, total = divmod(total, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return sign + ("".join(parts) or "0s")

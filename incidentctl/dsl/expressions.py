@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from incidentctl.dsl.durations import parse_duration
+from incidentctl.dsl.durations import format_duration, parse_duration
 
 MAX_EXPRESSION_LENGTH = 2000
 MAX_DEPTH = 50
@@ -617,14 +617,7 @@ def _round(value: Any, digits: Any = None) -> int | float:
 
 
 def _format_duration(seconds: Any) -> str:
-    total = round(_finite(float(_number_argument("format_duration", seconds)), "format_duration"))
-    sign, total = ("-" if total < 0 else ""), abs(total)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        amount, total = divmod(total, size)
-        if amount:
-            parts.append(f"{amount}{unit}")
-    return sign + ("".join(parts) or "0s")
+    return format_duration(_finite(float(_number_argument("format_duration", seconds)), "format_duration"))
 
 
 # name -> (implementation, fewest arguments, most arguments or None); arity is checked when parsing.
