@@ -7,6 +7,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from incidentctl.client import visibility_quote
+
 
 class IncidentHistory:
     def __init__(self, client: Client) -> None:
@@ -15,9 +17,8 @@ class IncidentHistory:
     @activity.defn(name="incident.previous_runs")
     async def previous_runs(self, incident_id: str) -> dict[str, Any]:
         """How many closed incidents had this key before, and the newest one's run id (to link them)."""
-        escaped = incident_id.replace("'", "\\'")
         count, newest, newest_close = 0, None, None
-        query = f"WorkflowId = '{escaped}' AND ExecutionStatus != 'Running'"
+        query = f"WorkflowId = {visibility_quote(incident_id)} AND ExecutionStatus != 'Running'"
         async for execution in self._client.list_workflows(query):
             if execution.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
                 continue  # one incident spans several runs; count it once, by its final run

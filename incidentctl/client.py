@@ -154,7 +154,8 @@ async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any
     return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident)
 
 
-def _quote(value: str) -> str:
+def visibility_quote(value: str) -> str:
+    """A string literal for a Temporal visibility query."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -164,7 +165,7 @@ def list_query(status: str | None = None, severity: str | None = None, runbook: 
     for attr, value in (("IncidentStatus", status), ("IncidentSeverity", severity),
                         ("IncidentRunbook", runbook), ("IncidentService", service)):
         if value:
-            clauses.append(f"{attr} = {_quote(value)}")
+            clauses.append(f"{attr} = {visibility_quote(value)}")
     return " AND ".join(clauses)
 
 
