@@ -6,6 +6,8 @@ import asyncio
 
 from aiohttp import web
 
+from incidentctl.localhttp import serve
+
 
 class DemoService:
     """Answers /healthz with 503 after a "bad deploy" until POST /admin/restart brings it back."""
@@ -41,12 +43,7 @@ class DemoService:
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/changes", self._changes)
         app.router.add_post("/admin/restart", self._restart)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{host}:{bound}"
+        self._runner, self.url = await serve(app, host, port)
         return self.url
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ from activities import http, notify, util
 from activities.base import ActionFn, ActionInput, get_action
 from activities.catalog import ACTION_MODULES, all_activities, load_all
 from incidentctl.devserver import free_port
+from incidentctl.localhttp import serve
 
 BIG_NEEDLE = "needle-inside-the-bound"
 BIG_TAIL = "marker-past-one-mebibyte"
@@ -73,12 +74,8 @@ async def service() -> AsyncIterator[str]:
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
     # handler_cancellation: a client that times out on /slow must not keep teardown waiting for the handler.
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
+    runner, url = await serve(app, handler_cancellation=True, shutdown_timeout=1)
+    yield url
     await runner.cleanup()
 
 

@@ -27,6 +27,7 @@ from activities.notify_github import github_issue
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
 from incidentctl.dsl.compiler import compile_source
+from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
 
@@ -102,11 +103,7 @@ async def sink() -> AsyncIterator[Sink]:
     app.router.add_route("*", "/repos/acme/shop/issues/{n}/comments", comments)
     app.router.add_post("/repos/acme/shop/issues/{n}/labels", labels)
     app.router.add_patch("/repos/acme/shop/issues/{n}", patch_issue)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    runner, state.url = await serve(app)
     yield state
     await runner.cleanup()
 

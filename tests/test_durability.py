@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
 from incidentctl.dsl.compiler import compile_file
+from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually, write
 from workflows.model import ApprovalDecision
 
@@ -46,12 +47,8 @@ async def _counting_server() -> tuple[web.AppRunner, str, dict[str, int]]:
 
     app = web.Application()
     app.router.add_post("/{name}", count)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}", hits
+    runner, url = await serve(app)
+    return runner, url, hits
 
 
 def _worker_process(server: DevServer, task_queue: str, log: Path) -> subprocess.Popen[bytes]:

@@ -11,6 +11,7 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.dsl.compiler import compile_source
+from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
 
@@ -283,13 +284,9 @@ async def test_wait_until_polls_real_http_until_healthy(client: Client, worker: 
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/health/never", never)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await serve(app)
     try:
-        incident_id = await start(client, WAIT_RUNBOOK, unique, params={"url": f"http://127.0.0.1:{port}/health"})
+        incident_id = await start(client, WAIT_RUNBOOK, unique, params={"url": f"{url}/health"})
         summary = await result_of(client, incident_id)
     finally:
         await runner.cleanup()

@@ -17,6 +17,7 @@ from incidentctl.dsl.compiler import compile_directory
 from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.routing import Router
 from incidentctl.intake.server import ReceiverAuth, create_app
+from incidentctl.localhttp import serve
 from workflows.model import TASK_QUEUE
 
 log = logging.getLogger("incidentctl.receiver")
@@ -63,9 +64,5 @@ async def start_receiver(client: Client, *, host: str = "127.0.0.1", port: int =
                          auth: ReceiverAuth, task_queue: str = TASK_QUEUE,
                          runbook_paths: list[Path] | None = None) -> RunningReceiver:
     intake = AlertIntake(client, load_router(runbook_paths), task_queue=task_queue)
-    runner = web.AppRunner(create_app(intake, auth), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return RunningReceiver(runner, f"http://{host}:{bound}", intake)
+    runner, url = await serve(create_app(intake, auth), host, port, access_log=None)
+    return RunningReceiver(runner, url, intake)
