@@ -9,14 +9,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import sys
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
+from incidentctl.process import exit_without_finalizing, stop_on_signals
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 
@@ -46,10 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
     client = await Client.connect(address, namespace=namespace)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with build_worker(client, task_queue):
         logging.info("worker polling %s on %s (namespace %s)", task_queue, address, namespace)
         await stop.wait()
@@ -68,8 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip finalization: the SDK's runtime threads can crash it (temporalio/sdk-python#300).
-    os._exit(exit_code)
+    exit_without_finalizing(main())

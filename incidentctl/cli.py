@@ -295,13 +295,13 @@ async def cmd_admin_setup(args: argparse.Namespace) -> int:
 
 
 async def cmd_receiver(args: argparse.Namespace) -> int:
-    import signal
-
     from incidentctl.intake.runner import auth_from_env, start_receiver
+    from incidentctl.process import stop_on_signals
 
     auth = auth_from_env(insecure=args.insecure)
     if args.token:
         auth = type(auth)(token=args.token, hmac_secret=auth.hmac_secret, insecure=auth.insecure)
+    stop = stop_on_signals()
     client = await _client(args)
     try:
         receiver = await start_receiver(client, host=args.host, port=args.port, auth=auth,
@@ -309,9 +309,6 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     print(f"alert receiver   {receiver.url}/alertmanager  ({len(receiver.intake.router.routes)} routed runbooks)")
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     await receiver.stop()
     print("alert receiver stopped")
@@ -505,15 +502,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console entry point: run, flush, and leave without interpreter finalization.
+    """Console entry point (see exit_without_finalizing for why it does not simply return)."""
+    from incidentctl.process import exit_without_finalizing
 
-    The Temporal SDK's Rust runtime keeps threads that can race CPython's shutdown and crash a short-lived
-    client process after its work is done (temporalio/sdk-python#300); skipping finalization avoids it.
-    """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_finalizing(main())
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 
 from temporalio.client import Client
 
 from incidentctl.devserver import DevServer
+from incidentctl.process import stop_on_signals
 
 
 async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
@@ -17,10 +17,7 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
     from worker import build_worker
 
     client = await Client.connect(server.address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     # Dev mode accepts unauthenticated alerts unless a token or HMAC secret is configured.
     auth = auth_from_env(insecure=True)
     receiver = await start_receiver(client, port=receiver_port, auth=auth, task_queue=task_queue)
