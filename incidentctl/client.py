@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -136,9 +136,14 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
     return state
 
 
+# Shorter than the server's own query timeout, so a query nobody answers ends as our deadline, every time
+# (at the server's limit the stream is sometimes reset instead, which says nothing useful).
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
 async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) -> Any:
     try:
-        return await handle.query(query)
+        return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}") from None
