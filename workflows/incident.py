@@ -249,7 +249,7 @@ class IncidentWorkflow:
                     raise RunbookEnded()
                 index = positions[step["next"]] if step.get("next") and outcome == "succeeded" else index + 1
                 continue
-            error = self._results_for(scope)[step["id"]]["error"]
+            error = scope.results[step["id"]]["error"]
             on_failure = step.get("on_failure") or {"mode": "abort"}
             mode = on_failure.get("mode", "abort")
             key = self._key(step, scope)
@@ -264,9 +264,6 @@ class IncidentWorkflow:
                 raise StepFailed(key, error)
         if top_level:
             self._pc = len(steps)
-
-    def _results_for(self, scope: Scope) -> dict[str, dict[str, Any]]:
-        return scope.results
 
     async def _run_step(self, step: dict[str, Any], scope: Scope) -> str:
         key = self._key(step, scope)
