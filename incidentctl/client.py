@@ -141,9 +141,19 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
 QUERY_TIMEOUT = timedelta(seconds=10)
 
 
+# A query is a read: when the connection is reset under it (seen on a loaded dev server as
+# "h2 protocol error"), asking once more is safe and gives a real answer or a real timeout.
+_TRANSPORT_FAILURES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN)
+
+
 async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) -> Any:
     try:
-        return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+        try:
+            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as exc:
+            if exc.status not in _TRANSPORT_FAILURES:
+                raise
+            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}") from None
