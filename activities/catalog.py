@@ -14,6 +14,13 @@ ACTION_MODULES: tuple[str, ...] = (
     "activities.notify",
     "activities.notify_http",
     "activities.notify_github",
+    "activities.k8s.diagnose",
+    "activities.k8s.correlate",
+    "activities.k8s.rollout",
+    "activities.k8s.pods",
+    "activities.k8s.nodes",
+    "activities.k8s.network",
+    "activities.k8s.verify",
 )
 
 

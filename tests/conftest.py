@@ -66,3 +66,14 @@ async def eventually(probe: Callable[[], Awaitable[Any]], check: Callable[[Any],
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def k8s_sim(tmp_path: Path) -> Callable[..., Any]:
+    """`with k8s_sim("bad-rollout") as sim:` starts a simulated cluster process seeded with those scenarios."""
+    from tests.k8s_sim import start_sim
+
+    def start(*scenarios: str, **options: Any) -> Any:
+        return start_sim(tmp_path, *scenarios, **options)
+
+    return start

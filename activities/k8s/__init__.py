@@ -1,0 +1,1 @@
+"""Kubernetes actions (official `kubernetes` client)."""

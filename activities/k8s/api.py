@@ -1,0 +1,244 @@
+"""Talking to a Kubernetes API server with the official client: which cluster, one call, and what errors mean.
+
+Every action takes the same connection params (`CONNECTION`): `kubeconfig` (a path, or `in-cluster` for the
+pod's service account; default `$INCIDENTCTL_KUBECONFIG`, `$KUBECONFIG`, `~/.kube/config`, else in-cluster when
+running in a pod) and `context` (default: the kubeconfig's current one). A runbook can address several
+clusters by giving steps different contexts.
+
+Calls go through the typed API classes but read raw JSON (`_preload_content=False`): outputs land in
+workflow history as plain JSON, the way `kubectl get -o json` shows objects.
+Transient failures (timeouts, connection errors, 429/500/502/503/504) are retried here with exponential
+backoff and heartbeats; what retrying cannot fix becomes a non-retryable ApplicationError in one sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+IN_CLUSTER = "in-cluster"
+TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+ATTEMPTS = 4
+FIRST_BACKOFF_S = 0.5
+DEFAULT_API_TIMEOUT_S = 15.0
+
+CONNECTION: dict[str, Any] = {
+    "kubeconfig": {"type": "string", "minLength": 1,
+                   "description": "kubeconfig path, or 'in-cluster' (default: $INCIDENTCTL_KUBECONFIG, $KUBECONFIG, "
+                                  "~/.kube/config, else the pod's service account)"},
+    "context": {"type": "string", "minLength": 1, "description": "kubeconfig context (default: its current one)"},
+    "api_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_API_TIMEOUT_S,
+                    "description": "seconds per API request before it counts as a timeout (retried)"},
+}
+NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}
+NAMESPACE = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
+SELECTOR = {"type": "string", "description": "label selector, e.g. app=cart,tier!=canary"}
+
+_API_CLASSES = {
+    "core": client.CoreV1Api,
+    "apps": client.AppsV1Api,
+    "policy": client.PolicyV1Api,
+    "networking": client.NetworkingV1Api,
+    "custom": client.CustomObjectsApi,
+}
+
+
+class KubeError(Exception):
+    """An API answer that is not success, with what we asked for (for messages that name the object)."""
+
+    def __init__(self, status: int, message: str, reason: str = "", body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call is about, to word errors: verb, resource (`deployments.apps`), namespace, name."""
+
+    verb: str
+    resource: str
+    namespace: str = ""
+    name: str = ""
+
+    def describe(self) -> str:
+        what = f'{self.resource} "{self.name}"' if self.name else self.resource
+        return f'{what} in namespace "{self.namespace}"' if self.namespace else what
+
+
+_clients: dict[tuple[str, str, float], client.ApiClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _kubeconfig_path(params: dict[str, Any]) -> str:
+    explicit = params.get("kubeconfig") or os.environ.get("INCIDENTCTL_KUBECONFIG")
+    if explicit:
+        return explicit
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    default = Path.home() / ".kube" / "config"
+    if default.exists() or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return str(default)
+    return IN_CLUSTER
+
+
+def api_client(params: dict[str, Any]) -> client.ApiClient:
+    """One ApiClient per (kubeconfig, context), rebuilt when the file changes (rotated tokens, new clusters)."""
+    path = _kubeconfig_path(params)
+    context = params.get("context") or ""
+    if path == IN_CLUSTER:
+        stamp = 0.0
+    else:
+        try:
+            stamp = Path(path).stat().st_mtime
+        except OSError:
+            raise ApplicationError(f"kubeconfig {path} does not exist or cannot be read", type="KubeConfig",
+                                   non_retryable=True) from None
+    key = (path, context, stamp)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _load(path, context)
+        return _clients[key]
+
+
+def _load(path: str, context: str) -> client.ApiClient:
+    try:
+        if path == IN_CLUSTER:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        return config.new_client_from_config(config_file=path, context=context or None, persist_config=False)
+    except (config.ConfigException, ValueError, OSError) as exc:
+        where = "in-cluster config" if path == IN_CLUSTER else f"kubeconfig {path}" + (
+            f" context {context!r}" if context else "")
+        raise ApplicationError(f"cannot load {where}: {exc}", type="KubeConfig", non_retryable=True) from None
+
+
+def _heartbeat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+def _decode(response: Any) -> Any:
+    return _json_or_text(response.data)
+
+
+def _json_or_text(data: Any) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
+
+def _raise_for(response: Any) -> None:
+    if response.status < 400:
+        return
+    body = _decode(response)
+    message = body.get("message", "") if isinstance(body, dict) else str(body or "")[:300]
+    reason = body.get("reason", "") if isinstance(body, dict) else ""
+    raise KubeError(response.status, message or f"HTTP {response.status}", reason, body)
+
+
+def _call_once(params: dict[str, Any], api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               text: bool) -> Any:
+    instance = _API_CLASSES[api](api_client(params))
+    timeout = float(params.get("api_timeout", DEFAULT_API_TIMEOUT_S))
+    try:
+        response = getattr(instance, method)(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+    except client.ApiException as exc:
+        body = _json_or_text(exc.body)
+        message = body.get("message", "") if isinstance(body, dict) else str(body or "")[:300]
+        raise KubeError(exc.status or 0, message or f"HTTP {exc.status} {exc.reason}",
+                        body.get("reason", "") if isinstance(body, dict) else "", body) from None
+    try:
+        _raise_for(response)
+        return response.data.decode(errors="replace") if text else _decode(response)
+    finally:
+        response.release_conn()
+
+
+async def call(params: dict[str, Any], target: Target, api: str, method: str, *args: Any, text: bool = False,
+               **kwargs: Any) -> Any:
+    """Call `<api>.<method>(*args, **kwargs)`; JSON (or text) on success, ApplicationError or KubeError on failure.
+
+    KubeError is raised only for statuses the caller may want to handle itself (404, 409, 429 on eviction,
+    422); use `fail()` to turn it into the standard ApplicationError.
+    """
+    delay = FIRST_BACKOFF_S
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await asyncio.to_thread(_call_once, params, api, method, args, kwargs, text)
+        except KubeError as exc:
+            if exc.status not in TRANSIENT_STATUSES or (exc.status == 429 and target.resource == "pods/eviction"):
+                raise
+            problem = f"{target.verb} {target.describe()}: API server answered {exc.status} ({exc})"
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            problem = f"{target.verb} {target.describe()}: no answer from the API server ({type(exc).__name__})"
+        if attempt == ATTEMPTS:
+            raise ApplicationError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
+        _heartbeat(f"retrying after: {problem}")
+        await asyncio.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+def fail(exc: KubeError, target: Target) -> ApplicationError:
+    """The one-sentence, correctly retryable ApplicationError for an API error."""
+    if exc.status == 403:
+        return ApplicationError(
+            f"the worker's service account lacks verb {target.verb} on resource {target.resource}"
+            + (f' in namespace "{target.namespace}"' if target.namespace else "") + f" (API server: {exc})",
+            {"status": 403}, type="KubeForbidden", non_retryable=True)
+    if exc.status == 401:
+        return ApplicationError(f"the API server rejected the worker's credentials (401) while trying to "
+                                f"{target.verb} {target.describe()}; check the kubeconfig and context",
+                                {"status": 401}, type="KubeUnauthorized", non_retryable=True)
+    if exc.status == 404:
+        return ApplicationError(f"{target.describe()} not found", {"status": 404}, type="KubeNotFound",
+                                non_retryable=True)
+    if exc.status == 409:
+        return ApplicationError(f"{target.verb} {target.describe()}: conflict ({exc}); retrying reads it again",
+                                {"status": 409}, type="KubeConflict")
+    return ApplicationError(f"{target.verb} {target.describe()}: API server answered {exc.status}: {exc}",
+                            {"status": exc.status}, type="KubeRejected", non_retryable=True)
+
+
+async def must(params: dict[str, Any], target: Target, api: str, method: str, *args: Any, text: bool = False,
+               **kwargs: Any) -> Any:
+    """`call`, with every API error turned into the standard ApplicationError (404 names a missing namespace)."""
+    try:
+        return await call(params, target, api, method, *args, text=text, **kwargs)
+    except KubeError as exc:
+        if exc.status == 404 and target.namespace and not await namespace_exists(params, target.namespace):
+            raise ApplicationError(f'namespace "{target.namespace}" does not exist (looking for '
+                                   f"{target.describe()})", {"status": 404}, type="KubeNotFound",
+                                   non_retryable=True) from None
+        raise fail(exc, target) from None
+
+
+async def namespace_exists(params: dict[str, Any], namespace: str) -> bool:
+    """True unless the API server says the namespace is not there (no permission to look counts as exists)."""
+    try:
+        await call(params, Target("get", "namespaces", name=namespace), "core", "read_namespace", namespace)
+    except KubeError as exc:
+        return exc.status != 404
+    return True
+
+
+def dry_run_kwargs(dry_run: bool) -> dict[str, str]:
+    """Server-side dry run: the API server validates and answers with the result, and persists nothing."""
+    return {"dry_run": "All"} if dry_run else {}

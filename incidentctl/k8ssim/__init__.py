@@ -1,0 +1,1 @@
+"""A small Kubernetes API server for tests and the local demo."""

@@ -1,0 +1,439 @@
+"""Just enough of kube-controller-manager, the scheduler and the kubelet for runbooks to be tested for real.
+
+- Deployment: a changed pod template makes a new ReplicaSet with the next `deployment.kubernetes.io/revision`;
+  a template equal to an old ReplicaSet's (rollout undo) re-uses it and bumps its revision. Rolling update
+  honours maxSurge/maxUnavailable, so a crash-looping new revision stalls with the old pods still serving.
+- ReplicaSet: creates and deletes pods to match its replicas (not-ready and newest pods go first).
+- Scheduler: Ready, schedulable nodes with the fewest pods; none left means Pending/Unschedulable.
+- Kubelet: pods start after `start_delay_s`; what the image does (images.py) decides Ready, CrashLoopBackOff
+  with exponential back-off, OOMKilled or ImagePullBackOff. Pods on a NotReady node are not Ready.
+- PodDisruptionBudget status, and Events for all of the above, deduplicated with a count like the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from activities.k8s.health import parse_quantity
+from incidentctl.k8ssim.images import ImageTable
+from incidentctl.k8ssim.selectors import label_selector_from_spec
+from incidentctl.k8ssim.store import BY_KIND, Obj, Store, parse_time, rfc3339
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+DEPLOYMENT, REPLICA_SET, POD, NODE, EVENT, PDB = (BY_KIND[k] for k in (
+    "Deployment", "ReplicaSet", "Pod", "Node", "Event", "PodDisruptionBudget"))
+MANAGER = "kube-controller-manager"
+
+
+@dataclass
+class Timing:
+    start_delay_s: float = 0.3  # scheduled -> containers started
+    backoff_base_s: float = 1.0  # CrashLoopBackOff: 1, 2, 4 ... seconds (real clusters: 10s doubling to 5m)
+    backoff_cap_s: float = 30.0
+
+
+def template_hash(template: Obj) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def owned_by(obj: Obj, owner: Obj) -> bool:
+    return any(ref.get("uid") == owner["metadata"]["uid"] for ref in obj["metadata"].get("ownerReferences", []))
+
+
+def owner_ref(owner: Obj) -> Obj:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def revision(rs: Obj) -> int:
+    try:
+        return int(rs["metadata"].get("annotations", {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def condition(obj: Obj, kind: str) -> Obj | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == kind), None)
+
+
+def is_ready(pod: Obj) -> bool:
+    found = condition(pod, "Ready")
+    return bool(found and found.get("status") == "True")
+
+
+def node_ready(node: Obj) -> bool:
+    found = condition(node, "Ready")
+    return bool(found and found.get("status") == "True")
+
+
+def _percent_or_int(value: Any, total: int, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        exact = total * int(value[:-1]) / 100
+        return math.ceil(exact) if round_up else math.floor(exact)
+    return int(value)
+
+
+class Controllers:
+    def __init__(self, store: Store, images: ImageTable, clock: Callable[[], datetime], timing: Timing) -> None:
+        self.store = store
+        self.images = images
+        self.clock = clock
+        self.timing = timing
+        self._names = 0
+        self._progress: dict[str, tuple[str, int, datetime]] = {}
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def event(self, involved: Obj, kind: str, reason: str, message: str) -> None:
+        meta = involved["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = rfc3339(self.clock())
+        digest = hashlib.sha256(f"{meta['uid']}/{reason}/{message}".encode()).hexdigest()[:12]
+        name = f"{meta['name']}.{digest}"
+        existing = self.store.get(EVENT, namespace, name)
+        if existing is not None:
+            existing["count"] = existing.get("count", 1) + 1
+            existing["lastTimestamp"] = now
+            self.store.update(EVENT, existing, manager=MANAGER)
+            return
+        self.store.create(EVENT, {
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {"kind": involved["kind"], "name": meta["name"], "namespace": meta.get("namespace"),
+                               "uid": meta["uid"], "apiVersion": involved["apiVersion"]},
+            "reason": reason, "message": message, "type": kind, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "incidentctl-sim"},
+        }, manager=MANAGER)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        for deployment in self.store.list(DEPLOYMENT):
+            self._deployment(deployment)
+        for rs in self.store.list(REPLICA_SET):
+            self._replica_set(rs)
+        for pod in self.store.list(POD):
+            self._kubelet(pod)
+        for rs in self.store.list(REPLICA_SET):
+            self._replica_set_status(rs)
+        for deployment in self.store.list(DEPLOYMENT):
+            self._deployment_status(deployment)
+        for pdb in self.store.list(PDB):
+            self._pdb_status(pdb)
+
+    def _save_status(self, resource: Any, obj: Obj, status: Obj) -> None:
+        if obj.get("status") != status:
+            obj["status"] = status
+            self.store.update(resource, obj, manager=MANAGER)
+
+    # -- deployments --------------------------------------------------------------------------------------
+
+    def _owned_sets(self, deployment: Obj) -> list[Obj]:
+        namespace = deployment["metadata"]["namespace"]
+        return [rs for rs in self.store.list(REPLICA_SET, namespace) if owned_by(rs, deployment)]
+
+    def _deployment(self, deployment: Obj) -> None:
+        meta = deployment["metadata"]
+        spec = deployment["spec"]
+        template = spec["template"]
+        pod_hash = template_hash(template)
+        sets = self._owned_sets(deployment)
+        newest = max((revision(rs) for rs in sets), default=0)
+        current = next((rs for rs in sets if rs["metadata"].get("labels", {}).get(HASH_LABEL) == pod_hash), None)
+        if current is None:
+            current = self._new_replica_set(deployment, pod_hash, newest + 1)
+            sets.append(current)
+        elif revision(current) != newest:
+            # Rollout undo: the old ReplicaSet becomes the newest revision again, as in real clusters.
+            current["metadata"].setdefault("annotations", {})[REVISION] = str(newest + 1)
+            current = self.store.update(REPLICA_SET, current, manager=MANAGER)
+        wanted_revision = current["metadata"]["annotations"][REVISION]
+        if meta.get("annotations", {}).get(REVISION) != wanted_revision:
+            meta.setdefault("annotations", {})[REVISION] = wanted_revision
+            deployment = self.store.update(DEPLOYMENT, deployment, manager=MANAGER)
+        if spec.get("paused"):
+            return
+        self._roll(deployment, current, [rs for rs in sets if rs["metadata"]["uid"] != current["metadata"]["uid"]])
+
+    def _new_replica_set(self, deployment: Obj, pod_hash: str, number: int) -> Obj:
+        meta = deployment["metadata"]
+        template = json.loads(json.dumps(deployment["spec"]["template"]))
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash
+        selector = json.loads(json.dumps(deployment["spec"]["selector"]))
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = pod_hash
+        annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != REVISION}
+        rs = self.store.create(REPLICA_SET, {
+            "metadata": {"name": f"{meta['name']}-{pod_hash}", "namespace": meta["namespace"],
+                         "labels": template["metadata"]["labels"], "ownerReferences": [owner_ref(deployment)],
+                         "annotations": {**annotations, REVISION: str(number)}},
+            "spec": {"replicas": 0, "selector": selector, "template": template},
+        }, manager=MANAGER)
+        self.event(deployment, "Normal", "ScalingReplicaSet", f"Created new replica set {rs['metadata']['name']}")
+        return rs
+
+    def _scale(self, deployment: Obj, rs: Obj, replicas: int) -> None:
+        before = rs["spec"].get("replicas", 0)
+        if before == replicas:
+            return
+        rs["spec"]["replicas"] = replicas
+        self.store.update(REPLICA_SET, rs, manager=MANAGER)
+        direction = "up" if replicas > before else "down"
+        self.event(deployment, "Normal", "ScalingReplicaSet",
+                   f"Scaled {direction} replica set {rs['metadata']['name']} from {before} to {replicas}")
+
+    def _pods_of(self, rs: Obj) -> list[Obj]:
+        return [p for p in self.store.list(POD, rs["metadata"]["namespace"]) if owned_by(p, rs)]
+
+    def _roll(self, deployment: Obj, current: Obj, old: list[Obj]) -> None:
+        spec = deployment["spec"]
+        desired = spec.get("replicas", 1)
+        strategy = spec.get("strategy", {})
+        old_active = [rs for rs in old if rs["spec"].get("replicas", 0) > 0]
+        if strategy.get("type") == "Recreate":
+            for rs in old_active:
+                self._scale(deployment, rs, 0)
+            if not any(self._pods_of(rs) for rs in old):
+                self._scale(deployment, current, desired)
+            return
+        rolling = strategy.get("rollingUpdate", {})
+        surge = _percent_or_int(rolling.get("maxSurge", "25%"), desired, round_up=True)
+        unavailable = _percent_or_int(rolling.get("maxUnavailable", "25%"), desired, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        old_total = sum(rs["spec"].get("replicas", 0) for rs in old)
+        current_replicas = current["spec"].get("replicas", 0)
+        if not old_active or current_replicas > desired:
+            self._scale(deployment, current, desired)
+            return
+        room = desired + surge - old_total
+        self._scale(deployment, current, max(current_replicas, min(desired, room)))
+        all_pods = [p for rs in [current, *old] for p in self._pods_of(rs)]
+        removable = sum(is_ready(p) for p in all_pods) - (desired - unavailable)
+        # Unhealthy old pods cost no availability: they go first, as in the real controller.
+        for rs in sorted(old_active, key=revision):
+            unhealthy = sum(not is_ready(p) for p in self._pods_of(rs))
+            replicas = rs["spec"]["replicas"]
+            cut = min(replicas, unhealthy + max(0, removable))
+            if cut > 0:
+                removable -= max(0, cut - unhealthy)
+                self._scale(deployment, rs, replicas - cut)
+
+    def _deployment_status(self, deployment: Obj) -> None:
+        spec = deployment["spec"]
+        desired = spec.get("replicas", 1)
+        sets = self._owned_sets(deployment)
+        pod_hash = template_hash(spec["template"])
+        current = next((rs for rs in sets if rs["metadata"].get("labels", {}).get(HASH_LABEL) == pod_hash), None)
+        if current is None:
+            return
+        pods = [p for rs in sets for p in self._pods_of(rs)]
+        new_pods = self._pods_of(current)
+        ready = sum(is_ready(p) for p in pods)
+        updated_ready = sum(is_ready(p) for p in new_pods)
+        complete = len(new_pods) == desired == len(pods) and updated_ready == desired
+        now = rfc3339(self.clock())
+        previous = condition(deployment, "Progressing") or {}
+        rs_name = current["metadata"]["name"]
+        # Progress = a new ReplicaSet or one more ready new pod; the deadline counts from the last of those.
+        marker = self._progress.get(deployment["metadata"]["uid"])
+        if marker is None or marker[0] != rs_name or marker[1] < updated_ready:
+            marker = (rs_name, updated_ready, self.clock())
+            self._progress[deployment["metadata"]["uid"]] = marker
+        last_progress = rfc3339(marker[2])
+        deadline = spec.get("progressDeadlineSeconds", 600)
+        if complete:
+            progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+        elif self.clock() - marker[2] > timedelta(seconds=deadline):
+            progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+        else:
+            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+        available = ready >= desired - _percent_or_int(
+            spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable", "25%"), desired, round_up=False)
+        conditions = [
+            _condition("Available", "True" if available else "False",
+                       "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                       "Deployment has minimum availability." if available
+                       else "Deployment does not have minimum availability.", condition(deployment, "Available"), now),
+            {**_condition("Progressing", *progressing, previous or None, now), "lastUpdateTime": last_progress},
+        ]
+        status = {"observedGeneration": deployment["metadata"]["generation"], "replicas": len(pods),
+                  "updatedReplicas": len(new_pods), "readyReplicas": ready, "availableReplicas": ready,
+                  "unavailableReplicas": max(0, desired - ready),
+                  "conditions": conditions}
+        if progressing[1] == "ProgressDeadlineExceeded" and previous.get("reason") != "ProgressDeadlineExceeded":
+            self.event(deployment, "Warning", "ProgressDeadlineExceeded", progressing[2])
+        self._save_status(DEPLOYMENT, deployment, status)
+
+    # -- replica sets and the scheduler ---------------------------------------------------------------------
+
+    def _replica_set(self, rs: Obj) -> None:
+        pods = self._pods_of(rs)
+        wanted = rs["spec"].get("replicas", 0)
+        for _ in range(wanted - len(pods)):
+            self._new_pod(rs)
+        if len(pods) > wanted:
+            victims = sorted(pods, key=lambda p: (is_ready(p), p["metadata"]["creationTimestamp"]))
+            for pod in victims[: len(pods) - wanted]:
+                self.store.delete(POD, pod["metadata"]["namespace"], pod["metadata"]["name"])
+                self.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}")
+
+    def _new_pod(self, rs: Obj) -> None:
+        self._names += 1
+        suffix = hashlib.sha256(f"{rs['metadata']['uid']}/{self._names}".encode()).hexdigest()[:5]
+        template = rs["spec"]["template"]
+        pod = self.store.create(POD, {
+            "metadata": {**json.loads(json.dumps(template.get("metadata", {}))),
+                         "name": f"{rs['metadata']['name']}-{suffix}", "namespace": rs["metadata"]["namespace"],
+                         "ownerReferences": [owner_ref(rs)]},
+            "spec": json.loads(json.dumps(template["spec"])),
+            "status": {"phase": "Pending"},
+        }, manager=MANAGER)
+        self.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
+
+    def _schedule(self, pod: Obj) -> str | None:
+        nodes = self.store.list(NODE)
+        usable = [n for n in nodes if node_ready(n) and not n.get("spec", {}).get("unschedulable")]
+        if not usable:
+            cordoned = sum(bool(n.get("spec", {}).get("unschedulable")) for n in nodes)
+            not_ready = sum(not node_ready(n) and not n.get("spec", {}).get("unschedulable") for n in nodes)
+            message = (f"0/{len(nodes)} nodes are available: {cordoned} node(s) were unschedulable, "
+                       f"{not_ready} node(s) were not ready.")
+            self.event(pod, "Warning", "FailedScheduling", message)
+            pod["status"] = {"phase": "Pending", "conditions": [
+                _condition("PodScheduled", "False", "Unschedulable", message, condition(pod, "PodScheduled"),
+                           rfc3339(self.clock()))]}
+            self._save_status(POD, pod, pod["status"])
+            return None
+        load = {n["metadata"]["name"]: 0 for n in usable}
+        for other in self.store.list(POD):
+            if other.get("spec", {}).get("nodeName") in load:
+                load[other["spec"]["nodeName"]] += 1
+        chosen = min(sorted(load), key=lambda name: load[name])
+        pod["spec"]["nodeName"] = chosen
+        pod["status"] = {"phase": "Pending", "startTime": rfc3339(self.clock())}
+        self.store.update(POD, pod, manager="kube-scheduler")
+        self.event(pod, "Normal", "Scheduled",
+                   f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {chosen}")
+        return chosen
+
+    def _replica_set_status(self, rs: Obj) -> None:
+        pods = self._pods_of(rs)
+        ready = sum(is_ready(p) for p in pods)
+        self._save_status(REPLICA_SET, rs, {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": ready,
+                                            "fullyLabeledReplicas": len(pods),
+                                            "observedGeneration": rs["metadata"]["generation"]})
+
+    # -- the kubelet ------------------------------------------------------------------------------------------
+
+    def restarts_after(self, elapsed_s: float) -> int:
+        """How many times a crashing container has restarted `elapsed_s` after its first start."""
+        restarts, spent, delay = 0, 0.0, self.timing.backoff_base_s
+        while spent + delay <= elapsed_s and restarts < 10_000:
+            spent += delay
+            restarts += 1
+            delay = min(delay * 2, self.timing.backoff_cap_s)
+        return restarts
+
+    def _kubelet(self, pod: Obj) -> None:
+        node_name = pod.get("spec", {}).get("nodeName") or self._schedule(pod)
+        if node_name is None:
+            return
+        pod = self.store.get(POD, pod["metadata"]["namespace"], pod["metadata"]["name"]) or pod
+        node = self.store.get(NODE, "", node_name)
+        now = self.clock()
+        started = parse_time(pod["status"].get("startTime")) or now
+        elapsed = (now - started).total_seconds() - self.timing.start_delay_s
+        statuses = [self._container_status(c, elapsed, pod) for c in pod["spec"].get("containers", [])]
+        all_ready = bool(statuses) and all(s["ready"] for s in statuses)
+        node_ok = node is not None and node_ready(node)
+        pulling = any(s["state"].get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff",
+                                                                       "ContainerCreating") for s in statuses)
+        phase = "Pending" if elapsed < 0 or pulling else "Running"
+        stamp = rfc3339(now)
+        ready = all_ready and node_ok
+        reason = None if ready else ("NodeNotReady" if not node_ok else "ContainersNotReady")
+        old = {c["type"]: c for c in pod["status"].get("conditions", [])}
+        conditions = [
+            _condition("PodScheduled", "True", None, None, old.get("PodScheduled"), stamp),
+            _condition("Initialized", "True", None, None, old.get("Initialized"), stamp),
+            _condition("ContainersReady", "True" if all_ready else "False", None if all_ready else "ContainersNotReady",
+                       None, old.get("ContainersReady"), stamp),
+            _condition("Ready", "True" if ready else "False", reason, None, old.get("Ready"), stamp),
+        ]
+        status = {**pod["status"], "phase": phase, "conditions": conditions, "containerStatuses": statuses,
+                  "hostIP": "10.0.0.1", "podIP": "10.1.0.1"}
+        for s in statuses:
+            waiting = s["state"].get("waiting", {})
+            if waiting.get("reason") == "CrashLoopBackOff":
+                self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {s['name']} in pod "
+                                                      f"{pod['metadata']['name']}")
+            elif waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                self.event(pod, "Warning", "Failed", f'Failed to pull image "{s["image"]}": not found')
+        self._save_status(POD, pod, status)
+
+    def _container_status(self, container: Obj, elapsed: float, pod: Obj) -> Obj:
+        image = container.get("image", "")
+        behaviour = self.images.get(image)
+        base = {"name": container["name"], "image": image, "imageID": "", "restartCount": 0, "ready": False,
+                "started": False, "lastState": {}}
+        if elapsed < 0:
+            return {**base, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        if behaviour.mode == "pull_error":
+            reason = "ErrImagePull" if elapsed < self.timing.backoff_base_s else "ImagePullBackOff"
+            return {**base, "state": {"waiting": {"reason": reason,
+                                                  "message": f'Back-off pulling image "{image}"'}}}
+        crash_reason = None
+        if behaviour.mode == "crash":
+            crash_reason, exit_code = "Error", 1
+        elif behaviour.mode == "oom":
+            limit = container.get("resources", {}).get("limits", {}).get("memory")
+            if limit is None or parse_quantity(limit) < parse_quantity(behaviour.memory):
+                crash_reason, exit_code = "OOMKilled", 137
+        started_at = rfc3339(self.clock() - timedelta(seconds=elapsed))
+        if crash_reason is None:
+            return {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started_at}}}
+        restarts = self.restarts_after(elapsed)
+        return {**base, "restartCount": restarts,
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                      "message": f"back-off restarting failed container={container['name']} "
+                                                 f"pod={pod['metadata']['name']}"}},
+                "lastState": {"terminated": {"reason": crash_reason, "exitCode": exit_code,
+                                             "startedAt": started_at, "finishedAt": started_at}}}
+
+    # -- disruption budgets -------------------------------------------------------------------------------
+
+    def budget(self, pdb: Obj) -> Obj:
+        """currentHealthy / desiredHealthy / disruptionsAllowed / expectedPods of a PodDisruptionBudget."""
+        selector = label_selector_from_spec(pdb["spec"].get("selector"))
+        pods = [p for p in self.store.list(POD, pdb["metadata"]["namespace"])
+                if selector.matches(p["metadata"].get("labels", {}))]
+        healthy = sum(is_ready(p) for p in pods)
+        expected = len(pods)
+        if "minAvailable" in pdb["spec"]:
+            desired = _percent_or_int(pdb["spec"]["minAvailable"], expected, round_up=True)
+        else:
+            desired = expected - _percent_or_int(pdb["spec"].get("maxUnavailable", 0), expected, round_up=True)
+        return {"currentHealthy": healthy, "desiredHealthy": max(0, desired), "expectedPods": expected,
+                "disruptionsAllowed": max(0, healthy - max(0, desired)),
+                "observedGeneration": pdb["metadata"]["generation"]}
+
+    def _pdb_status(self, pdb: Obj) -> None:
+        self._save_status(PDB, pdb, self.budget(pdb))
+
+
+def _condition(kind: str, status: str, reason: str | None, message: str | None, previous: Obj | None,
+               now: str) -> Obj:
+    changed = previous is None or previous.get("status") != status
+    result: Obj = {"type": kind, "status": status,
+                   "lastTransitionTime": now if changed else previous.get("lastTransitionTime", now)}  # type: ignore
+    if reason:
+        result["reason"] = reason
+    if message:
+        result["message"] = message
+    return result
