@@ -35,6 +35,7 @@ class ActionSpec:
     params_schema: dict[str, Any]
     mutates: bool
     activity: ActionFn
+    heartbeat_timeout_s: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -74,8 +75,13 @@ def action(
     params: dict[str, Any],
     mutates: bool = False,
     description: str = "",
+    heartbeat_timeout: float | None = None,
 ) -> Callable[[ActionFn], ActionFn]:
-    """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params."""
+    """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params.
+
+    `heartbeat_timeout` (seconds) is for long actions that heartbeat: a worker that dies mid-action is then
+    noticed after that long, not after the step's whole timeout.
+    """
     jsonschema.Draft202012Validator.check_schema(params)
 
     def register(fn: ActionFn) -> ActionFn:
@@ -101,6 +107,7 @@ def action(
             params_schema=params,
             mutates=mutates,
             activity=wrapped,
+            heartbeat_timeout_s=heartbeat_timeout,
         )
         return wrapped
 

@@ -354,6 +354,7 @@ class IncidentWorkflow:
                 dry_run=self._input.dry_run and mutates,
             ),
             start_to_close_timeout=timedelta(seconds=step.get("timeout_s") or 300),
+            heartbeat_timeout=timedelta(seconds=step["heartbeat_s"]) if step.get("heartbeat_s") else None,
             retry_policy=RetryPolicy(
                 maximum_attempts=int(retry.get("max_attempts", 3)),
                 initial_interval=timedelta(seconds=retry.get("initial_interval_s", 1.0)),

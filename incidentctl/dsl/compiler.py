@@ -90,6 +90,7 @@ class _Compiler:
         if action:
             plan["action"] = action
             plan["mutates"] = self.check_action(action, plan["params"], path, kind)
+            plan["heartbeat_s"] = _heartbeat_timeout(action)
         plan["timeout_s"] = self.duration(step, "timeout", path, DEFAULT_TIMEOUT_S if action else None)
         plan["retry"] = self.retry(step, path, plan["mutates"]) if action else None
         plan["on_failure"] = _on_failure(step.get("on_failure"))
@@ -432,12 +433,19 @@ def _on_failure(value: Any) -> dict[str, Any]:
     return {"mode": value or "abort", "target": None}
 
 
+def _heartbeat_timeout(action: str) -> float | None:
+    try:
+        return get_action(action).heartbeat_timeout_s
+    except UnknownAction:
+        return None
+
+
 def _empty_step(step: dict[str, Any], kind: str, line: int | None) -> dict[str, Any]:
     return {
         "id": step["id"], "kind": kind, "name": step.get("name") or step["id"], "line": line,
         "when": None, "timeout_s": None, "retry": None, "on_failure": {"mode": "abort", "target": None},
         "next": None, "end": False, "outputs": None,
-        "action": None, "mutates": False, "params": None,
+        "action": None, "mutates": False, "params": None, "heartbeat_s": None,
         "assert": None, "message": None,
         "until": None, "interval_s": None, "deadline_s": None,
         "duration_s": None, "approval": None,
