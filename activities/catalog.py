@@ -15,6 +15,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "activities.notify_http",
     "activities.notify_github",
     "activities.k8s.diagnose",
+    "activities.k8s.workload",
     "activities.k8s.correlate",
     "activities.k8s.rollout",
     "activities.k8s.pods",

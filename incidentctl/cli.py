@@ -368,10 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SQLite file that keeps incidents across restarts (default %(default)s)")
     dev.add_argument("--task-queue", default="incidentctl")
     dev.add_argument("--receiver-port", type=int, default=9095, help="alert receiver port (default %(default)s)")
+    dev.add_argument("--simulate-cluster", action="store_true",
+                     help="also run the simulated Kubernetes API server; the worker's k8s actions use it")
+    dev.add_argument("--scenario", action="append", metavar="NAME",
+                     help="simulated incident(s) to seed (bad-rollout [default], oom, node-not-ready, "
+                          "replicas-mismatch, healthy); repeatable")
     dev.set_defaults(handler=cmd_dev)
 
     demo = commands.add_parser("demo", help="run one sample incident end to end on an embedded server")
     demo.add_argument("--keep-running", action="store_true", help="leave the server up after the demo")
+    demo.add_argument("--scenario", choices=["kubernetes", "http"], default="kubernetes",
+                      help="kubernetes: a crash-looping rollout on a simulated cluster (default); http: a web "
+                           "service restarted after approval")
     demo.set_defaults(handler=cmd_demo)
 
     runbook = commands.add_parser("runbook", help="validate runbooks and show compiled plans")

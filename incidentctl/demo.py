@@ -1,12 +1,21 @@
-"""`incidentctl demo`: one incident end to end on the embedded Temporal server, with a broken service."""
+"""`incidentctl demo`: one incident end to end on the embedded Temporal server.
+
+`--scenario kubernetes` (default): a simulated cluster where the last rollout crash-loops; the incident
+diagnoses it, correlates the rollout, asks for approval, rolls back, verifies and closes.
+`--scenario http`: a local web service that answers 503 until an approved restart.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
@@ -14,29 +23,60 @@ from incidentctl import client as incidents
 from incidentctl.demo_service import DemoService
 from incidentctl.devserver import DevServer
 from incidentctl.dsl.catalog import load_plan
+from incidentctl.k8ssim.process import crash_looping_pod, start_simulator
 from incidentctl.output import incident_report, timeline_report
 from workflows.model import ApprovalDecision
 
-DEMO_RUNBOOK = "demo-http-service"
 DEMO_APPROVER = "demo-oncall"
+K8S_APPROVER = "alice"  # in group `sre` of config/people.yaml, which the k8s runbooks ask
 
 
-async def _run(server: DevServer) -> str:
-    from worker import build_worker
+@dataclass
+class DemoIncident:
+    runbook: str
+    alert: dict[str, Any]
+    params: dict[str, Any]
+    approver: str
 
+
+async def _http_incident(stack: contextlib.AsyncExitStack, workdir: Path) -> DemoIncident:
     service = DemoService()
     base_url = await service.start()
+    stack.push_async_callback(service.stop)
     print(f"demo service     {base_url} (answers 503 until restarted)")
-    client = await Client.connect(server.address)
-    plan = load_plan(DEMO_RUNBOOK)
     alert = {"status": "firing", "labels": {"alertname": "ServiceHealthCheckFailing", "service": "checkout",
                                              "job": "demo", "severity": "critical"},
              "annotations": {"summary": "checkout health check failing"}}
-    try:
+    return DemoIncident("demo-http-service", alert, {"base_url": base_url}, DEMO_APPROVER)
+
+
+async def _kubernetes_incident(stack: contextlib.AsyncExitStack, workdir: Path) -> DemoIncident:
+    simulator = start_simulator(workdir / "k8s-sim", ["bad-rollout"], metrics_server=True)
+    stack.callback(simulator.stop)
+    os.environ["INCIDENTCTL_KUBECONFIG"] = str(simulator.kubeconfig)
+    pod = crash_looping_pod(simulator.url, "shop", "app=cart")
+    print(f"simulated k8s    {simulator.url}  shop/cart: revision 2 (shop/cart:1.4.3) rolled out 12 minutes ago; "
+          f"pod {pod} is crash-looping")
+    alert = {"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": pod,
+                                             "container": "cart", "severity": "warning"},
+             "annotations": {"summary": f"Pod shop/{pod} is in waiting state (reason: CrashLoopBackOff)."}}
+    return DemoIncident("k8s-pod-crashlooping", alert, {"stable_for": "10s"}, K8S_APPROVER)
+
+
+SCENARIOS = {"kubernetes": _kubernetes_incident, "http": _http_incident}
+
+
+async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
+    from worker import build_worker
+
+    client = await Client.connect(server.address)
+    async with contextlib.AsyncExitStack() as stack:
+        demo = await SCENARIOS[scenario](stack, workdir)
+        plan = load_plan(demo.runbook)
         async with build_worker(client):
-            started = await incidents.start_incident(client, plan, params={"base_url": base_url}, alert=alert,
+            started = await incidents.start_incident(client, plan, params=demo.params, alert=demo.alert,
                                                      started_by="alertmanager")
-            print(f"incident started {started.incident_id}\n")
+            print(f"incident started {started.incident_id}  (runbook {demo.runbook})\n")
             while True:
                 state = await incidents.show_incident(client, started.incident_id)
                 if state["pending_approvals"] or state["status"] in ("resolved", "failed", "rolled_back"):
@@ -44,18 +84,16 @@ async def _run(server: DevServer) -> str:
                 await asyncio.sleep(0.2)
             for pending in state["pending_approvals"]:
                 print(f"APPROVAL REQUESTED  step {pending['step']}: {pending['message']}")
-                print(f"  the demo plays the on-call engineer: approving as {DEMO_APPROVER}\n")
+                print(f"  the demo plays the on-call engineer: approving as {demo.approver}\n")
                 await incidents.decide(client, started.incident_id,
-                                       ApprovalDecision(approver=DEMO_APPROVER, approve=True,
-                                                        step=pending["step"], comment="restart approved in demo"))
+                                       ApprovalDecision(approver=demo.approver, approve=True,
+                                                        step=pending["step"], comment="approved in the demo"))
             result = await client.get_workflow_handle(started.incident_id).result()
             state = await incidents.show_incident(client, started.incident_id)
             print("\n" + incident_report(state))
             print("\nTimeline")
             print(timeline_report(await incidents.incident_timeline(client, started.incident_id)))
             return str(result["status"])
-    finally:
-        await service.stop()
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -70,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
         server.start()
         print(f"temporal server  {server.address}   web UI {server.ui_url}")
         try:
-            status = asyncio.run(_run(server))
+            status = asyncio.run(_run(server, args.scenario, Path(workdir)))
             print(f"\ndemo incident finished: {status}")
             if args.keep_running:
                 print(f"server still running at {server.address} (UI {server.ui_url}); Ctrl-C to stop")

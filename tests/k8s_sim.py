@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +13,7 @@ from kubernetes import client, config
 
 from activities.base import ActionInput, get_action
 from activities.catalog import load_all
+from incidentctl.k8ssim.process import start_simulator
 
 
 class SimCluster:
@@ -58,31 +54,11 @@ class SimCluster:
 @contextmanager
 def start_sim(directory: Path, *scenarios: str, metrics_server: bool = False,
               backoff_base: float = 1.0) -> Iterator[SimCluster]:
-    ready = directory / f"sim-{time.monotonic_ns()}.json"
-    kubeconfig = directory / f"kubeconfig-{time.monotonic_ns()}.yaml"
-    command = [sys.executable, "-m", "incidentctl.k8ssim", "--kubeconfig", str(kubeconfig), "--ready-file",
-               str(ready), "--backoff-base", str(backoff_base)]
-    for scenario in scenarios:
-        command += ["--scenario", scenario]
-    if metrics_server:
-        command.append("--metrics-server")
-    log = (directory / "sim.log").open("ab")
-    process = subprocess.Popen(command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[1])
+    running = start_simulator(directory, list(scenarios), metrics_server=metrics_server, backoff_base=backoff_base)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"simulator did not start: {(directory / 'sim.log').read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield SimCluster(json.loads(ready.read_text())["url"], kubeconfig, process.pid)
+        yield SimCluster(running.url, running.kubeconfig, running.pid)
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+        running.stop()
 
 
 async def run_action(name: str, params: dict[str, Any], *, dry_run: bool = False) -> Any:

@@ -33,10 +33,11 @@ FIRST_BACKOFF_S = 0.5
 DEFAULT_API_TIMEOUT_S = 15.0
 
 CONNECTION: dict[str, Any] = {
-    "kubeconfig": {"type": "string", "minLength": 1,
+    # Null or "" means "the default", so runbooks can pass `${{ alert.labels.cluster }}` whether or not it is set.
+    "kubeconfig": {"type": ["string", "null"],
                    "description": "kubeconfig path, or 'in-cluster' (default: $INCIDENTCTL_KUBECONFIG, $KUBECONFIG, "
                                   "~/.kube/config, else the pod's service account)"},
-    "context": {"type": "string", "minLength": 1, "description": "kubeconfig context (default: its current one)"},
+    "context": {"type": ["string", "null"], "description": "kubeconfig context (default: its current one)"},
     "api_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_API_TIMEOUT_S,
                     "description": "seconds per API request before it counts as a timeout (retried)"},
 }

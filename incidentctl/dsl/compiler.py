@@ -147,10 +147,9 @@ class _Compiler:
             hint = f" (did you mean {close[0]!r}?)" if close else " (see `incidentctl actions list`)"
             self.error((*path, key), f"unknown action {name!r}{hint}")
             return False
-        literal = {k: v for k, v in params.items() if not expressions.is_template(v)}
-        schema = dict(spec.params_schema)
+        literal = {k: v for k, v in params.items() if not _has_template(v)}
         # Templated values are only known when the incident runs: count them present, check them then.
-        schema["required"] = [k for k in schema.get("required", []) if k not in params]
+        schema = _count_present(spec.params_schema, set(params))
         where = path if kind == "channel" else (*path, "notify" if kind == "notify" else "params")
         for raw in jsonschema.Draft202012Validator(schema).iter_errors(literal):
             for sub, message, at_key in explain(raw):
@@ -431,6 +430,31 @@ def _on_failure(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return {"mode": "goto", "target": value["goto"]}
     return {"mode": value or "abort", "target": None}
+
+
+def _count_present(schema: dict[str, Any], present: set[str]) -> dict[str, Any]:
+    """The schema with `present` keys taken as given in every `required` (also inside anyOf/oneOf/allOf)."""
+    relaxed = dict(schema)
+    relaxed["required"] = [k for k in schema.get("required", []) if k not in present]
+    for combinator in ("anyOf", "allOf", "oneOf"):
+        if combinator in schema:
+            relaxed[combinator] = [_count_present(branch, present) for branch in schema[combinator]]
+    if "oneOf" in relaxed and any(not branch.get("required") and set(branch) <= {"required"}
+                                  for branch in relaxed["oneOf"]):
+        del relaxed["oneOf"]  # a satisfied branch could now match alongside another; it is checked at run time
+    if "dependentRequired" in schema:
+        relaxed["dependentRequired"] = {k: [d for d in v if d not in present]
+                                        for k, v in schema["dependentRequired"].items()}
+    return relaxed
+
+
+def _has_template(value: Any) -> bool:
+    """A value with a template anywhere inside is only known at run time (e.g. `nodes: ["${{ params.node }}"]`)."""
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return expressions.is_template(value)
 
 
 def _heartbeat_timeout(action: str) -> float | None:

@@ -90,7 +90,10 @@ def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
     if validator == "anyOf" and error.schema.get("anyOf") and all(
         set(s) == {"required"} for s in error.schema["anyOf"]
     ):
-        return path, f"a step needs one kind key: {', '.join(STEP_KINDS)}"
+        keys = [s["required"][0] for s in error.schema["anyOf"] if s["required"]]
+        if set(keys) <= set(STEP_KINDS):
+            return path, f"a step needs one kind key: {', '.join(STEP_KINDS)}"
+        return path, f"needs one of {', '.join(keys)}"
     if validator == "not" and isinstance(instance, dict):
         clauses = expected.get("anyOf") or [expected]
         present = [c["required"][0] for c in clauses if "required" in c and c["required"][0] in instance]

@@ -260,6 +260,7 @@ class Cluster:
     def pod_metrics(self, namespace: str | None) -> Obj:
         if not self.metrics_server:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self.controllers.reconcile()
         items = []
         for pod in self.store.list(POD, namespace):
             running = [s for s in pod.get("status", {}).get("containerStatuses", []) if s["state"].get("running")]

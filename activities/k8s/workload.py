@@ -1,0 +1,52 @@
+"""Which workload an alert is about: alerts name pods (KubePodCrashLooping), runbooks act on deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.base import ActionInput, action
+from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, must
+
+_APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps"),
+         "Deployment": ("apps", "read_namespaced_deployment", "deployments.apps")}
+
+
+def _controller(obj: dict[str, Any]) -> dict[str, Any] | None:
+    refs = obj["metadata"].get("ownerReferences", [])
+    return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+
+
+def _selector_string(selector: dict[str, Any]) -> str:
+    """A Deployment's matchLabels as a label selector string (matchExpressions are rare on Deployments)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items()))
+
+
+@action(
+    "k8s.workload_of",
+    params={"type": "object", "properties": {"namespace": NAMESPACE, "pod": NAME, **CONNECTION},
+            "required": ["namespace", "pod"], "additionalProperties": False},
+    description="Follow a pod's owner references up to its Deployment (or the top controller) and its selector.",
+)
+async def workload_of(inp: ActionInput) -> dict[str, Any]:
+    p = inp.params
+    namespace = p["namespace"]
+    obj = await must(p, Target("get", "pods", namespace, p["pod"]), "core", "read_namespaced_pod", p["pod"],
+                     namespace)
+    chain = [f"Pod/{p['pod']}"]
+    while (owner := _controller(obj)) is not None and owner.get("kind") in _APIS:
+        api, method, resource = _APIS[owner["kind"]]
+        obj = await must(p, Target("get", resource, namespace, owner["name"]), api, method, owner["name"], namespace)
+        chain.append(f"{owner['kind']}/{owner['name']}")
+    kind = obj.get("kind") or chain[-1].split("/")[0]
+    if owner is not None:  # a controller we do not follow (StatefulSet, DaemonSet, Job): name it, stop there
+        chain.append(f"{owner['kind']}/{owner['name']}")
+        kind = owner["kind"]
+    name = chain[-1].split("/", 1)[1]
+    if kind != "Deployment":
+        raise ApplicationError(f"pod {namespace}/{p['pod']} belongs to {chain[-1]}, not a Deployment; this "
+                               "runbook only remediates Deployments", {"chain": chain}, type="NotADeployment",
+                               non_retryable=True)
+    return {"namespace": namespace, "kind": kind, "name": name, "chain": chain,
+            "selector": _selector_string(obj["spec"].get("selector", {}))}

@@ -1,0 +1,191 @@
+"""The shipped Kubernetes runbooks end to end: real Temporal dev server, in-process worker, simulated cluster.
+
+Each test seeds the simulator with the incident its runbook is for, starts the incident from a kube-prometheus
+shaped alert, approves as a person from config/people.yaml, and reads the cluster back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from incidentctl import client as incidents
+from incidentctl.dsl.compiler import compile_file
+from incidentctl.intake.routing import Router
+from tests.conftest import TEST_TASK_QUEUE, eventually
+from tests.k8s_sim import SimCluster
+from workflows.model import ApprovalDecision
+
+RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
+
+
+@pytest.fixture
+def cluster(k8s_sim: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCluster]:
+    """A simulated cluster seeded with the test's `scenario` mark; the in-process worker's actions use it."""
+    with k8s_sim(*request.node.get_closest_marker("scenario").args) as sim:
+        monkeypatch.setenv("INCIDENTCTL_KUBECONFIG", str(sim.kubeconfig))
+        yield sim
+
+
+def alert(**labels: str) -> dict[str, Any]:
+    return {"labels": {"severity": "warning", **labels}, "annotations": {"summary": "from a test"},
+            "status": "firing"}
+
+
+async def start(client: Client, runbook: str, unique: str, labels: dict[str, str], **params: Any) -> str:
+    plan = compile_file(RUNBOOKS / f"{runbook}.yaml")
+    started = await incidents.start_incident(client, plan, alert=alert(**labels), params=params, key=unique,
+                                             task_queue=TEST_TASK_QUEUE, started_by="alertmanager")
+    return started.incident_id
+
+
+def waiting_on(step: str):
+    return lambda state: any(p["step"] == step for p in state["pending_approvals"])
+
+
+async def approve(client: Client, incident_id: str, step: str, who: str = "alice") -> dict[str, Any]:
+    state = await eventually(lambda: incidents.show_incident(client, incident_id), waiting_on(step), timeout=60)
+    await incidents.decide(client, incident_id, ApprovalDecision(approver=who, approve=True, step=step))
+    return next(p for p in state["pending_approvals"] if p["step"] == step)
+
+
+async def finished(client: Client, incident_id: str) -> dict[str, Any]:
+    return await client.get_workflow_handle(incident_id).result()
+
+
+def crash_looping_pod(sim: SimCluster, app: str) -> str:
+    pods = sim.get(f"/api/v1/namespaces/shop/pods?labelSelector=app%3D{app}")["items"]
+    return max(pods, key=lambda p: p["status"]["containerStatuses"][0]["restartCount"])["metadata"]["name"]
+
+
+def test_kube_prometheus_alerts_route_to_the_shipped_runbooks() -> None:
+    router = Router([compile_file(path) for path in sorted(RUNBOOKS.glob("k8s-*.yaml"))])
+    cases = {
+        "KubePodCrashLooping": ({"namespace": "shop", "pod": "cart-1"}, "k8s-pod-crashlooping"),
+        "KubeDeploymentReplicasMismatch": ({"namespace": "shop", "deployment": "payments"},
+                                           "k8s-deployment-replicas-mismatch"),
+        "KubeNodeNotReady": ({"node": "node-3"}, "k8s-node-not-ready"),
+        "KubeContainerOOMKilled": ({"namespace": "shop", "pod": "search-1", "container": "search"},
+                                   "k8s-oom-killed"),
+        "KubeWorkloadSecurityViolation": ({"namespace": "shop", "deployment": "checkout"},
+                                          "k8s-security-containment"),
+    }
+    for name, (labels, runbook) in cases.items():
+        route = router.route({"alertname": name, **labels})
+        assert route is not None and route.runbook == runbook, name
+
+
+@pytest.mark.scenario("bad-rollout")
+async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
+        client: Client, worker: Worker, unique: str, cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster, "cart")
+    incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
+                                                                   "namespace": "shop", "pod": pod},
+                           stable_for="2s")
+    asked = await approve(client, incident, "approve_rollback")
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+
+    # The approver saw the diagnosis: the revisions, the image diff and the crash log.
+    assert "from revision 2 to 1" in asked["message"]
+    assert "shop/cart:1.4.2 -> shop/cart:1.4.3" in asked["message"]
+    assert "panic: assignment to entry in nil map" in asked["message"]
+    steps = summary["steps"]
+    assert summary["status"] == "resolved"
+    assert steps["owner"]["output"]["name"] == "cart"
+    assert steps["changes"]["output"]["recent_rollout"] is True
+    assert steps["rollback"]["output"]["before"]["images"] == {"cart": "shop/cart:1.4.3"}
+    assert steps["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
+    assert steps["verify_stable"]["output"]["ok"] is True
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.2"
+    assert deployment["status"]["availableReplicas"] == 3
+
+
+@pytest.mark.scenario("bad-rollout")
+async def test_rejected_rollback_changes_nothing(client: Client, worker: Worker, unique: str,
+                                                 cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster, "cart")
+    incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
+                                                                   "namespace": "shop", "pod": pod})
+    await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_rollback"), timeout=60)
+    await incidents.decide(client, incident, ApprovalDecision(approver="bob", approve=False, step="approve_rollback",
+                                                              comment="the fix-forward is on its way"))
+    summary = await finished(client, incident)
+    assert summary["status"] == "failed"
+    assert summary["failure"]["message"] == "rejected by bob: the fix-forward is on its way"
+    assert "rollback" not in summary["steps"]
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.3"
+
+
+@pytest.mark.scenario("replicas-mismatch")
+async def test_replicas_mismatch_from_a_bad_image_is_rolled_back(client: Client, worker: Worker, unique: str,
+                                                                 cluster: SimCluster) -> None:
+    incident = await start(client, "k8s-deployment-replicas-mismatch", unique,
+                           {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop",
+                            "deployment": "payments"})
+    asked = await approve(client, incident, "approve_rollback")
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/payments")
+    assert "ImagePullBackOff" in asked["message"] or "ErrImagePull" in asked["message"]
+    assert summary["status"] == "resolved"
+    assert summary["steps"]["status"]["output"]["mismatch"]["missing"] == 1
+    assert deployment["status"]["availableReplicas"] == 4
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/payments:5.0.1"
+
+
+@pytest.mark.scenario("node-not-ready")
+async def test_node_not_ready_is_cordoned_and_drained(client: Client, worker: Worker, unique: str,
+                                                      cluster: SimCluster) -> None:
+    incident = await start(client, "k8s-node-not-ready", unique, {"alertname": "KubeNodeNotReady",
+                                                                 "node": "node-3"}, namespaces=["shop"])
+    asked = await approve(client, incident, "approve_drain")
+    summary = await finished(client, incident)
+    node = cluster.get("/api/v1/nodes/node-3")
+    on_node = cluster.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-3")["items"]
+    inventory = cluster.get("/apis/apps/v1/namespaces/shop/deployments/inventory")
+    assert "NotReady" in asked["message"]
+    assert summary["status"] == "resolved"
+    assert summary["steps"]["drain"]["output"]["evicted"]
+    assert node["spec"]["unschedulable"] is True
+    assert on_node == []
+    assert inventory["status"]["availableReplicas"] == 3
+
+
+@pytest.mark.scenario("oom")
+async def test_oom_killed_container_gets_a_bounded_memory_raise(client: Client, worker: Worker, unique: str,
+                                                                cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster, "search")
+    incident = await start(client, "k8s-oom-killed", unique, {"alertname": "KubeContainerOOMKilled",
+                                                             "namespace": "shop", "pod": pod, "container": "search"},
+                           stable_for="2s", max_memory="512Mi")
+    asked = await approve(client, incident, "approve_raise")
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/search")
+    assert "OOMKilled" in asked["message"] and "512Mi" in asked["message"]
+    assert summary["status"] == "resolved"
+    assert summary["steps"]["raise_limit"]["output"]["before"]["resources"]["search"]["limits"]["memory"] == "256Mi"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"
+
+
+@pytest.mark.scenario("healthy")
+async def test_security_containment_isolates_then_lifts(client: Client, worker: Worker, unique: str,
+                                                        cluster: SimCluster) -> None:
+    incident = await start(client, "k8s-security-containment", unique,
+                           {"alertname": "KubeWorkloadSecurityViolation", "namespace": "shop",
+                            "deployment": "checkout"})
+    await approve(client, incident, "approve_isolation")
+    await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_lift"), timeout=60)
+    policies = cluster.get("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")["items"]
+    assert [p["metadata"]["name"] for p in policies] == ["incidentctl-isolate-checkout"]
+    assert policies[0]["spec"]["podSelector"] == {"matchLabels": {"app": "checkout"}}
+    assert policies[0]["spec"]["policyTypes"] == ["Ingress"]
+    await approve(client, incident, "approve_lift", who="dana")
+    summary = await finished(client, incident)
+    assert summary["status"] == "resolved"
+    assert cluster.get("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")["items"] == []
