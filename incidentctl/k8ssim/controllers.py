@@ -213,16 +213,26 @@ class Controllers:
             return
         room = desired + surge - old_total
         self._scale(deployment, current, max(current_replicas, min(desired, room)))
+        # As the real controller: never go below minAvailable, counting the new ReplicaSet's unready pods.
+        new_pods = self._pods_of(current)
         all_pods = [p for rs in [current, *old] for p in self._pods_of(rs)]
-        removable = sum(is_ready(p) for p in all_pods) - (desired - unavailable)
-        # Unhealthy old pods cost no availability: they go first, as in the real controller.
+        min_available = desired - unavailable
+        new_unavailable = current["spec"].get("replicas", 0) - sum(is_ready(p) for p in new_pods)
+        budget = len(all_pods) - min_available - new_unavailable
+        if budget <= 0:
+            return
+        # Unhealthy old pods cost no availability: they go first.
         for rs in sorted(old_active, key=revision):
-            unhealthy = sum(not is_ready(p) for p in self._pods_of(rs))
-            replicas = rs["spec"]["replicas"]
-            cut = min(replicas, unhealthy + max(0, removable))
+            cut = min(budget, rs["spec"]["replicas"], sum(not is_ready(p) for p in self._pods_of(rs)))
             if cut > 0:
-                removable -= max(0, cut - unhealthy)
-                self._scale(deployment, rs, replicas - cut)
+                budget -= cut
+                self._scale(deployment, rs, rs["spec"]["replicas"] - cut)
+        removable = sum(is_ready(p) for p in all_pods) - min_available
+        for rs in sorted(old_active, key=revision):
+            cut = min(removable, rs["spec"]["replicas"])
+            if cut > 0:
+                removable -= cut
+                self._scale(deployment, rs, rs["spec"]["replicas"] - cut)
 
     def _deployment_status(self, deployment: Obj) -> None:
         spec = deployment["spec"]
@@ -347,7 +357,10 @@ class Controllers:
         pod = self.store.get(POD, pod["metadata"]["namespace"], pod["metadata"]["name"]) or pod
         node = self.store.get(NODE, "", node_name)
         now = self.clock()
-        started = parse_time(pod["status"].get("startTime")) or now
+        pod.setdefault("status", {})
+        if not pod["status"].get("startTime"):  # created with spec.nodeName set: the scheduler never saw it
+            pod["status"]["startTime"] = rfc3339(now)
+        started = parse_time(pod["status"]["startTime"]) or now
         elapsed = (now - started).total_seconds() - self.timing.start_delay_s
         statuses = [self._container_status(c, elapsed, pod) for c in pod["spec"].get("containers", [])]
         all_ready = bool(statuses) and all(s["ready"] for s in statuses)
