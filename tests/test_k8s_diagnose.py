@@ -86,7 +86,9 @@ async def test_pod_logs_of_a_healthy_pod_and_of_a_pod_that_never_started(k8s_sim
     waiting = [p["metadata"]["name"] for p in listed["items"]
                if p["status"].get("containerStatuses", [{}])[0].get("state", {}).get("waiting")]
     assert pulling["pod"] in waiting
-    assert pulling["lines"] == [] and "has not started (ImagePullBackOff" in pulling["note"]
+    # A pod the rollout created just now is still in ErrImagePull; older ones have reached ImagePullBackOff.
+    assert pulling["lines"] == []
+    assert "has not started (ImagePullBackOff" in pulling["note"] or "has not started (ErrImagePull" in pulling["note"]
 
 
 async def test_pod_logs_errors_name_what_is_missing(k8s_sim: Any) -> None:
