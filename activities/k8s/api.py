@@ -26,6 +26,8 @@ from kubernetes import client, config
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from incidentctl.dsl.durations import parse_duration
+
 IN_CLUSTER = "in-cluster"
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 4
@@ -238,6 +240,14 @@ async def namespace_exists(params: dict[str, Any], namespace: str) -> bool:
     except KubeError as exc:
         return exc.status != 404
     return True
+
+
+def duration_param(params: dict[str, Any], key: str, default: str | float) -> float:
+    """A duration param (`30s`, `5m`, seconds) in seconds; a malformed one fails the step at once, not on retry."""
+    try:
+        return parse_duration(params.get(key, default))
+    except ValueError as exc:
+        raise ApplicationError(f"invalid params: {key}: {exc}", type="InvalidParams", non_retryable=True) from None
 
 
 def dry_run_kwargs(dry_run: bool) -> dict[str, str]:

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from activities.k8s.fields import as_dict, as_list, dig
+
 __all__ = ["correlate"]
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -78,25 +80,14 @@ POD_FIELDS_HANDLED = frozenset({"containers", "initContainers", "volumes"})
 # Small accessors and time handling
 
 
-def _get(obj: Any, *path: str) -> Any:
-    """Nested lookup that tolerates missing keys and non-dict values (API objects are sparse)."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return str(_get(obj, "metadata", "name") or "")
+    return str(dig(obj, "metadata", "name") or "")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -126,10 +117,10 @@ def _as_utc(value: datetime) -> datetime:
 
 def _managed_times(obj: dict[str, Any], *, skip_status: bool = False) -> list[datetime]:
     times: list[datetime] = []
-    for entry in _list(_get(obj, "metadata", "managedFields")):
-        if skip_status and _get(entry, "subresource") == "status":
+    for entry in as_list(dig(obj, "metadata", "managedFields")):
+        if skip_status and dig(entry, "subresource") == "status":
             continue
-        parsed = parse_time(_get(entry, "time"))
+        parsed = parse_time(dig(entry, "time"))
         if parsed is not None:
             times.append(parsed)
     return times
@@ -138,9 +129,9 @@ def _managed_times(obj: dict[str, Any], *, skip_status: bool = False) -> list[da
 def _latest_manager(obj: dict[str, Any]) -> str | None:
     """Field manager of the newest managedFields entry: tells kubectl from helm from argocd."""
     best: tuple[datetime, str] | None = None
-    for entry in _list(_get(obj, "metadata", "managedFields")):
-        parsed = parse_time(_get(entry, "time"))
-        manager = _get(entry, "manager")
+    for entry in as_list(dig(obj, "metadata", "managedFields")):
+        parsed = parse_time(dig(entry, "time"))
+        manager = dig(entry, "manager")
         if parsed is not None and isinstance(manager, str) and (best is None or parsed > best[0]):
             best = (parsed, manager)
     return best[1] if best else None
@@ -214,7 +205,7 @@ class _Change:
 def _render_env(var: dict[str, Any]) -> str | None:
     """Plain values as-is; references by name only, so a secret's value never enters the output."""
     name = str(var.get("name") or "")
-    value_from = _dict(var.get("valueFrom"))
+    value_from = as_dict(var.get("valueFrom"))
     if value_from:
         return _render_value_from(value_from)
     value = var.get("value")
@@ -225,20 +216,20 @@ def _render_env(var: dict[str, Any]) -> str | None:
 
 def _render_value_from(value_from: dict[str, Any]) -> str:
     for ref_kind in ("secretKeyRef", "configMapKeyRef"):
-        ref = _dict(value_from.get(ref_kind))
+        ref = as_dict(value_from.get(ref_kind))
         if ref:
             return f"{ref_kind} {ref.get('name', '')}/{ref.get('key', '')}"
-    if _dict(value_from.get("fieldRef")):
-        return f"fieldRef {_get(value_from, 'fieldRef', 'fieldPath') or ''}"
-    if _dict(value_from.get("resourceFieldRef")):
-        return f"resourceFieldRef {_get(value_from, 'resourceFieldRef', 'resource') or ''}"
+    if as_dict(value_from.get("fieldRef")):
+        return f"fieldRef {dig(value_from, 'fieldRef', 'fieldPath') or ''}"
+    if as_dict(value_from.get("resourceFieldRef")):
+        return f"resourceFieldRef {dig(value_from, 'resourceFieldRef', 'resource') or ''}"
     return "valueFrom " + ",".join(sorted(value_from))
 
 
 def _render_env_from(source: dict[str, Any]) -> str:
     prefix = source.get("prefix")
     for ref_kind in ("configMapRef", "secretRef"):
-        ref = _dict(source.get(ref_kind))
+        ref = as_dict(source.get(ref_kind))
         if ref:
             text = f"{ref_kind} {ref.get('name', '')}"
             return f"{text} (prefix {prefix})" if prefix else text
@@ -251,7 +242,7 @@ def _render_volume(volume: dict[str, Any]) -> str:
     if not sources:
         return name
     source = sources[0]
-    spec = _dict(volume.get(source))
+    spec = as_dict(volume.get(source))
     target = {
         "configMap": spec.get("name"),
         "secret": spec.get("secretName"),
@@ -259,7 +250,7 @@ def _render_volume(volume: dict[str, Any]) -> str:
         "hostPath": spec.get("path"),
     }.get(source)
     if source == "projected":
-        parts = [_render_projection(p) for p in _list(spec.get("sources"))]
+        parts = [_render_projection(p) for p in as_list(spec.get("sources"))]
         target = ", ".join(p for p in parts if p)
         return f"{name}: projected ({target})"
     return f"{name}: {source} {target}" if target else f"{name}: {source}"
@@ -267,10 +258,10 @@ def _render_volume(volume: dict[str, Any]) -> str:
 
 def _render_projection(source: Any) -> str:
     for kind, key in (("configMap", "name"), ("secret", "name")):
-        ref = _dict(_get(source, kind))
+        ref = as_dict(dig(source, kind))
         if ref:
             return f"{kind} {ref.get(key, '')}"
-    return ",".join(sorted(_dict(source)))
+    return ",".join(sorted(as_dict(source)))
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -296,7 +287,7 @@ def _union_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _diff_env(label: str, old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
-    old_env, new_env = _by_name(_list(old.get("env"))), _by_name(_list(new.get("env")))
+    old_env, new_env = _by_name(as_list(old.get("env"))), _by_name(as_list(new.get("env")))
     diff = []
     for name in _union_keys(old_env, new_env):
         # Compare the raw specs, render afterwards: two different redacted literals still count as a change.
@@ -320,8 +311,8 @@ def _diff_container(label: str, old: dict[str, Any], new: dict[str, Any]) -> lis
         # An absent list and an empty one mean the same to the kubelet.
         if (old.get(key) or None) != (new.get(key) or None):
             diff.append(_entry(label, key, old.get(key) or None, new.get(key) or None))
-    old_from = [_render_env_from(s) for s in _list(old.get("envFrom")) if isinstance(s, dict)]
-    new_from = [_render_env_from(s) for s in _list(new.get("envFrom")) if isinstance(s, dict)]
+    old_from = [_render_env_from(s) for s in as_list(old.get("envFrom")) if isinstance(s, dict)]
+    new_from = [_render_env_from(s) for s in as_list(new.get("envFrom")) if isinstance(s, dict)]
     if old_from != new_from:
         diff.append(_entry(label, "envFrom", old_from, new_from))
     for key in sorted((set(old) | set(new)) - CONTAINER_FIELDS_HANDLED):
@@ -332,7 +323,7 @@ def _diff_container(label: str, old: dict[str, Any], new: dict[str, Any]) -> lis
 
 
 def _diff_containers(old_list: Any, new_list: Any, suffix: str = "") -> list[dict[str, Any]]:
-    old, new = _by_name(_list(old_list)), _by_name(_list(new_list))
+    old, new = _by_name(as_list(old_list)), _by_name(as_list(new_list))
     diff: list[dict[str, Any]] = []
     for name in _union_keys(old, new):
         label = f"{name}{suffix}"
@@ -346,7 +337,7 @@ def _diff_containers(old_list: Any, new_list: Any, suffix: str = "") -> list[dic
 
 
 def _diff_volumes(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[dict[str, Any]]:
-    old, new = _by_name(_list(old_spec.get("volumes"))), _by_name(_list(new_spec.get("volumes")))
+    old, new = _by_name(as_list(old_spec.get("volumes"))), _by_name(as_list(new_spec.get("volumes")))
     diff = []
     for name in _union_keys(old, new):
         if old.get(name) != new.get(name):
@@ -368,16 +359,16 @@ def _diff_metadata(kind: str, old: dict[str, Any], new: dict[str, Any], ignored:
 
 def diff_templates(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     """Differences between two pod templates, and whether the only difference is a `rollout restart`."""
-    old_spec, new_spec = _dict(old.get("spec")), _dict(new.get("spec"))
+    old_spec, new_spec = as_dict(old.get("spec")), as_dict(new.get("spec"))
     diff = _diff_containers(old_spec.get("containers"), new_spec.get("containers"))
     diff.extend(_diff_containers(old_spec.get("initContainers"), new_spec.get("initContainers"), " (init)"))
     diff.extend(_diff_volumes(old_spec, new_spec))
     for key in sorted((set(old_spec) | set(new_spec)) - POD_FIELDS_HANDLED):
         if old_spec.get(key) != new_spec.get(key):
             diff.append(_entry(None, f"spec.{key}", old_spec.get(key), new_spec.get(key)))
-    old_meta, new_meta = _dict(old.get("metadata")), _dict(new.get("metadata"))
-    old_ann, new_ann = _dict(old_meta.get("annotations")), _dict(new_meta.get("annotations"))
-    diff.extend(_diff_metadata("labels", _dict(old_meta.get("labels")), _dict(new_meta.get("labels")),
+    old_meta, new_meta = as_dict(old.get("metadata")), as_dict(new.get("metadata"))
+    old_ann, new_ann = as_dict(old_meta.get("annotations")), as_dict(new_meta.get("annotations"))
+    diff.extend(_diff_metadata("labels", as_dict(old_meta.get("labels")), as_dict(new_meta.get("labels")),
                                IGNORED_TEMPLATE_LABELS))
     diff.extend(_diff_metadata("annotations", old_ann, new_ann, IGNORED_TEMPLATE_ANNOTATIONS))
     restarted = old_ann.get(RESTARTED_AT_ANNOTATION) != new_ann.get(RESTARTED_AT_ANNOTATION)
@@ -444,17 +435,17 @@ class _Revision:
 
 
 def _owned_by(rs: dict[str, Any], deployment: dict[str, Any]) -> bool:
-    uid, name = _get(deployment, "metadata", "uid"), _name(deployment)
-    for ref in _list(_get(rs, "metadata", "ownerReferences")):
-        if _get(ref, "kind") not in (None, "Deployment"):
+    uid, name = dig(deployment, "metadata", "uid"), _name(deployment)
+    for ref in as_list(dig(rs, "metadata", "ownerReferences")):
+        if dig(ref, "kind") not in (None, "Deployment"):
             continue
-        if (uid and _get(ref, "uid") == uid) or (name and _get(ref, "name") == name):
+        if (uid and dig(ref, "uid") == uid) or (name and dig(ref, "name") == name):
             return True
     return False
 
 
 def _revision_of(rs: dict[str, Any]) -> int | None:
-    raw = _get(rs, "metadata", "annotations", REVISION_ANNOTATION)
+    raw = dig(rs, "metadata", "annotations", REVISION_ANNOTATION)
     try:
         return int(str(raw))
     except (TypeError, ValueError):
@@ -467,7 +458,7 @@ def _revisions(replica_sets: list[dict[str, Any]], deployment: dict[str, Any]) -
         revision = _revision_of(rs) if isinstance(rs, dict) and _owned_by(rs, deployment) else None
         if revision is None:
             continue
-        candidate = _Revision(revision, _name(rs), parse_time(_get(rs, "metadata", "creationTimestamp")), rs)
+        candidate = _Revision(revision, _name(rs), parse_time(dig(rs, "metadata", "creationTimestamp")), rs)
         current = by_revision.get(revision)
         # Duplicate revisions should not happen; if they do, the newer object is the live one.
         if current is None or (candidate.created or datetime.min.replace(tzinfo=UTC)) > (
@@ -509,8 +500,8 @@ def _rollout_details(rev: _Revision, previous: _Revision | None) -> dict[str, An
     diff: list[dict[str, Any]] = []
     restart = False
     if previous is not None:
-        old_template, new_template = _get(previous.rs, "spec", "template"), _get(rev.rs, "spec", "template")
-        diff, restart = diff_templates(_dict(old_template), _dict(new_template))
+        old_template, new_template = dig(previous.rs, "spec", "template"), dig(rev.rs, "spec", "template")
+        diff, restart = diff_templates(as_dict(old_template), as_dict(new_template))
     prev_revision = previous.revision if previous else None
     return {
         "revision": rev.revision,
@@ -563,23 +554,23 @@ def _template_references(deployment: dict[str, Any] | None) -> tuple[set[str], s
     """(ConfigMap names, Secret names) the Deployment's pod template reads."""
     config_maps: set[str] = set()
     secrets: set[str] = set()
-    spec = _dict(_get(deployment, "spec", "template", "spec"))
-    for container in _list(spec.get("containers")) + _list(spec.get("initContainers")):
-        for var in _list(_get(container, "env")):
-            _add(config_maps, _get(var, "valueFrom", "configMapKeyRef", "name"))
-            _add(secrets, _get(var, "valueFrom", "secretKeyRef", "name"))
-        for source in _list(_get(container, "envFrom")):
-            _add(config_maps, _get(source, "configMapRef", "name"))
-            _add(secrets, _get(source, "secretRef", "name"))
-    for volume in _list(spec.get("volumes")):
-        _add(config_maps, _get(volume, "configMap", "name"))
-        _add(secrets, _get(volume, "secret", "secretName"))
-        for source in _list(_get(volume, "projected", "sources")):
-            _add(config_maps, _get(source, "configMap", "name"))
-            _add(secrets, _get(source, "secret", "name"))
+    spec = as_dict(dig(deployment, "spec", "template", "spec"))
+    for container in as_list(spec.get("containers")) + as_list(spec.get("initContainers")):
+        for var in as_list(dig(container, "env")):
+            _add(config_maps, dig(var, "valueFrom", "configMapKeyRef", "name"))
+            _add(secrets, dig(var, "valueFrom", "secretKeyRef", "name"))
+        for source in as_list(dig(container, "envFrom")):
+            _add(config_maps, dig(source, "configMapRef", "name"))
+            _add(secrets, dig(source, "secretRef", "name"))
+    for volume in as_list(spec.get("volumes")):
+        _add(config_maps, dig(volume, "configMap", "name"))
+        _add(secrets, dig(volume, "secret", "secretName"))
+        for source in as_list(dig(volume, "projected", "sources")):
+            _add(config_maps, dig(source, "configMap", "name"))
+            _add(secrets, dig(source, "secret", "name"))
     # A rotated pull secret breaks image pulls of the next pod, so it counts as a reference too.
-    for ref in _list(spec.get("imagePullSecrets")):
-        _add(secrets, _get(ref, "name"))
+    for ref in as_list(spec.get("imagePullSecrets")):
+        _add(secrets, dig(ref, "name"))
     return config_maps, secrets
 
 
@@ -590,7 +581,7 @@ def _add(target: set[str], name: Any) -> None:
 
 def _config_change(ns: str, kind: str, label: str, obj: dict[str, Any], referenced: set[str]) -> _Change | None:
     # Only metadata is read: for Secrets this is what keeps values out of the output by construction.
-    metadata = _dict(obj.get("metadata")) if isinstance(obj, dict) else {}
+    metadata = as_dict(obj.get("metadata")) if isinstance(obj, dict) else {}
     name = str(metadata.get("name") or "")
     created = parse_time(metadata.get("creationTimestamp"))
     times = [t for t in [created, *_managed_times({"metadata": metadata})] if t is not None]
@@ -616,7 +607,7 @@ def _config_change(ns: str, kind: str, label: str, obj: dict[str, Any], referenc
 def event_time(event: dict[str, Any]) -> datetime | None:
     for path in (("lastTimestamp",), ("series", "lastObservedTime"), ("eventTime",), ("firstTimestamp",),
                  ("metadata", "creationTimestamp")):
-        parsed = parse_time(_get(event, *path))
+        parsed = parse_time(dig(event, *path))
         if parsed is not None:
             return parsed
     return None
@@ -624,19 +615,19 @@ def event_time(event: dict[str, Any]) -> datetime | None:
 
 def _event_count(event: dict[str, Any]) -> int:
     for path in (("count",), ("series", "count")):
-        value = _get(event, *path)
+        value = dig(event, *path)
         if isinstance(value, int) and value > 0:
             return value
     return 1
 
 
 def _in_namespace(event: dict[str, Any], ns: str) -> bool:
-    event_ns = _get(event, "involvedObject", "namespace") or _get(event, "metadata", "namespace")
+    event_ns = dig(event, "involvedObject", "namespace") or dig(event, "metadata", "namespace")
     return event_ns in (None, "", ns)
 
 
 def _scaling_change(ns: str, event: dict[str, Any], deployment_name: str | None) -> _Change | None:
-    reason, obj = _get(event, "reason"), _dict(_get(event, "involvedObject"))
+    reason, obj = dig(event, "reason"), as_dict(dig(event, "involvedObject"))
     kind, name = obj.get("kind"), str(obj.get("name") or "")
     wanted = (
         (reason == "ScalingReplicaSet" and kind == "Deployment" and deployment_name in (None, name))
@@ -646,7 +637,7 @@ def _scaling_change(ns: str, event: dict[str, Any], deployment_name: str | None)
     if not wanted or not name or at is None or not _in_namespace(event, ns):
         return None
     verb = "scaled" if kind == "Deployment" else "rescaled its target"
-    message = str(_get(event, "message") or "")
+    message = str(dig(event, "message") or "")
     return _Change(
         kind="scaling", at=at, object=f"{kind}/{name}", headline=f"{kind} {ns}/{name} {verb}",
         detail=message, base=BASE_SCALING,
@@ -674,15 +665,15 @@ def _node_object_changes(node_obj: dict[str, Any], pods_per_node: dict[str, int]
     if not node:
         return []
     changes = []
-    for condition in _list(_get(node_obj, "status", "conditions")):
-        if _get(condition, "type") != "Ready":
+    for condition in as_list(dig(node_obj, "status", "conditions")):
+        if dig(condition, "type") != "Ready":
             continue
-        at = parse_time(_get(condition, "lastTransitionTime"))
+        at = parse_time(dig(condition, "lastTransitionTime"))
         if at is None:
             continue
-        status = str(_get(condition, "status") or "Unknown")
+        status = str(dig(condition, "status") or "Unknown")
         became = "Ready" if status == "True" else "NotReady"
-        reason, message = _get(condition, "reason"), _get(condition, "message")
+        reason, message = dig(condition, "reason"), dig(condition, "message")
         changes.append(_Change(
             kind="node", at=at, object=f"Node/{node}",
             headline=_node_headline(node, pods_per_node, f"became {became}"),
@@ -691,9 +682,9 @@ def _node_object_changes(node_obj: dict[str, Any], pods_per_node: dict[str, int]
                                   message=message),
             mirrors_event="NodeReady" if became == "Ready" else "NodeNotReady",
         ))
-    for taint in _list(_get(node_obj, "spec", "taints")):
-        at = parse_time(_get(taint, "timeAdded"))
-        if _get(taint, "key") != CORDON_TAINT or at is None:
+    for taint in as_list(dig(node_obj, "spec", "taints")):
+        at = parse_time(dig(taint, "timeAdded"))
+        if dig(taint, "key") != CORDON_TAINT or at is None:
             continue
         changes.append(_Change(
             kind="node", at=at, object=f"Node/{node}",
@@ -706,11 +697,11 @@ def _node_object_changes(node_obj: dict[str, Any], pods_per_node: dict[str, int]
 
 
 def _node_event_change(event: dict[str, Any], pods_per_node: dict[str, int]) -> _Change | None:
-    node, at = str(_get(event, "involvedObject", "name") or ""), event_time(event)
-    reason = str(_get(event, "reason") or "event")
+    node, at = str(dig(event, "involvedObject", "name") or ""), event_time(event)
+    reason = str(dig(event, "reason") or "event")
     if not node or at is None:
         return None
-    message = str(_get(event, "message") or "")
+    message = str(dig(event, "message") or "")
     return _Change(
         kind="node", at=at, object=f"Node/{node}",
         headline=_node_headline(node, pods_per_node, f"reported {reason}"), detail=message,
@@ -734,13 +725,13 @@ def _node_changes(
 ) -> list[_Change]:
     pods_per_node: dict[str, int] = {}
     for pod in pods:
-        node = _get(pod, "spec", "nodeName")
+        node = dig(pod, "spec", "nodeName")
         if isinstance(node, str) and node:
             pods_per_node[node] = pods_per_node.get(node, 0) + 1
     object_changes = [c for n in nodes if isinstance(n, dict) for c in _node_object_changes(n, pods_per_node)]
     event_changes = [
         change for event in events
-        if isinstance(event, dict) and _get(event, "involvedObject", "kind") == "Node"
+        if isinstance(event, dict) and dig(event, "involvedObject", "kind") == "Node"
         and (change := _node_event_change(event, pods_per_node)) is not None
     ]
     return object_changes + [c for c in event_changes if not _is_mirrored(c, object_changes)]

@@ -13,9 +13,8 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, KubeError, Target, call, must
+from activities.k8s.api import CONNECTION, NAME, NAMESPACE, KubeError, Target, call, duration_param, must
 from activities.k8s.changes import correlate, parse_time
-from incidentctl.dsl.durations import parse_duration
 
 # Node events are recorded in the default namespace whatever namespace the incident is in.
 NODE_EVENTS_NAMESPACE = "default"
@@ -93,10 +92,7 @@ async def _node_events(params: dict[str, Any]) -> list[dict[str, Any]]:
 async def what_changed(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     namespace = p["namespace"]
-    try:
-        window = timedelta(seconds=parse_duration(p.get("window", "2h")))
-    except ValueError as exc:
-        raise _invalid(f"window: {exc}") from None
+    window = timedelta(seconds=duration_param(p, "window", "2h"))
     if "alert_time" in p:
         alert_time = parse_time(p["alert_time"])
         if alert_time is None:

@@ -11,7 +11,18 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, KubeError, Target, call, fail, must
+from activities.k8s.api import (
+    CONNECTION,
+    NAME,
+    NAMESPACE,
+    SELECTOR,
+    KubeError,
+    Target,
+    call,
+    duration_param,
+    fail,
+    must,
+)
 from activities.k8s.changes import event_time, format_time
 from activities.k8s.health import (
     deployment_summary,
@@ -22,7 +33,6 @@ from activities.k8s.health import (
     replica_mismatch,
     summarize_pod,
 )
-from incidentctl.dsl.durations import parse_duration
 
 MAX_LOG_BYTES = 256 * 1024
 MAX_LOG_LINES = 1000
@@ -68,7 +78,7 @@ async def unhealthy_pods(inp: ActionInput) -> dict[str, Any]:
     listed = await must(p, Target("list", "pods", p["namespace"]), "core", "list_namespaced_pod", p["namespace"],
                         label_selector=selector or None)
     now = datetime.now(UTC)
-    grace = parse_duration(p.get("pending_grace", "1m"))
+    grace = duration_param(p, "pending_grace", "1m")
     summaries = [summarize_pod(pod, restart_threshold=p.get("restart_threshold", 3), now=now, pending_grace_s=grace)
                  for pod in listed.get("items", [])]
     unhealthy = [s for s in summaries if s["problems"]]
@@ -282,11 +292,7 @@ def _object_matcher(ref: str | None) -> Callable[[dict[str, Any]], bool] | None:
 async def events(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     namespace = p["namespace"]
-    try:
-        since_s = parse_duration(p.get("since", "1h"))
-    except ValueError as exc:
-        raise ApplicationError(f"k8s.events: invalid params: since: {exc}", type="InvalidParams",
-                               non_retryable=True) from None
+    since_s = duration_param(p, "since", "1h")
     ref = p.get("object")
     field_selector = None
     if ref is not None and not ref.startswith("Deployment/"):

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from activities.k8s.fields import as_list, dig
+
 KI = 1024
 MI = 1024**2
 GI = 1024**3
@@ -99,18 +101,8 @@ def format_bytes(n: float) -> str:
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _dig(obj: Any, *path: str) -> Any:
-    """obj[path[0]][path[1]]..., or None as soon as a level is absent, null or not a dict."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
-def _list(value: Any) -> list[Any]:
-    # The API omits empty lists and some clients serialise them as null; both mean "none".
-    return value if isinstance(value, list) else []
 
 
 def _int(value: Any) -> int:
@@ -158,7 +150,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _condition(conditions: Any, kind: str) -> dict[str, Any] | None:
-    for cond in _list(conditions):
+    for cond in as_list(conditions):
         if isinstance(cond, dict) and cond.get("type") == kind:
             return cond
     return None
@@ -175,7 +167,7 @@ def _reason_message(cond: dict[str, Any] | None) -> str:
 
 
 def _images(pod_spec: Any) -> list[str]:
-    return [c["image"] for c in _list(_dig(pod_spec, "containers")) if isinstance(c, dict) and c.get("image")]
+    return [c["image"] for c in as_list(dig(pod_spec, "containers")) if isinstance(c, dict) and c.get("image")]
 
 
 def _problem(reason: str, container: str | None, detail: str) -> dict[str, Any]:
@@ -188,8 +180,8 @@ def _problem(reason: str, container: str | None, detail: str) -> dict[str, Any]:
 def _memory_limits(pod: dict[str, Any]) -> dict[str, str]:
     limits: dict[str, str] = {}
     for key in ("initContainers", "containers"):
-        for c in _list(_dig(pod, "spec", key)):
-            limit = _dig(c, "resources", "limits", "memory")
+        for c in as_list(dig(pod, "spec", key)):
+            limit = dig(c, "resources", "limits", "memory")
             if isinstance(c, dict) and c.get("name") and limit is not None:
                 limits[c["name"]] = str(limit)
     return limits
@@ -211,10 +203,10 @@ def _container_problems(
     name = status.get("name") or "?"
     who = f"{kind} {name}"
     restarts = _int(status.get("restartCount"))
-    waiting = _dig(status, "state", "waiting") or {}
-    running = _dig(status, "state", "running")
-    terminated = _dig(status, "state", "terminated")
-    last_terminated = _dig(status, "lastState", "terminated")
+    waiting = dig(status, "state", "waiting") or {}
+    running = dig(status, "state", "running")
+    terminated = dig(status, "state", "terminated")
+    last_terminated = dig(status, "lastState", "terminated")
     found: list[dict[str, Any]] = []
 
     waiting_reason = waiting.get("reason") if isinstance(waiting, dict) else None
@@ -235,8 +227,8 @@ def _container_problems(
 
     # The current state shows an OOM kill only until the restart; after it, the evidence is in lastState, which
     # is exactly the case worth reporting (the container looks healthy again but will be killed again).
-    oom_now = _dig(terminated, "reason") == "OOMKilled"
-    oom_before = _dig(last_terminated, "reason") == "OOMKilled"
+    oom_now = dig(terminated, "reason") == "OOMKilled"
+    oom_before = dig(last_terminated, "reason") == "OOMKilled"
     if oom_now or oom_before:
         oom = terminated if oom_now else last_terminated
         extra = [f"exit code {oom['exitCode']}"] if oom.get("exitCode") is not None else []
@@ -267,14 +259,14 @@ def _waiting_summary(pod: dict[str, Any]) -> list[str]:
     """'migrate (init, running)', 'cart (ContainerCreating)': what a scheduled but Pending pod is waiting on."""
     parts = []
     for key, label in (("initContainerStatuses", "init, "), ("containerStatuses", "")):
-        for status in _list(_dig(pod, "status", key)):
+        for status in as_list(dig(pod, "status", key)):
             if not isinstance(status, dict):
                 continue
             name = status.get("name") or "?"
-            waiting = _dig(status, "state", "waiting")
+            waiting = dig(status, "state", "waiting")
             if isinstance(waiting, dict):
                 parts.append(f"{name} ({label}{waiting.get('reason') or 'waiting'})")
-            elif label and _dig(status, "state", "running") is not None:
+            elif label and dig(status, "state", "running") is not None:
                 parts.append(f"{name} ({label}running)")
     return parts
 
@@ -292,14 +284,14 @@ def pod_problems(
     Container checks are independent, so one container can yield several problems (CrashLoopBackOff, the OOM kill
     that caused it, and RestartsOverThreshold); a consumer that wants one headline takes the first.
     """
-    status = _dig(pod, "status")
+    status = dig(pod, "status")
     status = status if isinstance(status, dict) else {}
     phase = status.get("phase")
     memory_limits = _memory_limits(pod)
     problems: list[dict[str, Any]] = []
 
     for key, kind in (("initContainerStatuses", "init container"), ("containerStatuses", "container")):
-        for cs in _list(_dig(pod, "status", key)):
+        for cs in as_list(dig(pod, "status", key)):
             if isinstance(cs, dict):
                 problems.extend(_container_problems(cs, kind, restart_threshold, memory_limits))
 
@@ -307,20 +299,20 @@ def pod_problems(
         why = _reason_message(status)
         if not why:
             exits = [
-                f"{cs.get('name')} {_exit_text(_dig(cs, 'state', 'terminated'))}"
-                for cs in _list(status.get("containerStatuses"))
-                if isinstance(cs, dict) and _exit_text(_dig(cs, "state", "terminated"))
+                f"{cs.get('name')} {_exit_text(dig(cs, 'state', 'terminated'))}"
+                for cs in as_list(status.get("containerStatuses"))
+                if isinstance(cs, dict) and _exit_text(dig(cs, "state", "terminated"))
             ]
             why = "; ".join(exits)
         problems.append(_problem("Failed", None, f"pod Failed ({why})" if why else "pod Failed"))
 
     elif phase == "Pending":
-        age = _age_s(_dig(pod, "metadata", "creationTimestamp"), now)
+        age = _age_s(dig(pod, "metadata", "creationTimestamp"), now)
         # An unknown age cannot be shown to be within the grace period, so it is reported rather than hidden.
         if age is None or age > pending_grace_s or pending_grace_s <= 0:
             since = f" for {_duration(age)}" if age is not None else ""
             scheduled = _condition(status.get("conditions"), "PodScheduled")
-            node = _dig(pod, "spec", "nodeName")
+            node = dig(pod, "spec", "nodeName")
             if scheduled is not None and scheduled.get("status") == "False":
                 why = _reason_message(scheduled) or "not scheduled"
                 detail = f"pod has been Pending{since}: {why}"
@@ -343,7 +335,7 @@ def pod_problems(
 
 
 def _owner(metadata: Any) -> str | None:
-    refs = [r for r in _list(_dig(metadata, "ownerReferences")) if isinstance(r, dict)]
+    refs = [r for r in as_list(dig(metadata, "ownerReferences")) if isinstance(r, dict)]
     # The controller reference is the one that recreates the pod; other owners are incidental.
     ref = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
     if ref is None or not ref.get("kind") or not ref.get("name"):
@@ -360,24 +352,24 @@ def summarize_pod(
 ) -> dict[str, Any]:
     """One pod as a flat JSON-able dict. `restarts` sums init and app containers; `images` are the app
     containers' images as specified (not the resolved digests)."""
-    metadata = _dig(pod, "metadata") or {}
-    status = _dig(pod, "status") or {}
-    ready = _condition(_dig(status, "conditions"), "Ready")
+    metadata = dig(pod, "metadata") or {}
+    status = dig(pod, "status") or {}
+    ready = _condition(dig(status, "conditions"), "Ready")
     restarts = sum(
         _int(cs.get("restartCount"))
         for key in ("initContainerStatuses", "containerStatuses")
-        for cs in _list(_dig(status, key))
+        for cs in as_list(dig(status, key))
         if isinstance(cs, dict)
     )
     return {
-        "name": _dig(metadata, "name"),
-        "namespace": _dig(metadata, "namespace"),
-        "node": _dig(pod, "spec", "nodeName"),
-        "phase": _dig(status, "phase"),
+        "name": dig(metadata, "name"),
+        "namespace": dig(metadata, "namespace"),
+        "node": dig(pod, "spec", "nodeName"),
+        "phase": dig(status, "phase"),
         "ready": bool(ready and ready.get("status") == "True"),
         "restarts": restarts,
-        "age_s": _age_s(_dig(metadata, "creationTimestamp"), now),
-        "images": _images(_dig(pod, "spec")),
+        "age_s": _age_s(dig(metadata, "creationTimestamp"), now),
+        "images": _images(dig(pod, "spec")),
         "problems": pod_problems(pod, restart_threshold=restart_threshold, now=now, pending_grace_s=pending_grace_s),
         "owner": _owner(metadata),
     }
@@ -396,12 +388,12 @@ def _taint_text(taint: dict[str, Any]) -> str:
 def node_summary(node: dict[str, Any]) -> dict[str, Any]:
     """A node's readiness, pressures, cordon and taints. `ready` is None when the kubelet has stopped reporting
     (Ready=Unknown) or has not reported yet, because that is not the same as the kubelet saying it is not ready."""
-    conditions = [c for c in _list(_dig(node, "status", "conditions")) if isinstance(c, dict)]
+    conditions = [c for c in as_list(dig(node, "status", "conditions")) if isinstance(c, dict)]
     by_type = {c.get("type"): c.get("status") for c in conditions if c.get("type")}
     ready_cond = _condition(conditions, "Ready")
     ready_status = ready_cond.get("status") if ready_cond else None
     ready = {"True": True, "False": False}.get(ready_status) if ready_status else None
-    unschedulable = bool(_dig(node, "spec", "unschedulable"))
+    unschedulable = bool(dig(node, "spec", "unschedulable"))
 
     problems: list[str] = []
     if ready is False:
@@ -417,15 +409,15 @@ def node_summary(node: dict[str, Any]) -> dict[str, Any]:
     else:
         reason = _reason_message(ready_cond) or f"Ready is {ready_status}"
     return {
-        "name": _dig(node, "metadata", "name"),
+        "name": dig(node, "metadata", "name"),
         "ready": ready,
         "unschedulable": unschedulable,
         "conditions": by_type,
         "problems": problems,
         "ready_since": ready_cond.get("lastTransitionTime") if ready_cond else None,
         "reason": reason,
-        "taints": [_taint_text(t) for t in _list(_dig(node, "spec", "taints")) if isinstance(t, dict)],
-        "kubelet_version": _dig(node, "status", "nodeInfo", "kubeletVersion"),
+        "taints": [_taint_text(t) for t in as_list(dig(node, "spec", "taints")) if isinstance(t, dict)],
+        "kubelet_version": dig(node, "status", "nodeInfo", "kubeletVersion"),
     }
 
 
@@ -433,35 +425,35 @@ def node_summary(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _desired(deployment: dict[str, Any]) -> int:
-    replicas = _dig(deployment, "spec", "replicas")
+    replicas = dig(deployment, "spec", "replicas")
     # The API server defaults spec.replicas to 1; an explicit 0 (scaled down) must stay 0.
     return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else 1
 
 
 def deployment_summary(deployment: dict[str, Any]) -> dict[str, Any]:
     """Replica counts and rollout state, judged as `kubectl rollout status` does."""
-    metadata = _dig(deployment, "metadata") or {}
-    status = _dig(deployment, "status") or {}
-    name = _dig(metadata, "name") or "?"
+    metadata = dig(deployment, "metadata") or {}
+    status = dig(deployment, "status") or {}
+    name = dig(metadata, "name") or "?"
     desired = _desired(deployment)
-    total = _int(_dig(status, "replicas"))
-    updated = _int(_dig(status, "updatedReplicas"))
-    ready = _int(_dig(status, "readyReplicas"))
-    available = _int(_dig(status, "availableReplicas"))
-    unavailable = _int(_dig(status, "unavailableReplicas"))
-    generation = _dig(metadata, "generation")
-    observed_generation = _dig(status, "observedGeneration")
+    total = _int(dig(status, "replicas"))
+    updated = _int(dig(status, "updatedReplicas"))
+    ready = _int(dig(status, "readyReplicas"))
+    available = _int(dig(status, "availableReplicas"))
+    unavailable = _int(dig(status, "unavailableReplicas"))
+    generation = dig(metadata, "generation")
+    observed_generation = dig(status, "observedGeneration")
     # No observedGeneration means the controller has never synced the object (status absent on a new object).
     observed = isinstance(observed_generation, int) and observed_generation >= _int(generation)
 
-    raw_conditions = [c for c in _list(_dig(status, "conditions")) if isinstance(c, dict) and c.get("type")]
+    raw_conditions = [c for c in as_list(dig(status, "conditions")) if isinstance(c, dict) and c.get("type")]
     conditions = {
         c["type"]: {"status": c.get("status"), "reason": c.get("reason"), "message": c.get("message")}
         for c in raw_conditions
     }
     progressing = _condition(raw_conditions, "Progressing")
 
-    if _dig(deployment, "spec", "paused"):
+    if dig(deployment, "spec", "paused"):
         rollout = "paused"
         reason = f"deployment {name} is paused ({updated} of {desired} replicas updated, {available} available)"
     elif not observed:
@@ -504,8 +496,8 @@ def deployment_summary(deployment: dict[str, Any]) -> dict[str, Any]:
         reason += f"; ReplicaFailure: {_reason_message(failure)}"
 
     return {
-        "namespace": _dig(metadata, "namespace"),
-        "name": _dig(metadata, "name"),
+        "namespace": dig(metadata, "namespace"),
+        "name": dig(metadata, "name"),
         "desired": desired,
         "updated": updated,
         "ready": ready,
@@ -515,7 +507,7 @@ def deployment_summary(deployment: dict[str, Any]) -> dict[str, Any]:
         "rollout": rollout,
         "reason": reason,
         "conditions": conditions,
-        "images": _images(_dig(deployment, "spec", "template", "spec")),
+        "images": _images(dig(deployment, "spec", "template", "spec")),
     }
 
 
@@ -523,10 +515,10 @@ def replica_mismatch(deployment: dict[str, Any]) -> dict[str, Any] | None:
     """None when as many replicas are available as desired; otherwise the gap in numbers and words. A surplus
     (available above desired, normal mid-rollout with maxSurge) is reported too, with a negative `missing`."""
     desired = _desired(deployment)
-    available = _int(_dig(deployment, "status", "availableReplicas"))
+    available = _int(dig(deployment, "status", "availableReplicas"))
     if available == desired:
         return None
-    ns, name = _dig(deployment, "metadata", "namespace"), _dig(deployment, "metadata", "name") or "?"
+    ns, name = dig(deployment, "metadata", "namespace"), dig(deployment, "metadata", "name") or "?"
     who = f"deployment {ns}/{name}" if ns else f"deployment {name}"
     missing = desired - available
     if missing > 0:

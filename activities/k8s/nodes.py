@@ -14,8 +14,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, KubeError, Target, call, dry_run_kwargs, fail, must
-from incidentctl.dsl.durations import DURATION_PATTERN, format_duration, parse_duration
+from activities.k8s.api import CONNECTION, NAME, KubeError, Target, call, dry_run_kwargs, duration_param, fail, must
+from incidentctl.dsl.durations import DURATION_PATTERN, format_duration
 
 MERGE_PATCH = "application/merge-patch+json"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -173,14 +173,10 @@ async def _evict(p: dict[str, Any], pod: dict[str, Any], dry_run: bool) -> str |
 
 
 def _timeout(p: dict[str, Any]) -> float:
-    raw = p.get("timeout", "5m")
-    try:
-        seconds = parse_duration(raw)
-    except ValueError as exc:
-        raise _refuse(f"k8s.drain: timeout: {exc}", "InvalidParams") from None
+    seconds = duration_param(p, "timeout", "5m")
     if seconds > MAX_DRAIN_TIMEOUT_S:
-        raise _refuse(f"k8s.drain: timeout {raw} is longer than the maximum of {format_duration(MAX_DRAIN_TIMEOUT_S)}",
-                      "InvalidParams")
+        raise _refuse(f"k8s.drain: timeout {p.get('timeout')} is longer than the maximum of "
+                      f"{format_duration(MAX_DRAIN_TIMEOUT_S)}", "InvalidParams")
     return seconds
 
 

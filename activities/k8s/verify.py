@@ -16,9 +16,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, Target, must
+from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, Target, duration_param, must
 from activities.k8s.health import deployment_summary, summarize_pod
-from incidentctl.dsl.durations import format_duration, parse_duration
+from incidentctl.dsl.durations import format_duration
 
 HEARTBEAT_TIMEOUT_S = 30.0
 DURATION = {"type": ["string", "number"], "description": "e.g. 30s, 5m"}
@@ -36,8 +36,8 @@ class _Clock:
     """Deadline and elapsed time that survive activity retries (via heartbeat details)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.timeout = min(parse_duration(params.get("timeout", "5m")), MAX_WAIT_S)
-        self.interval = max(parse_duration(params.get("interval", "2s")), 0.2)
+        self.timeout = min(duration_param(params, "timeout", "5m"), MAX_WAIT_S)
+        self.interval = max(duration_param(params, "interval", "2s"), 0.2)
         self.started = time.time()
         if activity.in_activity():
             details = activity.info().heartbeat_details
@@ -120,7 +120,7 @@ async def wait_pods_ready(inp: ActionInput) -> dict[str, Any]:
 async def wait_stable(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     clock = _Clock(p)
-    window = parse_duration(p["for"])
+    window = duration_param(p, "for", 0)
     if window >= clock.timeout:
         raise ApplicationError(f"for ({format_duration(window)}) must be shorter than timeout "
                                f"({format_duration(clock.timeout)})", type="InvalidParams", non_retryable=True)

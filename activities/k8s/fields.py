@@ -1,0 +1,24 @@
+"""Reading sparse Kubernetes JSON: the API omits empty fields, and some clients write null for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None as soon as a level is absent, null or not a dict."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list field; absent or null means none."""
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A map field; absent or null means empty."""
+    return value if isinstance(value, dict) else {}
