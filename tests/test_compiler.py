@@ -651,3 +651,41 @@ def test_escalation_stages_compile_and_need_timeouts() -> None:
     assert any("$.steps[0].approval.timeout: a stage followed by an escalation needs a timeout" in e for e in found)
     assert any("$.steps[0].approval.escalation[1]: an escalation stage names approvers or groups" in e
                for e in found)
+
+
+def test_templated_values_inside_lists_and_either_or_params_are_left_to_run_time() -> None:
+    plan = compile_source(textwrap.dedent("""\
+        name: nested-templates
+        version: 1
+        parameters:
+          node: {type: string, default: node-1}
+          deployment: {type: string, default: cart}
+        steps:
+          - id: nodes
+            action: k8s.node_conditions
+            params: {nodes: ["${{ params.node }}"]}
+          - id: logs
+            action: k8s.pod_logs
+            params: {namespace: shop, selector: "app=${{ params.deployment }}"}
+          - id: wait
+            action: k8s.wait_rollout
+            params: {namespace: shop, deployment: "${{ params.deployment }}", timeout: 5m}
+        """), "nested.yaml")
+    steps = {s["id"]: s for s in plan["steps"]}
+    # A long wait declares a heartbeat timeout; the plan carries it to the workflow's activity options.
+    assert steps["wait"]["heartbeat_s"] == 30.0
+    assert steps["nodes"]["heartbeat_s"] is None
+
+
+def test_a_literal_bad_k8s_param_is_caught_before_anything_runs() -> None:
+    with pytest.raises(RunbookErrors) as caught:
+        compile_source(textwrap.dedent("""\
+            name: bad-k8s
+            version: 1
+            steps:
+              - id: scale
+                action: k8s.scale
+                params: {namespace: shop, deployment: Cart_Service, replicas: -1}
+            """), "bad.yaml")
+    text = str(caught.value)
+    assert "bad.yaml:6:" in text and "deployment" in text and "replicas" in text
