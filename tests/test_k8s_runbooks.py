@@ -189,3 +189,40 @@ async def test_security_containment_isolates_then_lifts(client: Client, worker: 
     summary = await finished(client, incident)
     assert summary["status"] == "resolved"
     assert cluster.get("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")["items"] == []
+
+
+async def test_one_runbook_reaches_two_clusters_by_context(client: Client, worker: Worker, unique: str,
+                                                           k8s_sim: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from incidentctl.dsl.compiler import compile_source
+    from incidentctl.k8ssim.kubeconfig import kubeconfig
+
+    with k8s_sim("bad-rollout") as east, k8s_sim("healthy") as west:
+        merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "current-context": "east",
+                                  "clusters": [], "users": [], "contexts": []}
+        for name, sim in (("east", east), ("west", west)):
+            one = kubeconfig(sim.url)
+            merged["clusters"].append({"name": name, "cluster": one["clusters"][0]["cluster"]})
+            merged["users"].append({"name": name, "user": one["users"][0]["user"]})
+            merged["contexts"].append({"name": name, "context": {"cluster": name, "user": name}})
+        path = tmp_path / "two-clusters.yaml"
+        path.write_text(yaml.safe_dump(merged))
+        monkeypatch.setenv("INCIDENTCTL_KUBECONFIG", str(path))
+        plan = compile_source("""
+name: two-clusters
+version: 1
+steps:
+  - id: east
+    action: k8s.unhealthy_pods
+    params: {namespace: shop, context: east}
+  - id: west
+    action: k8s.unhealthy_pods
+    params: {namespace: shop, context: west}
+""", "two.yaml")
+        started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
+        summary = await finished(client, started.incident_id)
+    assert summary["steps"]["east"]["output"]["top_reason"] == "CrashLoopBackOff"
+    assert summary["steps"]["west"]["output"]["healthy"] is True
+    assert summary["steps"]["west"]["output"]["total"] == 2  # only checkout runs in the healthy cluster
