@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -86,6 +87,9 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         return await _dispatch(request, cluster, who)
     except ApiError as error:
         return _status(error)
+    except Exception as exc:  # a simulator bug: answer like a real server would (a Status), and keep serving
+        logging.getLogger(__name__).exception("simulator error on %s %s", request.method, request.path)
+        return _status(ApiError(500, "InternalError", f"simulator error: {type(exc).__name__}: {exc}"))
 
 
 async def _dispatch(request: web.Request, cluster: Cluster, who: Identity) -> web.StreamResponse:
