@@ -69,9 +69,9 @@ class Cluster:
         """Seed history: everything done inside happens `ago` in the past (and controllers run then)."""
         previous, self._shift = self._shift, -ago
         try:
-            self.controllers.reconcile()
+            self.controllers.settle()
             yield
-            self.controllers.reconcile()
+            self.controllers.settle()
         finally:
             self._shift = previous
 

@@ -127,6 +127,14 @@ class Controllers:
         for pdb in self.store.list(PDB):
             self._pdb_status(pdb)
 
+    def settle(self, passes: int = 10) -> None:
+        """Reconcile until nothing changes (a rollout takes several passes), at most `passes` times."""
+        for _ in range(passes):
+            before = self.store.version
+            self.reconcile()
+            if self.store.version == before:
+                return
+
     def _save_status(self, resource: Any, obj: Obj, status: Obj) -> None:
         if obj.get("status") != status:
             obj["status"] = status
@@ -381,8 +389,13 @@ class Controllers:
         ]
         status = {**pod["status"], "phase": phase, "conditions": conditions, "containerStatuses": statuses,
                   "hostIP": "10.0.0.1", "podIP": "10.1.0.1"}
+        previous = {c["name"]: c for c in pod["status"].get("containerStatuses", [])}
         for s in statuses:
             waiting = s["state"].get("waiting", {})
+            before = previous.get(s["name"], {})
+            if (before.get("restartCount"), before.get("state", {}).get("waiting", {}).get("reason")) == (
+                    s["restartCount"], waiting.get("reason")):
+                continue  # one event per restart or state change, as the kubelet does, not one per pass
             if waiting.get("reason") == "CrashLoopBackOff":
                 self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {s['name']} in pod "
                                                       f"{pod['metadata']['name']}")

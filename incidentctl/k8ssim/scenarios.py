@@ -152,5 +152,5 @@ def build(names: list[str], cluster: Cluster | None = None) -> Cluster:
     for ago, step in sorted(steps, key=lambda s: s[0], reverse=True):
         with cluster.at(ago):
             step(cluster)
-    cluster.controllers.reconcile()
+    cluster.controllers.settle()
     return cluster

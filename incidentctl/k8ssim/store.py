@@ -7,7 +7,6 @@ changes only), managedFields times (change-correlation reads them as "last updat
 from __future__ import annotations
 
 import copy
-import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +85,16 @@ class Store:
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
         self._objects: dict[tuple[str, str, str], Obj] = {}
-        self._versions = itertools.count(1000)
+        self._next_version = 1000
+
+    @property
+    def version(self) -> int:
+        """The resourceVersion the next write gets: unchanged means nothing was written."""
+        return self._next_version
+
+    def _bump(self) -> str:
+        self._next_version += 1
+        return str(self._next_version - 1)
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
         found = self._objects.get((resource.qualified, namespace if resource.namespaced else "", name))
@@ -126,7 +134,7 @@ class Store:
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", now)
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = self._bump()
         meta["generation"] = 1
         meta["managedFields"] = [{"manager": manager, "operation": "Update", "time": now}]
         if not dry_run:
@@ -153,7 +161,7 @@ class Store:
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         spec_changed = obj.get("spec") != current.get("spec")
         meta["generation"] = current["metadata"].get("generation", 1) + (1 if spec_changed else 0)
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = self._bump()
         if _without_status(obj) != _without_status(current):
             # Status writes by controllers are not "changes" a human made; only the rest counts as an update.
             fields = [f for f in current["metadata"].get("managedFields", []) if f.get("manager") != manager]
