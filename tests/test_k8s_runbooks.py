@@ -226,3 +226,23 @@ steps:
     assert summary["steps"]["east"]["output"]["top_reason"] == "CrashLoopBackOff"
     assert summary["steps"]["west"]["output"]["healthy"] is True
     assert summary["steps"]["west"]["output"]["total"] == 2  # only checkout runs in the healthy cluster
+
+
+@pytest.mark.scenario("oom")
+async def test_a_raise_that_does_not_stop_the_oom_kills_is_put_back(client: Client, worker: Worker, unique: str,
+                                                                     cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster, "search")
+    incident = await start(client, "k8s-oom-killed", unique, {"alertname": "KubeContainerOOMKilled",
+                                                             "namespace": "shop", "pod": pod, "container": "search"},
+                           memory_factor=1.1, max_memory="512Mi", stable_for="2s", verify_timeout="5s")
+    await approve(client, incident, "approve_raise")
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/search")
+    steps = summary["steps"]
+    assert summary["status"] == "rolled_back"
+    assert steps["raise_limit"]["output"]["after"]["resources"]["search"]["limits"]["memory"] == "282Mi"
+    # The new pods still crash (282Mi < the 300Mi the image needs), so the rollout never completes.
+    assert steps["verify_rollout"]["status"] == "failed"
+    assert "not complete after 5s" in steps["verify_rollout"]["error"]["message"]
+    assert steps["restore_limit"]["output"]["after"]["resources"]["search"]["limits"]["memory"] == "256Mi"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
