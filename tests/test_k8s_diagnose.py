@@ -19,6 +19,7 @@ async def test_deployment_status_reports_a_stalled_rollout(k8s_sim: Any) -> None
     assert status["revision"] == 2
     assert status["desired"] == 3 and status["updated"] == 1
     assert status["healthy"] is False
+    assert status["selector"] == "app=cart"
     assert healthy["rollout"] == "complete" and healthy["healthy"] is True and healthy["mismatch"] is None
 
 
@@ -225,3 +226,15 @@ async def test_top_pods_without_metrics_server_is_a_note_not_a_failure(k8s_sim: 
         result = await run_action("k8s.top_pods", sim.params(namespace="shop"))
     assert result == {"available": False, "pods": [],
                       "note": "metrics-server is not installed (metrics.k8s.io answered 404); resource usage skipped"}
+
+
+def test_selector_string_covers_match_expressions() -> None:
+    from activities.k8s.fields import selector_string
+
+    spec = {"matchLabels": {"app": "cart", "tier": "web"},
+            "matchExpressions": [{"key": "track", "operator": "NotIn", "values": ["canary", "beta"]},
+                                 {"key": "zone", "operator": "Exists"},
+                                 {"key": "legacy", "operator": "DoesNotExist"},
+                                 {"key": "env", "operator": "In", "values": ["prod"]}]}
+    assert selector_string(spec) == "app=cart,tier=web,track notin (beta,canary),zone,!legacy,env in (prod)"
+    assert selector_string(None) == ""

@@ -24,6 +24,7 @@ from activities.k8s.api import (
     must,
 )
 from activities.k8s.changes import event_time, format_time
+from activities.k8s.fields import selector_string
 from activities.k8s.health import (
     deployment_summary,
     format_bytes,
@@ -56,6 +57,7 @@ async def deployment_status(inp: ActionInput) -> dict[str, Any]:
     summary = deployment_summary(deployment)
     revision = deployment["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
     return {**summary, "revision": int(revision) if revision else None, "mismatch": replica_mismatch(deployment),
+            "selector": selector_string(deployment["spec"].get("selector")),
             "healthy": summary["rollout"] == "complete" and replica_mismatch(deployment) is None}
 
 

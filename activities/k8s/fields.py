@@ -22,3 +22,15 @@ def as_list(value: Any) -> list[Any]:
 def as_dict(value: Any) -> dict[str, Any]:
     """A map field; absent or null means empty."""
     return value if isinstance(value, dict) else {}
+
+
+def selector_string(selector: Any) -> str:
+    """A workload's object-form selector as a label selector string (`app=cart,tier in (web)`), for list calls."""
+    spec = as_dict(selector)
+    parts = [f"{key}={value}" for key, value in sorted(as_dict(spec.get("matchLabels")).items())]
+    for expression in as_list(spec.get("matchExpressions")):
+        key, operator = expression.get("key"), expression.get("operator")
+        values = ",".join(sorted(str(v) for v in as_list(expression.get("values"))))
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": f"{key}",
+                      "DoesNotExist": f"!{key}"}.get(operator, f"{key}"))
+    return ",".join(parts)

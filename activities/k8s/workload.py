@@ -8,6 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, must
+from activities.k8s.fields import selector_string
 
 _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps"),
          "Deployment": ("apps", "read_namespaced_deployment", "deployments.apps")}
@@ -16,11 +17,6 @@ _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps
 def _controller(obj: dict[str, Any]) -> dict[str, Any] | None:
     refs = obj["metadata"].get("ownerReferences", [])
     return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
-
-
-def _selector_string(selector: dict[str, Any]) -> str:
-    """A Deployment's matchLabels as a label selector string (matchExpressions are rare on Deployments)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items()))
 
 
 @action(
@@ -49,4 +45,4 @@ async def workload_of(inp: ActionInput) -> dict[str, Any]:
                                "runbook only remediates Deployments", {"chain": chain}, type="NotADeployment",
                                non_retryable=True)
     return {"namespace": namespace, "kind": kind, "name": name, "chain": chain,
-            "selector": _selector_string(obj["spec"].get("selector", {}))}
+            "selector": selector_string(obj["spec"].get("selector"))}
