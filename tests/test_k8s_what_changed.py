@@ -39,6 +39,9 @@ async def test_secret_values_never_reach_the_output(k8s_sim: Any) -> None:
     with k8s_sim("bad-rollout") as sim:
         result = await run_action("k8s.what_changed", sim.params(namespace="shop", deployment="cart", window="7d"))
         whole_namespace = await run_action("k8s.what_changed", sim.params(namespace="shop", window="7d"))
+        secret_lists = [r for r in sim.requests() if r["path"] == "/api/v1/namespaces/shop/secrets"]
+    # The worker asks for metadata only, so the values are not even sent to it.
+    assert len(secret_lists) == 2 and all("as=PartialObjectMetadataList" in r["accept"] for r in secret_lists)
     # With a week's window the secret's creation is a change: its name is reported, never its value.
     secret = next(c for c in result["changes"] if c["object"] == "Secret/cart-db")
     assert secret["details"]["referenced_by_workload"] is True

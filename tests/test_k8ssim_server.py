@@ -61,3 +61,16 @@ def test_crash_loop_back_off_doubles_up_to_its_cap() -> None:
     controllers = Controllers(Store(lambda: None), ImageTable(), lambda: None,  # type: ignore[arg-type]
                               Timing(backoff_base_s=1, backoff_cap_s=8))
     assert [controllers.restarts_after(t) for t in (0.5, 1, 3, 7, 15, 23, 31)] == [0, 1, 2, 3, 4, 5, 6]
+
+
+async def test_metadata_only_lists_carry_no_data(k8s_sim: Any) -> None:
+    with k8s_sim("bad-rollout") as sim:
+        request = urllib.request.Request(
+            f"{sim.url}/api/v1/namespaces/shop/secrets",
+            headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+                     "Authorization": "Bearer incidentctl-sim-worker"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            listed = json.loads(answer.read())
+    assert listed["kind"] == "PartialObjectMetadataList"
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["cart-db"]
+    assert all(set(item) == {"kind", "apiVersion", "metadata"} for item in listed["items"])

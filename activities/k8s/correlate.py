@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.base import ActionInput, action
 from activities.k8s.api import CONNECTION, NAME, NAMESPACE, KubeError, Target, call, duration_param, must
 from activities.k8s.changes import correlate, parse_time
+from activities.k8s.fields import selector_string
 
 # Node events are recorded in the default namespace whatever namespace the incident is in.
 NODE_EVENTS_NAMESPACE = "default"
@@ -24,6 +25,9 @@ MANAGED_FIELD_KEYS = ("manager", "operation", "time", "subresource")
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": {**properties, **CONNECTION}, "required": required,
             "additionalProperties": False}
+
+
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -39,24 +43,6 @@ def metadata_only(obj: Any) -> dict[str, Any]:
     kept = {k: metadata[k] for k in ("name", "namespace", "creationTimestamp", "resourceVersion") if k in metadata}
     return {"metadata": {**kept, "managedFields": managed}}
 
-
-def label_selector(selector: Any) -> str:
-    """A Deployment's spec.selector (matchLabels and matchExpressions) as a label selector string."""
-    if not isinstance(selector, dict):
-        return ""
-    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key"), expression.get("operator")
-        values = ",".join(expression.get("values") or [])
-        if operator == "In":
-            terms.append(f"{key} in ({values})")
-        elif operator == "NotIn":
-            terms.append(f"{key} notin ({values})")
-        elif operator == "Exists":
-            terms.append(str(key))
-        elif operator == "DoesNotExist":
-            terms.append(f"!{key}")
-    return ",".join(terms)
 
 
 def _items(listed: Any) -> list[dict[str, Any]]:
@@ -109,13 +95,17 @@ async def what_changed(inp: ActionInput) -> dict[str, Any]:
     events = _items(await must(p, Target("list", "events", namespace), "core", "list_namespaced_event", namespace))
     if namespace != NODE_EVENTS_NAMESPACE:
         events += await _node_events(p)
+    # Ask the API server for metadata only, so secret values never even reach the worker; trimming again below
+    # covers servers that ignore the request and answer with whole objects.
     config_maps = [metadata_only(o) for o in _items(await must(
-        p, Target("list", "configmaps", namespace), "core", "list_namespaced_config_map", namespace))]
+        p, Target("list", "configmaps", namespace), "core", "list_namespaced_config_map", namespace,
+        _headers=METADATA_ONLY))]
     secrets = [metadata_only(o) for o in _items(await must(
-        p, Target("list", "secrets", namespace), "core", "list_namespaced_secret", namespace))]
+        p, Target("list", "secrets", namespace), "core", "list_namespaced_secret", namespace,
+        _headers=METADATA_ONLY))]
     nodes = _items(await must(p, Target("list", "nodes"), "core", "list_node"))
     pods: list[dict[str, Any]] = []
-    selector = label_selector((deployment or {}).get("spec", {}).get("selector"))
+    selector = selector_string((deployment or {}).get("spec", {}).get("selector"))
     # An empty selector would list every pod in the namespace, which are not the workload's pods.
     if selector:
         pods = _items(await must(p, Target("list", "pods", namespace), "core", "list_namespaced_pod", namespace,

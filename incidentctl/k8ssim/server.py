@@ -74,7 +74,8 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 async def handle_api(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER_KEY]
     cluster.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                             "content_type": request.headers.get("Content-Type", ""), "at": time.time()})
+                             "content_type": request.headers.get("Content-Type", ""),
+                             "accept": request.headers.get("Accept", ""), "at": time.time()})
     try:
         fault = cluster.take_fault(request.method, request.path)
         if fault is not None:
@@ -119,6 +120,8 @@ async def _dispatch(request: web.Request, cluster: Cluster, who: Identity) -> we
     if request.method == "GET" and not name:
         listed = cluster.list(resource, namespace or None, request.query.get("labelSelector", ""),
                               request.query.get("fieldSelector", ""))
+        if "as=PartialObjectMetadataList" in request.headers.get("Accept", ""):
+            listed = _metadata_only(listed)
         return web.json_response(listed)
     if request.method == "GET":
         return web.json_response(cluster.get(resource, namespace, name))
@@ -135,6 +138,13 @@ async def _dispatch(request: web.Request, cluster: Cluster, who: Identity) -> we
     if request.method == "DELETE" and name:
         return web.json_response(cluster.delete(resource, namespace, name, dry_run=dry_run))
     raise ApiError(405, "MethodNotAllowed", f"{request.method} {path} is not supported")
+
+
+def _metadata_only(listed: Obj) -> Obj:
+    """What `Accept: ...;as=PartialObjectMetadataList` asks for: the items' metadata, nothing else."""
+    return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": listed["metadata"],
+            "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]}
+                      for item in listed["items"]]}
 
 
 def _object(body: Any) -> Obj:
