@@ -246,3 +246,23 @@ async def test_a_raise_that_does_not_stop_the_oom_kills_is_put_back(client: Clie
     assert "not complete after 5s" in steps["verify_rollout"]["error"]["message"]
     assert steps["restore_limit"]["output"]["after"]["resources"]["search"]["limits"]["memory"] == "256Mi"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"
+
+
+@pytest.mark.scenario("bad-rollout")
+async def test_a_dry_run_incident_shows_the_rollback_and_changes_nothing(client: Client, worker: Worker,
+                                                                         unique: str, cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster, "cart")
+    plan = compile_file(RUNBOOKS / "k8s-pod-crashlooping.yaml")
+    started = await incidents.start_incident(
+        client, plan, alert=alert(alertname="KubePodCrashLooping", namespace="shop", pod=pod),
+        params={"stable_for": "2s"}, key=unique, task_queue=TEST_TASK_QUEUE, dry_run=True)
+    await approve(client, started.incident_id, "approve_rollback")
+    summary = await finished(client, started.incident_id)
+    rollback = summary["steps"]["rollback"]["output"]
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+    patches = [r for r in cluster.requests() if r["method"] in ("PATCH", "POST", "PUT", "DELETE")]
+    assert rollback["dry_run"] is True and rollback["after"]["images"] == {"cart": "shop/cart:1.4.2"}
+    assert patches and all(r["query"].get("dryRun") == "All" for r in patches)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.3"
+    # Nothing was really rolled back, so verification reports the truth: the rollout is still stalled.
+    assert summary["steps"]["verify_rollout"]["status"] == "failed"
