@@ -151,6 +151,21 @@ def test_unreachable_server_is_one_sentence() -> None:
     assert f"error: cannot reach Temporal at 127.0.0.1:{port}" in done.stderr
 
 
+def _lines_until_ready(process: subprocess.Popen[str], timeout: float) -> list[str]:
+    """What `incidentctl dev` prints up to its `ready:` line (or until it exits or the time is up)."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("ready:"):
+            break
+    return lines
+
+
 def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port, ui_port, receiver_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
@@ -158,18 +173,8 @@ def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path
          "--receiver-port", str(receiver_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
-    lines: list[str] = []
     try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("ready:"):
-                break
-        output = "".join(lines)
+        output = "".join(_lines_until_ready(process, 60))
         assert f"temporal server  127.0.0.1:{port}" in output
         assert f"temporal web UI  http://127.0.0.1:{ui_port}" in output
         assert "worker           polling task queue 'incidentctl'" in output
@@ -198,11 +203,7 @@ def test_dev_with_a_simulated_cluster_handles_a_crash_loop_alert_end_to_end(tmp_
     )
     address = ["--address", f"127.0.0.1:{port}"]
     try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not (lines and lines[-1].startswith("ready:")):
-            lines.append(process.stdout.readline())
+        lines = _lines_until_ready(process, 90)
         output = "".join(lines)
         sim_url = next(line.split()[2] for line in lines if line.startswith("simulated k8s"))
         alert = json.loads(output.split("-d '", 1)[1].split("'", 1)[0])
