@@ -129,9 +129,10 @@ def _load(path: str, context: str) -> client.ApiClient:
         raise ApplicationError(f"cannot load {where}: {exc}", type="KubeConfig", non_retryable=True) from None
 
 
-def _heartbeat(detail: str) -> None:
+def heartbeat(details: Any) -> None:
+    """Heartbeat when running as an activity (tests also call actions directly, outside Temporal)."""
     if activity.in_activity():
-        activity.heartbeat(detail)
+        activity.heartbeat(details)
 
 
 def _decode(response: Any) -> Any:
@@ -193,7 +194,7 @@ async def call(params: dict[str, Any], target: Target, api: str, method: str, *a
             problem = f"{target.verb} {target.describe()}: no answer from the API server ({type(exc).__name__})"
         if attempt == ATTEMPTS:
             raise ApplicationError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
-        _heartbeat(f"retrying after: {problem}")
+        heartbeat(f"retrying after: {problem}")
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
@@ -248,6 +249,11 @@ def duration_param(params: dict[str, Any], key: str, default: str | float) -> fl
         return parse_duration(params.get(key, default))
     except ValueError as exc:
         raise ApplicationError(f"invalid params: {key}: {exc}", type="InvalidParams", non_retryable=True) from None
+
+
+def refuse(message: str, kind: str = "RefusedByBound", **details: Any) -> ApplicationError:
+    """A request the action will not carry out (over a bound, unsafe); retrying would not change the answer."""
+    return ApplicationError(message, *([details] if details else []), type=kind, non_retryable=True)
 
 
 def dry_run_kwargs(dry_run: bool) -> dict[str, str]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activities.k8s.fields import as_dict, as_list, dig
+from activities.k8s.fields import as_dict, as_list, dig, format_time, parse_time
 
 __all__ = ["correlate"]
 
@@ -90,29 +90,10 @@ def _name(obj: dict[str, Any]) -> str:
     return str(dig(obj, "metadata", "name") or "")
 
 
-def parse_time(value: Any) -> datetime | None:
-    """RFC3339 (with or without fractional seconds) -> aware UTC; None for anything unparsable."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    # The API never sends naive times; treating a stray one as UTC beats failing the whole correlation.
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
-def format_time(value: datetime) -> str:
-    return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _managed_times(obj: dict[str, Any], *, skip_status: bool = False) -> list[datetime]:
@@ -444,8 +425,9 @@ def _owned_by(rs: dict[str, Any], deployment: dict[str, Any]) -> bool:
     return False
 
 
-def _revision_of(rs: dict[str, Any]) -> int | None:
-    raw = dig(rs, "metadata", "annotations", REVISION_ANNOTATION)
+def revision_of(obj: dict[str, Any]) -> int | None:
+    """The `deployment.kubernetes.io/revision` annotation of a Deployment or ReplicaSet, as a number."""
+    raw = dig(obj, "metadata", "annotations", REVISION_ANNOTATION)
     try:
         return int(str(raw))
     except (TypeError, ValueError):
@@ -455,7 +437,7 @@ def _revision_of(rs: dict[str, Any]) -> int | None:
 def _revisions(replica_sets: list[dict[str, Any]], deployment: dict[str, Any]) -> list[_Revision]:
     by_revision: dict[int, _Revision] = {}
     for rs in replica_sets:
-        revision = _revision_of(rs) if isinstance(rs, dict) and _owned_by(rs, deployment) else None
+        revision = revision_of(rs) if isinstance(rs, dict) and _owned_by(rs, deployment) else None
         if revision is None:
             continue
         candidate = _Revision(revision, _name(rs), parse_time(dig(rs, "metadata", "creationTimestamp")), rs)
@@ -613,10 +595,11 @@ def event_time(event: dict[str, Any]) -> datetime | None:
     return None
 
 
-def _event_count(event: dict[str, Any]) -> int:
+def event_count(event: dict[str, Any]) -> int:
+    """How many times the event was seen (`count`, or `series.count` for events.k8s.io-style events)."""
     for path in (("count",), ("series", "count")):
         value = dig(event, *path)
-        if isinstance(value, int) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return 1
 
@@ -641,7 +624,7 @@ def _scaling_change(ns: str, event: dict[str, Any], deployment_name: str | None)
     return _Change(
         kind="scaling", at=at, object=f"{kind}/{name}", headline=f"{kind} {ns}/{name} {verb}",
         detail=message, base=BASE_SCALING,
-        details={"reason": reason, "message": message, "count": _event_count(event), "source": kind},
+        details={"reason": reason, "message": message, "count": event_count(event), "source": kind},
     )
 
 
@@ -707,7 +690,7 @@ def _node_event_change(event: dict[str, Any], pods_per_node: dict[str, int]) -> 
         headline=_node_headline(node, pods_per_node, f"reported {reason}"), detail=message,
         base=_node_base(node, pods_per_node),
         details=_node_details(node, pods_per_node, change="event", reason=reason, message=message,
-                              count=_event_count(event)),
+                              count=event_count(event)),
     )
 
 
@@ -764,7 +747,7 @@ def correlate(
     max_changes: int = 50,
 ) -> dict:
     """Turn raw API objects into the changes in [window_start, alert_time] and rank them as suspects."""
-    start, end = _as_utc(window_start), _as_utc(alert_time)
+    start, end = parse_time(window_start), parse_time(alert_time)
     deployment = deployment if isinstance(deployment, dict) and _name(deployment) else None
     deployment_name = _name(deployment) if deployment else None
     referenced_cms, referenced_secrets = _template_references(deployment)

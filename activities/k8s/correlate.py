@@ -14,8 +14,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 from activities.k8s.api import CONNECTION, NAME, NAMESPACE, KubeError, Target, call, duration_param, must
-from activities.k8s.changes import correlate, parse_time
-from activities.k8s.fields import selector_string
+from activities.k8s.changes import correlate
+from activities.k8s.fields import parse_time, selector_string
 
 # Node events are recorded in the default namespace whatever namespace the incident is in.
 NODE_EVENTS_NAMESPACE = "default"

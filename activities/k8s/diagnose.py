@@ -23,8 +23,8 @@ from activities.k8s.api import (
     fail,
     must,
 )
-from activities.k8s.changes import event_time, format_time
-from activities.k8s.fields import selector_string
+from activities.k8s.changes import event_count, event_time
+from activities.k8s.fields import format_time, selector_string
 from activities.k8s.health import (
     deployment_summary,
     format_bytes,
@@ -247,11 +247,6 @@ OBJECT_REF = {"type": "string", "pattern": r"^[A-Za-z]+/[a-z0-9]([-a-z0-9.]*[a-z
               "description": "Kind/name, e.g. Deployment/cart (a Deployment includes its ReplicaSets and Pods)"}
 
 
-def _event_count(event: dict[str, Any]) -> int:
-    for value in (event.get("count"), (event.get("series") or {}).get("count")):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 1
 
 
 def _object_matcher(ref: str | None) -> Callable[[dict[str, Any]], bool] | None:
@@ -319,7 +314,7 @@ async def events(inp: ActionInput) -> dict[str, Any]:
     out = [{"at": format_time(at), "type": event.get("type") or "Normal", "reason": event.get("reason") or "",
             "object": f"{(event.get('involvedObject') or {}).get('kind') or '?'}/"
                       f"{(event.get('involvedObject') or {}).get('name') or '?'}",
-            "message": (event.get("message") or "").strip(), "count": _event_count(event)}
+            "message": (event.get("message") or "").strip(), "count": event_count(event)}
            for at, event in found[: p.get("limit", 30)]]
     return {"events": out, "count": len(found),
             "warning_count": sum(1 for _, event in found if event.get("type") == "Warning")}

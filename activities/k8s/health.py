@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from activities.k8s.fields import as_list, dig
+from activities.k8s.fields import as_list, dig, owner_ref, parse_time
 
 KI = 1024
 MI = 1024**2
@@ -109,14 +109,6 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -127,7 +119,7 @@ def _now(now: datetime | None) -> datetime:
 
 
 def _age_s(timestamp: Any, now: datetime | None) -> float | None:
-    start = _parse_time(timestamp)
+    start = parse_time(timestamp)
     if start is None:
         return None
     return (_now(now) - start).total_seconds()
@@ -334,10 +326,9 @@ def pod_problems(
     return problems
 
 
-def _owner(metadata: Any) -> str | None:
-    refs = [r for r in as_list(dig(metadata, "ownerReferences")) if isinstance(r, dict)]
+def _owner(pod: dict[str, Any]) -> str | None:
     # The controller reference is the one that recreates the pod; other owners are incidental.
-    ref = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+    ref = owner_ref(pod)
     if ref is None or not ref.get("kind") or not ref.get("name"):
         return None
     return f"{ref['kind']}/{ref['name']}"
@@ -371,7 +362,7 @@ def summarize_pod(
         "age_s": _age_s(dig(metadata, "creationTimestamp"), now),
         "images": _images(dig(pod, "spec")),
         "problems": pod_problems(pod, restart_threshold=restart_threshold, now=now, pending_grace_s=pending_grace_s),
-        "owner": _owner(metadata),
+        "owner": _owner(pod),
     }
 
 

@@ -24,6 +24,7 @@ from activities.k8s.api import (
     fail,
     must,
     namespace_exists,
+    refuse,
 )
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -39,8 +40,6 @@ def _policy_name(p: dict[str, Any]) -> str:
     return p.get("name") or f"{NAME_PREFIX}{p['deployment']}"
 
 
-def _refuse(message: str) -> ApplicationError:
-    return ApplicationError(message, type="Refused", non_retryable=True)
 
 
 def _selector(selector: Any) -> dict[str, Any]:
@@ -91,8 +90,8 @@ async def _read_policy(p: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def _unmanaged(p: dict[str, Any], name: str, verb: str) -> ApplicationError:
-    return _refuse(f'networkpolicy "{name}" in namespace "{p["namespace"]}" is not managed by incidentctl (no label '
-                   f"{MANAGED_BY}={MANAGER}): refusing to {verb} it")
+    return refuse(f'networkpolicy "{name}" in namespace "{p["namespace"]}" is not managed by incidentctl (no label '
+                  f"{MANAGED_BY}={MANAGER}): refusing to {verb} it", "Refused")
 
 
 @action(
@@ -116,8 +115,8 @@ async def isolate(inp: ActionInput) -> dict[str, Any]:
     pod_selector = _selector(deployment.get("spec", {}).get("selector"))
     # An empty podSelector selects every pod in the namespace: never isolate more than the deployment.
     if not pod_selector:
-        raise _refuse(f"deployment {namespace}/{p['deployment']} has an empty selector: isolating it would isolate "
-                      "every pod in the namespace")
+        raise refuse(f"deployment {namespace}/{p['deployment']} has an empty selector: isolating it would isolate "
+                     "every pod in the namespace", "Refused")
     wanted = _wanted_spec(pod_selector, p.get("allow_from_namespaces") or [])
     existing = await _read_policy(p, name)
     before = _spec(existing["spec"]) if existing else None

@@ -10,11 +10,23 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, KubeError, Target, call, dry_run_kwargs, duration_param, fail, must
+from activities.k8s.api import (
+    CONNECTION,
+    NAME,
+    KubeError,
+    Target,
+    call,
+    dry_run_kwargs,
+    duration_param,
+    fail,
+    heartbeat,
+    must,
+    refuse,
+)
+from activities.k8s.fields import controller_ref
 from incidentctl.dsl.durations import DURATION_PATTERN, format_duration
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -30,13 +42,8 @@ def _schema(properties: dict[str, Any]) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def _heartbeat(detail: str) -> None:
-    if activity.in_activity():
-        activity.heartbeat(detail)
 
 
-def _refuse(message: str, kind: str = "RefusedByBound", **details: Any) -> ApplicationError:
-    return ApplicationError(message, *([details] if details else []), type=kind, non_retryable=True)
 
 
 async def _read_node(p: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +93,6 @@ def _key(pod: dict[str, Any]) -> str:
     return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
 
 
-def _controller(pod: dict[str, Any]) -> dict[str, Any] | None:
-    refs = [r for r in pod["metadata"].get("ownerReferences") or [] if isinstance(r, dict)]
-    return next((r for r in refs if r.get("controller")), None)
 
 
 def _skip_reason(pod: dict[str, Any], ignore_daemonsets: bool) -> str | None:
@@ -99,7 +103,7 @@ def _skip_reason(pod: dict[str, Any], ignore_daemonsets: bool) -> str | None:
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         return f"terminated ({phase})"
-    owner = _controller(pod)
+    owner = controller_ref(pod)
     if ignore_daemonsets and owner is not None and owner.get("kind") == "DaemonSet":
         return f"DaemonSet-managed ({owner.get('name')})"
     return None
@@ -121,19 +125,19 @@ def _plan(p: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[list[dict[str,
             evict.append(pod)
         else:
             skipped.append({"pod": _key(pod), "reason": reason})
-    daemons = [_key(pod) for pod in evict if (_controller(pod) or {}).get("kind") == "DaemonSet"]
+    daemons = [_key(pod) for pod in evict if (controller_ref(pod) or {}).get("kind") == "DaemonSet"]
     if daemons:
-        raise _refuse(f"node {p['node']} runs {len(daemons)} DaemonSet-managed pod(s) ({', '.join(daemons[:5])}) and "
+        raise refuse(f"node {p['node']} runs {len(daemons)} DaemonSet-managed pod(s) ({', '.join(daemons[:5])}) and "
                       "ignore_daemonsets is false: refusing to drain", "DrainRefused")
-    bare = [_key(pod) for pod in evict if _controller(pod) is None]
+    bare = [_key(pod) for pod in evict if controller_ref(pod) is None]
     if bare and not p.get("force", False):
         # As kubectl: nothing would recreate these pods, so evicting them loses them for good.
-        raise _refuse(f"node {p['node']} runs {len(bare)} pod(s) without a controller ({', '.join(bare[:5])}); "
+        raise refuse(f"node {p['node']} runs {len(bare)} pod(s) without a controller ({', '.join(bare[:5])}); "
                       "nothing would recreate them: refusing to drain (force: true evicts them anyway)",
                       "DrainRefused")
     bound = min(p.get("max_pods", 30), HARD_MAX_DRAIN_PODS)
     if len(evict) > bound:
-        raise _refuse(f"node {p['node']} has {len(evict)} pods to evict; max_pods is {bound}: refusing to drain")
+        raise refuse(f"node {p['node']} has {len(evict)} pods to evict; max_pods is {bound}: refusing to drain")
     return evict, skipped
 
 
@@ -175,7 +179,7 @@ async def _evict(p: dict[str, Any], pod: dict[str, Any], dry_run: bool) -> str |
 def _timeout(p: dict[str, Any]) -> float:
     seconds = duration_param(p, "timeout", "5m")
     if seconds > MAX_DRAIN_TIMEOUT_S:
-        raise _refuse(f"k8s.drain: timeout {p.get('timeout')} is longer than the maximum of "
+        raise refuse(f"k8s.drain: timeout {p.get('timeout')} is longer than the maximum of "
                       f"{format_duration(MAX_DRAIN_TIMEOUT_S)}", "InvalidParams")
     return seconds
 
@@ -239,7 +243,7 @@ async def drain(inp: ActionInput) -> dict[str, Any]:
                 {"node": p["node"], "evicted": evicted, "blocked": [{"pod": k, "reason": v}
                                                                     for k, v in sorted(blocked.items())]},
                 type="DrainIncomplete", non_retryable=True)
-        _heartbeat(f"drain {p['node']}: {len(evicted)} evicted, {len(blocked)} blocked by PodDisruptionBudgets")
+        heartbeat(f"drain {p['node']}: {len(evicted)} evicted, {len(blocked)} blocked by PodDisruptionBudgets")
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, MAX_RETRY_S)
 

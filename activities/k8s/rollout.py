@@ -16,10 +16,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, dry_run_kwargs, must
+from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, dry_run_kwargs, must, refuse
+from activities.k8s.changes import revision_of
+from activities.k8s.fields import format_time
 from activities.k8s.health import format_bytes, parse_quantity
 
-REVISION = "deployment.kubernetes.io/revision"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ROLLBACK_MARK = "incidentctl.dev/rollback"
 HASH_LABEL = "pod-template-hash"
@@ -37,8 +38,6 @@ def _schema(properties: dict[str, Any], required: list[str], **extra: Any) -> di
             "required": ["namespace", "deployment", *required], "additionalProperties": False, **extra}
 
 
-def _refuse(message: str) -> ApplicationError:
-    return ApplicationError(message, type="RefusedByBound", non_retryable=True)
 
 
 async def _read(p: dict[str, Any]) -> dict[str, Any]:
@@ -55,18 +54,13 @@ async def _patch(p: dict[str, Any], body: Any, content_type: str, dry_run: bool)
 def _state(deployment: dict[str, Any]) -> dict[str, Any]:
     spec = deployment.get("spec", {})
     containers = spec.get("template", {}).get("spec", {}).get("containers", [])
-    return {"revision": _int(deployment["metadata"].get("annotations", {}).get(REVISION)),
+    return {"revision": revision_of(deployment),
             "replicas": spec.get("replicas", 1),
             "images": {c["name"]: c.get("image") for c in containers},
             "resources": {c["name"]: c.get("resources", {}) for c in containers},
             "restarted_at": spec.get("template", {}).get("metadata", {}).get("annotations", {}).get(RESTARTED_AT)}
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _result(p: dict[str, Any], before: dict[str, Any], after: dict[str, Any], dry_run: bool,
@@ -85,7 +79,7 @@ async def rollout_restart(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     before = await _read(p)
     stamp = (activity.info().scheduled_time if activity.in_activity() else datetime.now(UTC))
-    value = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = format_time(stamp)
     if _state(before)["restarted_at"] == value:
         return _result(p, before, before, inp.dry_run, note="already restarted by this step")
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}}
@@ -122,10 +116,9 @@ async def rollout_undo(inp: ActionInput) -> dict[str, Any]:
         return _result(p, before, before, inp.dry_run, to_revision=None, note="already rolled back by this step")
     listed = await must(p, Target("list", "replicasets.apps", p["namespace"]), "apps",
                         "list_namespaced_replica_set", p["namespace"])
-    sets = sorted(_owned_sets(listed, before), key=lambda rs: _int(rs["metadata"].get("annotations", {})
-                                                                       .get(REVISION)) or 0)
+    sets = sorted(_owned_sets(listed, before), key=lambda rs: revision_of(rs) or 0)
     current = _state(before)["revision"] or 0
-    revisions = {_int(rs["metadata"].get("annotations", {}).get(REVISION)): rs for rs in sets}
+    revisions = {revision_of(rs): rs for rs in sets}
     wanted = p.get("to_revision")
     if wanted is None:
         earlier = [r for r in revisions if r is not None and r < current]
@@ -168,7 +161,7 @@ async def scale(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     low, high = p.get("min_replicas", 0), min(p.get("max_replicas", 20), HARD_MAX_REPLICAS)
     if not low <= p["replicas"] <= high:
-        raise _refuse(f"scaling {p['namespace']}/{p['deployment']} to {p['replicas']} replicas is outside the "
+        raise refuse(f"scaling {p['namespace']}/{p['deployment']} to {p['replicas']} replicas is outside the "
                       f"bounds [{low}, {high}]")
     before = await _read(p)
     if before["spec"].get("replicas", 1) == p["replicas"]:
@@ -183,7 +176,7 @@ def _new_value(current: str | None, absolute: str | None, factor: float | None, 
     if factor is None:
         return None
     if current is None:
-        raise _refuse(f"{what} has no current value to multiply; give an absolute value instead")
+        raise refuse(f"{what} has no current value to multiply; give an absolute value instead")
     return parse_quantity(current) * factor
 
 
@@ -216,7 +209,7 @@ async def set_resources(inp: ActionInput) -> dict[str, Any]:
         bound = min(parse_quantity(p["max_memory"]), parse_quantity(HARD_MAX_MEMORY))
         memory = float(math.ceil(memory / 2**20) * 2**20)  # whole Mi, rounded up
         if memory > bound:
-            raise _refuse(f"a memory limit of {format_bytes(memory)} for {name} exceeds max_memory "
+            raise refuse(f"a memory limit of {format_bytes(memory)} for {name} exceeds max_memory "
                           f"{format_bytes(bound)}")
         limits["memory"] = format_bytes(memory)
         if "memory" in requests and parse_quantity(requests["memory"]) > memory:
@@ -225,7 +218,7 @@ async def set_resources(inp: ActionInput) -> dict[str, Any]:
         if key in p:
             bound = min(parse_quantity(p["max_cpu"]), parse_quantity(HARD_MAX_CPU))
             if parse_quantity(p[key]) > bound:
-                raise _refuse(f"{key.replace('_', ' ')} {p[key]} for {name} exceeds max_cpu {p['max_cpu']}")
+                raise refuse(f"{key.replace('_', ' ')} {p[key]} for {name} exceeds max_cpu {p['max_cpu']}")
             target["cpu"] = p[key]
     wanted = {"limits": limits, "requests": requests}
     if {k: v for k, v in wanted.items() if v} == {k: v for k, v in resources.items() if v}:

@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, Target, duration_param, must
+from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, Target, duration_param, heartbeat, must
 from activities.k8s.health import deployment_summary, summarize_pod
 from incidentctl.dsl.durations import format_duration
 
@@ -51,8 +51,7 @@ class _Clock:
         return self.elapsed() >= self.timeout
 
     async def tick(self, seen: dict[str, Any]) -> None:
-        if activity.in_activity():
-            activity.heartbeat({"started": self.started, "seen": seen})
+        heartbeat({"started": self.started, "seen": seen})
         await asyncio.sleep(self.interval)
 
 

@@ -8,15 +8,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, must
-from activities.k8s.fields import selector_string
+from activities.k8s.fields import owner_ref, selector_string
 
 _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps"),
          "Deployment": ("apps", "read_namespaced_deployment", "deployments.apps")}
 
 
-def _controller(obj: dict[str, Any]) -> dict[str, Any] | None:
-    refs = obj["metadata"].get("ownerReferences", [])
-    return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
 
 
 @action(
@@ -31,7 +28,7 @@ async def workload_of(inp: ActionInput) -> dict[str, Any]:
     obj = await must(p, Target("get", "pods", namespace, p["pod"]), "core", "read_namespaced_pod", p["pod"],
                      namespace)
     chain = [f"Pod/{p['pod']}"]
-    while (owner := _controller(obj)) is not None and owner.get("kind") in _APIS:
+    while (owner := owner_ref(obj)) is not None and owner.get("kind") in _APIS:
         api, method, resource = _APIS[owner["kind"]]
         obj = await must(p, Target("get", resource, namespace, owner["name"]), api, method, owner["name"], namespace)
         chain.append(f"{owner['kind']}/{owner['name']}")
