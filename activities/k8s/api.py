@@ -80,7 +80,7 @@ class Target:
         return f'{what} in namespace "{self.namespace}"' if self.namespace else what
 
 
-_clients: dict[tuple[str, str, float], client.ApiClient] = {}
+_clients: dict[tuple[str, str], tuple[float, client.ApiClient]] = {}
 _clients_lock = threading.Lock()
 
 
@@ -109,11 +109,13 @@ def api_client(params: dict[str, Any]) -> client.ApiClient:
         except OSError:
             raise ApplicationError(f"kubeconfig {path} does not exist or cannot be read", type="KubeConfig",
                                    non_retryable=True) from None
-    key = (path, context, stamp)
+    key = (path, context)
     with _clients_lock:
-        if key not in _clients:
-            _clients[key] = _load(path, context)
-        return _clients[key]
+        cached = _clients.get(key)
+        if cached is None or cached[0] != stamp:
+            # The stale client is dropped, not closed: a call on another thread may still be using it.
+            cached = _clients[key] = (stamp, _load(path, context))
+        return cached[1]
 
 
 def _load(path: str, context: str) -> client.ApiClient:

@@ -23,7 +23,7 @@ from activities.k8s.api import (
     fail,
     must,
 )
-from activities.k8s.changes import event_count, event_time
+from activities.k8s.changes import event_count, event_time, revision_of
 from activities.k8s.fields import format_time, selector_string
 from activities.k8s.health import (
     deployment_summary,
@@ -55,10 +55,10 @@ async def deployment_status(inp: ActionInput) -> dict[str, Any]:
     deployment = await must(p, Target("get", "deployments.apps", p["namespace"], p["deployment"]), "apps",
                             "read_namespaced_deployment", p["deployment"], p["namespace"])
     summary = deployment_summary(deployment)
-    revision = deployment["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
-    return {**summary, "revision": int(revision) if revision else None, "mismatch": replica_mismatch(deployment),
+    mismatch = replica_mismatch(deployment)
+    return {**summary, "revision": revision_of(deployment), "mismatch": mismatch,
             "selector": selector_string(deployment["spec"].get("selector")),
-            "healthy": summary["rollout"] == "complete" and replica_mismatch(deployment) is None}
+            "healthy": summary["rollout"] == "complete" and mismatch is None}
 
 
 @action(

@@ -127,9 +127,9 @@ async def wait_stable(inp: ActionInput) -> dict[str, Any]:
     stable_since: float | None = None
     restarts_seen = 0
     while True:
-        pods = await _pods(p)
-        counts = {pod["metadata"]["uid"]: summarize_pod(pod)["restarts"] for pod in pods}
-        all_ready = bool(pods) and all(summarize_pod(pod)["ready"] for pod in pods)
+        pods = {pod["metadata"]["uid"]: summarize_pod(pod) for pod in await _pods(p)}
+        counts = {uid: summary["restarts"] for uid, summary in pods.items()}
+        all_ready = bool(pods) and all(summary["ready"] for summary in pods.values())
         restarted = [uid for uid, n in counts.items() if n > restarts.get(uid, n)]
         restarts_seen += sum(counts[uid] - restarts[uid] for uid in restarted)
         restarts = counts
