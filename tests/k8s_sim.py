@@ -14,6 +14,7 @@ from kubernetes import client, config
 from activities.base import ActionInput, get_action
 from activities.catalog import load_all
 from incidentctl.k8ssim.process import start_simulator
+from incidentctl.k8ssim.scenarios import WORKER_TOKEN
 
 
 class SimCluster:
@@ -46,7 +47,7 @@ class SimCluster:
     def get(self, path: str) -> Any:
         """GET an API path as the worker (raw JSON), e.g. /apis/apps/v1/namespaces/shop/deployments/cart."""
         request = urllib.request.Request(f"{self.url}{path}",
-                                         headers={"Authorization": "Bearer incidentctl-sim-worker"})
+                                         headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from incidentctl import client as incidents
 from incidentctl.dsl.compiler import compile_file
 from incidentctl.intake.routing import Router
+from incidentctl.k8ssim.process import crash_looping_pod
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
 from workflows.model import ApprovalDecision
@@ -58,10 +59,6 @@ async def finished(client: Client, incident_id: str) -> dict[str, Any]:
     return await client.get_workflow_handle(incident_id).result()
 
 
-def crash_looping_pod(sim: SimCluster, app: str) -> str:
-    pods = sim.get(f"/api/v1/namespaces/shop/pods?labelSelector=app%3D{app}")["items"]
-    return max(pods, key=lambda p: p["status"]["containerStatuses"][0]["restartCount"])["metadata"]["name"]
-
 
 def test_kube_prometheus_alerts_route_to_the_shipped_runbooks() -> None:
     router = Router([compile_file(path) for path in sorted(RUNBOOKS.glob("k8s-*.yaml"))])
@@ -83,7 +80,7 @@ def test_kube_prometheus_alerts_route_to_the_shipped_runbooks() -> None:
 @pytest.mark.scenario("bad-rollout")
 async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
         client: Client, worker: Worker, unique: str, cluster: SimCluster) -> None:
-    pod = crash_looping_pod(cluster, "cart")
+    pod = crash_looping_pod(cluster.url, "shop", "app=cart")
     incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
                                                                    "namespace": "shop", "pod": pod},
                            stable_for="2s")
@@ -109,7 +106,7 @@ async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
 @pytest.mark.scenario("bad-rollout")
 async def test_rejected_rollback_changes_nothing(client: Client, worker: Worker, unique: str,
                                                  cluster: SimCluster) -> None:
-    pod = crash_looping_pod(cluster, "cart")
+    pod = crash_looping_pod(cluster.url, "shop", "app=cart")
     incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
                                                                    "namespace": "shop", "pod": pod})
     await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_rollback"), timeout=60)
@@ -160,7 +157,7 @@ async def test_node_not_ready_is_cordoned_and_drained(client: Client, worker: Wo
 @pytest.mark.scenario("oom")
 async def test_oom_killed_container_gets_a_bounded_memory_raise(client: Client, worker: Worker, unique: str,
                                                                 cluster: SimCluster) -> None:
-    pod = crash_looping_pod(cluster, "search")
+    pod = crash_looping_pod(cluster.url, "shop", "app=search")
     incident = await start(client, "k8s-oom-killed", unique, {"alertname": "KubeContainerOOMKilled",
                                                              "namespace": "shop", "pod": pod, "container": "search"},
                            stable_for="2s", max_memory="512Mi")
@@ -231,7 +228,7 @@ steps:
 @pytest.mark.scenario("oom")
 async def test_a_raise_that_does_not_stop_the_oom_kills_is_put_back(client: Client, worker: Worker, unique: str,
                                                                      cluster: SimCluster) -> None:
-    pod = crash_looping_pod(cluster, "search")
+    pod = crash_looping_pod(cluster.url, "shop", "app=search")
     incident = await start(client, "k8s-oom-killed", unique, {"alertname": "KubeContainerOOMKilled",
                                                              "namespace": "shop", "pod": pod, "container": "search"},
                            memory_factor=1.1, max_memory="512Mi", stable_for="2s", verify_timeout="5s")
@@ -251,7 +248,7 @@ async def test_a_raise_that_does_not_stop_the_oom_kills_is_put_back(client: Clie
 @pytest.mark.scenario("bad-rollout")
 async def test_a_dry_run_incident_shows_the_rollback_and_changes_nothing(client: Client, worker: Worker,
                                                                          unique: str, cluster: SimCluster) -> None:
-    pod = crash_looping_pod(cluster, "cart")
+    pod = crash_looping_pod(cluster.url, "shop", "app=cart")
     plan = compile_file(RUNBOOKS / "k8s-pod-crashlooping.yaml")
     started = await incidents.start_incident(
         client, plan, alert=alert(alertname="KubePodCrashLooping", namespace="shop", pod=pod),

@@ -12,7 +12,7 @@ from kubernetes import client
 
 from incidentctl.k8ssim.controllers import Controllers, Timing
 from incidentctl.k8ssim.images import ImageTable
-from incidentctl.k8ssim.scenarios import build
+from incidentctl.k8ssim.scenarios import WORKER_TOKEN, build
 from incidentctl.k8ssim.store import BY_KIND, Store
 
 
@@ -41,7 +41,7 @@ async def test_raw_json_patch_with_an_object_body_is_refused(k8s_sim: Any) -> No
         request = urllib.request.Request(
             f"{sim.url}/apis/apps/v1/namespaces/shop/deployments/checkout", method="PATCH",
             data=json.dumps({"spec": {"replicas": 5}}).encode(),
-            headers={"Content-Type": "application/json-patch+json", "Authorization": "Bearer incidentctl-sim-worker"})
+            headers={"Content-Type": "application/json-patch+json", "Authorization": f"Bearer {WORKER_TOKEN}"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         status = json.loads(refused.value.read())
@@ -68,7 +68,7 @@ async def test_metadata_only_lists_carry_no_data(k8s_sim: Any) -> None:
         request = urllib.request.Request(
             f"{sim.url}/api/v1/namespaces/shop/secrets",
             headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
-                     "Authorization": "Bearer incidentctl-sim-worker"})
+                     "Authorization": f"Bearer {WORKER_TOKEN}"})
         with urllib.request.urlopen(request, timeout=10) as answer:
             listed = json.loads(answer.read())
     assert listed["kind"] == "PartialObjectMetadataList"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from activities.k8s.fields import format_time
 from activities.k8s.health import format_bytes, parse_quantity
 from incidentctl.k8ssim.controllers import NODE, POD, Controllers, Timing, condition, is_ready
 from incidentctl.k8ssim.images import ImageTable
@@ -25,7 +26,7 @@ from incidentctl.k8ssim.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from incidentctl.k8ssim.store import BY_KIND, ApiError, Obj, Resource, Store, not_found, rfc3339
+from incidentctl.k8ssim.store import BY_KIND, ApiError, Obj, Resource, Store, not_found
 
 ADMIN_USER = "system:admin"
 
@@ -274,7 +275,7 @@ class Cluster:
                                              "memory": format_bytes(parse_quantity(behaviour.memory))}})
             items.append({"metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
                                        "labels": pod["metadata"].get("labels", {})},
-                          "timestamp": rfc3339(self.now()), "window": "30s", "containers": containers})
+                          "timestamp": format_time(self.now()), "window": "30s", "containers": containers})
         return {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}
 
     # -- what scenarios and tests change behind the API's back ----------------------------------------------
@@ -285,7 +286,7 @@ class Cluster:
             raise not_found(NODE, name)
         previous = condition(node, kind)
         conditions = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") != kind]
-        stamp = rfc3339(self.now())
+        stamp = format_time(self.now())
         transition = stamp if previous is None or previous.get("status") != status else \
             previous.get("lastTransitionTime", stamp)
         conditions.append({"type": kind, "status": status, "reason": reason or kind, "message": message,

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from activities.k8s.fields import format_time, parse_time
 from activities.k8s.health import parse_quantity
 from incidentctl.k8ssim.images import ImageTable
 from incidentctl.k8ssim.selectors import label_selector_from_spec
-from incidentctl.k8ssim.store import BY_KIND, Obj, Store, parse_time, rfc3339
+from incidentctl.k8ssim.store import BY_KIND, Obj, Store
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -94,7 +95,7 @@ class Controllers:
     def event(self, involved: Obj, kind: str, reason: str, message: str) -> None:
         meta = involved["metadata"]
         namespace = meta.get("namespace") or "default"
-        now = rfc3339(self.clock())
+        now = format_time(self.clock())
         digest = hashlib.sha256(f"{meta['uid']}/{reason}/{message}".encode()).hexdigest()[:12]
         name = f"{meta['name']}.{digest}"
         existing = self.store.get(EVENT, namespace, name)
@@ -255,7 +256,7 @@ class Controllers:
         ready = sum(is_ready(p) for p in pods)
         updated_ready = sum(is_ready(p) for p in new_pods)
         complete = len(new_pods) == desired == len(pods) and updated_ready == desired
-        now = rfc3339(self.clock())
+        now = format_time(self.clock())
         previous = condition(deployment, "Progressing") or {}
         rs_name = current["metadata"]["name"]
         # Progress = a new ReplicaSet or one more ready new pod; the deadline counts from the last of those.
@@ -263,7 +264,7 @@ class Controllers:
         if marker is None or marker[0] != rs_name or marker[1] < updated_ready:
             marker = (rs_name, updated_ready, self.clock())
             self._progress[deployment["metadata"]["uid"]] = marker
-        last_progress = rfc3339(marker[2])
+        last_progress = format_time(marker[2])
         deadline = spec.get("progressDeadlineSeconds", 600)
         if complete:
             progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
@@ -325,7 +326,7 @@ class Controllers:
             self.event(pod, "Warning", "FailedScheduling", message)
             pod["status"] = {"phase": "Pending", "conditions": [
                 _condition("PodScheduled", "False", "Unschedulable", message, condition(pod, "PodScheduled"),
-                           rfc3339(self.clock()))]}
+                           format_time(self.clock()))]}
             self._save_status(POD, pod, pod["status"])
             return None
         load = {n["metadata"]["name"]: 0 for n in usable}
@@ -334,7 +335,7 @@ class Controllers:
                 load[other["spec"]["nodeName"]] += 1
         chosen = min(sorted(load), key=lambda name: load[name])
         pod["spec"]["nodeName"] = chosen
-        pod["status"] = {"phase": "Pending", "startTime": rfc3339(self.clock())}
+        pod["status"] = {"phase": "Pending", "startTime": format_time(self.clock())}
         self.store.update(POD, pod, manager="kube-scheduler")
         self.event(pod, "Normal", "Scheduled",
                    f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {chosen}")
@@ -367,7 +368,7 @@ class Controllers:
         now = self.clock()
         pod.setdefault("status", {})
         if not pod["status"].get("startTime"):  # created with spec.nodeName set: the scheduler never saw it
-            pod["status"]["startTime"] = rfc3339(now)
+            pod["status"]["startTime"] = format_time(now)
         started = parse_time(pod["status"]["startTime"]) or now
         elapsed = (now - started).total_seconds() - self.timing.start_delay_s
         statuses = [self._container_status(c, elapsed, pod) for c in pod["spec"].get("containers", [])]
@@ -376,7 +377,7 @@ class Controllers:
         pulling = any(s["state"].get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff",
                                                                        "ContainerCreating") for s in statuses)
         phase = "Pending" if elapsed < 0 or pulling else "Running"
-        stamp = rfc3339(now)
+        stamp = format_time(now)
         ready = all_ready and node_ok
         reason = None if ready else ("NodeNotReady" if not node_ok else "ContainersNotReady")
         old = {c["type"]: c for c in pod["status"].get("conditions", [])}
@@ -421,7 +422,7 @@ class Controllers:
             limit = container.get("resources", {}).get("limits", {}).get("memory")
             if limit is None or parse_quantity(limit) < parse_quantity(behaviour.memory):
                 crash_reason, exit_code = "OOMKilled", 137
-        started_at = rfc3339(self.clock() - timedelta(seconds=elapsed))
+        started_at = format_time(self.clock() - timedelta(seconds=elapsed))
         if crash_reason is None:
             return {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started_at}}}
         restarts = self.restarts_after(elapsed)

@@ -10,8 +10,10 @@ import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from activities.k8s.fields import format_time
 
 Obj = dict[str, Any]
 
@@ -71,16 +73,6 @@ def not_found(resource: Resource, name: str) -> ApiError:
                     {"name": name, "group": resource.group, "kind": resource.plural})
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 class Store:
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
@@ -130,7 +122,7 @@ class Store:
         if key in self._objects:
             raise ApiError(409, "AlreadyExists", f'{resource.qualified} "{meta["name"]}" already exists',
                            {"name": meta["name"], "group": resource.group, "kind": resource.plural})
-        now = rfc3339(self.clock())
+        now = format_time(self.clock())
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", now)
@@ -166,7 +158,7 @@ class Store:
             # Status writes by controllers are not "changes" a human made; only the rest counts as an update.
             fields = [f for f in current["metadata"].get("managedFields", []) if f.get("manager") != manager]
             meta["managedFields"] = [*fields, {"manager": manager, "operation": "Update",
-                                               "time": rfc3339(self.clock())}]
+                                               "time": format_time(self.clock())}]
         else:
             meta["managedFields"] = current["metadata"].get("managedFields", [])
         if not dry_run:
