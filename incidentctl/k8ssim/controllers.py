@@ -92,7 +92,8 @@ class Controllers:
 
     # -- events -------------------------------------------------------------------------------------------
 
-    def event(self, involved: Obj, kind: str, reason: str, message: str) -> None:
+    def event(self, involved: Obj, kind: str, reason: str, message: str, times: int = 1) -> None:
+        """Record an event `times` occurrences at once (a pass that catches up on several restarts)."""
         meta = involved["metadata"]
         namespace = meta.get("namespace") or "default"
         now = format_time(self.clock())
@@ -100,7 +101,7 @@ class Controllers:
         name = f"{meta['name']}.{digest}"
         existing = self.store.get(EVENT, namespace, name)
         if existing is not None:
-            existing["count"] = existing.get("count", 1) + 1
+            existing["count"] = existing.get("count", 1) + times
             existing["lastTimestamp"] = now
             self.store.update(EVENT, existing, manager=MANAGER)
             return
@@ -108,7 +109,7 @@ class Controllers:
             "metadata": {"name": name, "namespace": namespace},
             "involvedObject": {"kind": involved["kind"], "name": meta["name"], "namespace": meta.get("namespace"),
                                "uid": meta["uid"], "apiVersion": involved["apiVersion"]},
-            "reason": reason, "message": message, "type": kind, "count": 1,
+            "reason": reason, "message": message, "type": kind, "count": times,
             "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "incidentctl-sim"},
         }, manager=MANAGER)
 
@@ -398,8 +399,10 @@ class Controllers:
                     s["restartCount"], waiting.get("reason")):
                 continue  # one event per restart or state change, as the kubelet does, not one per pass
             if waiting.get("reason") == "CrashLoopBackOff":
+                # One BackOff per restart, including restarts between two passes (or across seeded history).
+                restarts = s["restartCount"] - (before.get("restartCount") or 0)
                 self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {s['name']} in pod "
-                                                      f"{pod['metadata']['name']}")
+                                                      f"{pod['metadata']['name']}", times=max(1, restarts))
             elif waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
                 self.event(pod, "Warning", "Failed", f'Failed to pull image "{s["image"]}": not found')
         self._save_status(POD, pod, status)
