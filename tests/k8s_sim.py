@@ -18,10 +18,9 @@ from incidentctl.k8ssim.scenarios import WORKER_TOKEN
 
 
 class SimCluster:
-    def __init__(self, url: str, kubeconfig: Path, pid: int) -> None:
+    def __init__(self, url: str, kubeconfig: Path) -> None:
         self.url = url
         self.kubeconfig = kubeconfig
-        self.pid = pid
 
     def params(self, context: str = "sim", **extra: Any) -> dict[str, Any]:
         """Connection params for an action: this cluster's kubeconfig and a context."""
@@ -57,7 +56,7 @@ def start_sim(directory: Path, *scenarios: str, metrics_server: bool = False,
               backoff_base: float = 1.0) -> Iterator[SimCluster]:
     running = start_simulator(directory, list(scenarios), metrics_server=metrics_server, backoff_base=backoff_base)
     try:
-        yield SimCluster(running.url, running.kubeconfig, running.pid)
+        yield SimCluster(running.url, running.kubeconfig)
     finally:
         running.stop()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from incidentctl.k8ssim.selectors import (
 )
 from incidentctl.k8ssim.store import BY_KIND, ApiError, Obj, Resource, Store, not_found
 
-ADMIN_USER = "system:admin"
+REQUESTS_KEPT = 10_000
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Cluster:
         self.tokens: dict[str, Identity] = {}
         self.faults: list[Fault] = []
         self.metrics_server = False
-        self.requests: list[Obj] = []  # what clients sent, for tests to check dryRun and content types
+        # What clients sent, for tests to check dryRun and content types; bounded for long `dev` sessions.
+        self.requests: deque[Obj] = deque(maxlen=REQUESTS_KEPT)
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self._shift

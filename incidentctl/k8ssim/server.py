@@ -192,7 +192,7 @@ async def sim_fault(request: web.Request) -> web.Response:
 
 
 async def sim_requests(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CLUSTER_KEY].requests)
+    return web.json_response(list(request.app[CLUSTER_KEY].requests))
 
 
 async def _tick(app: web.Application) -> Any:
