@@ -230,10 +230,14 @@ async def must(params: dict[str, Any], target: Target, api: str, method: str, *a
         return await call(params, target, api, method, *args, text=text, **kwargs)
     except KubeError as exc:
         if exc.status == 404 and target.namespace and not await namespace_exists(params, target.namespace):
-            raise ApplicationError(f'namespace "{target.namespace}" does not exist (looking for '
-                                   f"{target.describe()})", {"status": 404}, type="KubeNotFound",
-                                   non_retryable=True) from None
+            raise namespace_missing(target.namespace, target.describe()) from None
         raise fail(exc, target) from None
+
+
+def namespace_missing(namespace: str, looking_for: str) -> ApplicationError:
+    """A typo in a namespace is named as such, rather than as the object not being found in it."""
+    return ApplicationError(f'namespace "{namespace}" does not exist (looking for {looking_for})', {"status": 404},
+                            type="KubeNotFound", non_retryable=True)
 
 
 async def namespace_exists(params: dict[str, Any], namespace: str) -> bool:

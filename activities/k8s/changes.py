@@ -80,20 +80,8 @@ POD_FIELDS_HANDLED = frozenset({"containers", "initContainers", "volumes"})
 # Small accessors and time handling
 
 
-
-
-
-
-
-
 def _name(obj: dict[str, Any]) -> str:
     return str(dig(obj, "metadata", "name") or "")
-
-
-
-
-
-
 
 
 def _managed_times(obj: dict[str, Any], *, skip_status: bool = False) -> list[datetime]:

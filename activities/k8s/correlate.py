@@ -44,7 +44,6 @@ def metadata_only(obj: Any) -> dict[str, Any]:
     return {"metadata": {**kept, "managedFields": managed}}
 
 
-
 def _items(listed: Any) -> list[dict[str, Any]]:
     items = listed.get("items") if isinstance(listed, dict) else None
     return [item for item in items or [] if isinstance(item, dict)]

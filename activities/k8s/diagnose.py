@@ -247,8 +247,6 @@ OBJECT_REF = {"type": "string", "pattern": r"^[A-Za-z]+/[a-z0-9]([-a-z0-9.]*[a-z
               "description": "Kind/name, e.g. Deployment/cart (a Deployment includes its ReplicaSets and Pods)"}
 
 
-
-
 def _object_matcher(ref: str | None) -> Callable[[dict[str, Any]], bool] | None:
     """A predicate on involvedObject for `Kind/name`; None means every event."""
     if ref is None:

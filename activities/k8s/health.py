@@ -101,14 +101,8 @@ def format_bytes(n: float) -> str:
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-
-
-
-
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 
 
 def _now(now: datetime | None) -> datetime:

@@ -24,6 +24,7 @@ from activities.k8s.api import (
     fail,
     must,
     namespace_exists,
+    namespace_missing,
     refuse,
 )
 
@@ -38,8 +39,6 @@ NAME_PREFIX = "incidentctl-isolate-"
 
 def _policy_name(p: dict[str, Any]) -> str:
     return p.get("name") or f"{NAME_PREFIX}{p['deployment']}"
-
-
 
 
 def _selector(selector: Any) -> dict[str, Any]:
@@ -84,8 +83,7 @@ async def _read_policy(p: dict[str, Any], name: str) -> dict[str, Any] | None:
         if exc.status != 404:
             raise fail(exc, target) from None
         if not await namespace_exists(p, p["namespace"]):
-            raise ApplicationError(f'namespace "{p["namespace"]}" does not exist (looking for {target.describe()})',
-                                   {"status": 404}, type="KubeNotFound", non_retryable=True) from None
+            raise namespace_missing(p["namespace"], target.describe()) from None
         return None
 
 

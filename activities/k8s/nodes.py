@@ -42,10 +42,6 @@ def _schema(properties: dict[str, Any]) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-
-
-
-
 async def _read_node(p: dict[str, Any]) -> dict[str, Any]:
     return await must(p, Target("get", "nodes", name=p["node"]), "core", "read_node", p["node"])
 
@@ -91,8 +87,6 @@ async def uncordon(inp: ActionInput) -> dict[str, Any]:
 
 def _key(pod: dict[str, Any]) -> str:
     return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
-
-
 
 
 def _skip_reason(pod: dict[str, Any], ignore_daemonsets: bool) -> str | None:

@@ -25,6 +25,7 @@ from activities.k8s.api import (
     fail,
     must,
     namespace_exists,
+    namespace_missing,
 )
 from activities.k8s.health import summarize_pod
 
@@ -67,8 +68,7 @@ async def delete_pods(inp: ActionInput) -> dict[str, Any]:
     pods = sorted(listed.get("items", []), key=lambda pod: pod["metadata"]["name"])
     if not pods and not await namespace_exists(p, namespace):
         # Listing in a missing namespace answers an empty list; saying "nothing to do" would hide a typo.
-        raise ApplicationError(f'namespace "{namespace}" does not exist (looking for pods {selector})',
-                               {"status": 404}, type="KubeNotFound", non_retryable=True)
+        raise namespace_missing(namespace, f"pods {selector}")
     now = datetime.now(UTC)
     summaries = [summarize_pod(pod, now=now, pending_grace_s=PENDING_GRACE_S) for pod in pods]
     candidates = [pod for pod, summary in zip(pods, summaries, strict=True)

@@ -38,8 +38,6 @@ def _schema(properties: dict[str, Any], required: list[str], **extra: Any) -> di
             "required": ["namespace", "deployment", *required], "additionalProperties": False, **extra}
 
 
-
-
 async def _read(p: dict[str, Any]) -> dict[str, Any]:
     return await must(p, Target("get", "deployments.apps", p["namespace"], p["deployment"]), "apps",
                       "read_namespaced_deployment", p["deployment"], p["namespace"])
@@ -59,8 +57,6 @@ def _state(deployment: dict[str, Any]) -> dict[str, Any]:
             "images": {c["name"]: c.get("image") for c in containers},
             "resources": {c["name"]: c.get("resources", {}) for c in containers},
             "restarted_at": spec.get("template", {}).get("metadata", {}).get("annotations", {}).get(RESTARTED_AT)}
-
-
 
 
 def _result(p: dict[str, Any], before: dict[str, Any], after: dict[str, Any], dry_run: bool,

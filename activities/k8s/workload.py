@@ -14,8 +14,6 @@ _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps
          "Deployment": ("apps", "read_namespaced_deployment", "deployments.apps")}
 
 
-
-
 @action(
     "k8s.workload_of",
     params={"type": "object", "properties": {"namespace": NAMESPACE, "pod": NAME, **CONNECTION},
