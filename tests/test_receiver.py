@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from temporalio.worker import Worker
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
 from incidentctl.intake.runner import RunningReceiver, start_receiver
-from incidentctl.intake.server import ReceiverAuth
+from incidentctl.intake.server import ReceiverAuth, ReceiverLimits
 from tests.conftest import TEST_TASK_QUEUE, eventually
 
 TOKEN = "s3cret-token"
@@ -183,7 +184,7 @@ async def test_routing_by_priority_and_unrouted_alerts_are_kept(receiver: Runnin
             kept = await r.json()
         async with session.get(receiver.url + "/metrics") as r:
             metrics = await r.text()
-    assert any(row["labels"]["alertname"] == f"Nobody{unique}" for row in kept)
+    assert any(row["labels"].get("alertname") == f"Nobody{unique}" for row in kept)
     assert "incidentctl_alerts_unrouted_total" in metrics and "# TYPE incidentctl_alerts_total counter" in metrics
 
     # A routed alert whose parameters cannot be filled is refused visibly, not dropped.
@@ -201,7 +202,12 @@ async def test_routing_by_priority_and_unrouted_alerts_are_kept(receiver: Runnin
         ({}, b'{"alerts": []}', 422, "body.alerts: [] should be non-empty"),
         ({}, b'{"alerts": [{"labels": {"a": 1}}]}', 422, "body.alerts[0].labels.a: 1 is not of type 'string'"),
         ({}, b'{"alerts": [{"labels": {"pod": "x"}}]}', 422, "every alert needs an alertname label"),
-        ({}, b"[" + b"1," * 600_000 + b"1]", 413, "body larger than 1048576 bytes"),
+        ({}, b"[" + b"1," * 2_200_000 + b"1]", 413, "body larger than 4194304 bytes"),
+        ({}, b"[" * 3000 + b"]" * 3000, 400, "nested deeper than 32 levels"),
+        ({}, b'{"alerts": [{"labels": {"alertname": "A", "n": ' + b"7" * 5000 + b"}}]}", 400,
+         "body is not valid JSON: Exceeds the limit (4300 digits)"),
+        ({}, b'{"alerts": [{"labels": {"alertname": "A"}, "startsAt": "now"}]}', 422,
+         "body.alerts[0].startsAt: 'now' is not an RFC 3339 time"),
     ],
 )
 async def test_bad_requests_get_a_4xx_with_a_reason(receiver: RunningReceiver, headers: dict[str, str],
@@ -273,7 +279,7 @@ async def test_cli_lists_unrouted_alerts(receiver: RunningReceiver, unique: str)
         return process.returncode or 0, out.decode(), err.decode()
 
     code, out, _ = await run_cli("--token", TOKEN, "-o", "json")
-    assert code == 0 and any(row["labels"]["alertname"] == f"Cli{unique}" for row in json.loads(out))
+    assert code == 0 and any(row["labels"].get("alertname") == f"Cli{unique}" for row in json.loads(out))
     code, out, _ = await run_cli("--token", TOKEN)
     assert f"Cli{unique}" in out and "no runbook trigger matches" in out
     code, _, err = await run_cli("--token", "wrong")
@@ -323,3 +329,205 @@ async def test_resolved_alert_stands_down_a_waiting_approval(client: Client, wor
     assert steps["verify"]["output"]["message"] == "alerts resolved"
     kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
     assert kinds.index("alert_resolved") < kinds.index("approval_superseded") < kinds.index("incident_resolved")
+
+
+def kube_alert(namespace: str, pod: str, **labels: str) -> dict[str, Any]:
+    """A KubePodCrashLooping alert as kube-prometheus sends it: about 1 KB with its annotations."""
+    return {"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "namespace": namespace, "pod": pod,
+                                           "container": "app", "job": "kube-state-metrics", "severity": "warning",
+                                           "endpoint": "http", "instance": "10.0.0.7:8080",
+                                           "reason": "CrashLoopBackOff",
+                                           "service": "kube-prometheus-stack-kube-state-metrics", "uid": pod * 2,
+                                           "prometheus": "monitoring/kube-prometheus-stack-prometheus", **labels},
+            "annotations": {"description": f"Pod {namespace}/{pod} (app) is in waiting state (reason: "
+                                           f"\"CrashLoopBackOff\"). " + "x" * 400,
+                            "runbook_url": "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/"
+                                           "kubepodcrashlooping", "summary": "Pod is crash looping."},
+            "startsAt": "2026-11-23T08:00:00.513Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=max_over_time%28kube_pod_container_status_waiting"}
+
+
+async def test_a_600_alert_notification_is_accepted_whole(receiver: RunningReceiver, client: Client,
+                                                         unique: str) -> None:
+    namespace = f"prod-{unique}"
+    body = {**alertmanager("firing", [], {"namespace": namespace}),
+            "alerts": [kube_alert(namespace, f"web-{i:04d}") for i in range(600)]}
+    raw = json.dumps(body).encode()
+    assert len(raw) > 600_000, "well past the ~390 KB where the old reader cut bodies"
+    status, payload = await post(receiver, "/alertmanager", None, raw=raw)
+    assert status == 200, payload
+    (outcome,) = payload["incidents"]
+    assert (outcome["alerts"], outcome["firing"], outcome["result"]) == (600, 600, "started")
+    state = await eventually(lambda: incidents.show_incident(client, outcome["incident_id"]),
+                             lambda s: len(s["alerts"]) == 600)
+    assert all(a["status"] == "firing" for a in state["alerts"].values())
+    await incidents.cancel_incident(client, outcome["incident_id"])
+
+
+async def raw_http(url: str, chunks: list[bytes], pause: float = 0.0) -> tuple[int, bytes]:
+    """Send a request in separate TCP writes (`pause` seconds apart) and read the answer (not waiting for EOF)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(pause)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        answer = head + await asyncio.wait_for(reader.readexactly(length), 10)
+    finally:
+        writer.close()
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def request_head(path: str, length: int | None, extra: str = "") -> bytes:
+    size = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\n{size}Connection: close\r\n{extra}\r\n").encode()
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole(receiver: RunningReceiver, unique: str) -> None:
+    body = json.dumps({"labels": {"alertname": f"Split{unique}"}}).encode()
+    status, answer = await raw_http(receiver.url, [request_head("/alerts", len(body)), body[:7], body[7:]],
+                                    pause=0.05)
+    assert status == 200, answer
+    assert f"Split{unique}".encode() in answer
+    chunked = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:9], body[9:])) + b"0\r\n\r\n"
+    status, answer = await raw_http(receiver.url, [request_head("/alerts", None), chunked[:20], chunked[20:]],
+                                    pause=0.05)
+    assert status == 200, answer
+
+
+async def test_a_chunked_body_past_the_limit_gets_413(receiver: RunningReceiver) -> None:
+    async def five_mib() -> AsyncIterator[bytes]:
+        yield b'{"alerts": ['
+        for _ in range(5 * 1024):
+            yield b'"' + b"x" * 1020 + b'",'
+        yield b'"x"]}'
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(receiver.url + "/alertmanager", data=five_mib(),
+                                headers={"Authorization": f"Bearer {TOKEN}",
+                                         "Content-Type": "application/json"}) as response:
+            assert response.status == 413
+            assert "body larger than 4194304 bytes" in (await response.json())["error"]
+
+
+async def test_good_alerts_go_on_and_bad_ones_are_answered_listed_and_counted(
+    receiver: RunningReceiver, client: Client, unique: str
+) -> None:
+    namespace = f"prod-{unique}"
+    body = alertmanager("firing", [crash_alert(namespace, "ok-0")], {"namespace": namespace})
+    body["alerts"].append({"labels": {"pod": f"nameless-{unique}"}, "status": "firing"})
+    body["commonLabels"] = {}  # as Alertmanager computes it when one alert lacks alertname
+    status, payload = await post(receiver, "/alertmanager", body)
+    assert status == 200, payload
+    assert payload["incidents"][0]["alerts"] == 1
+    (rejected,) = payload["rejected"]
+    assert rejected["index"] == 1 and rejected["labels"] == {"pod": f"nameless-{unique}"}
+    assert rejected["reason"] == "invalid alert: body.alerts[1].labels: every alert needs an alertname label"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(receiver.url + "/alerts/unrouted", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            kept = await r.json()
+        async with session.get(receiver.url + "/metrics") as r:
+            metrics = await r.text()
+    assert any(row["labels"].get("pod") == f"nameless-{unique}" and "alertname" in row["reason"] for row in kept)
+    counted = next(line for line in metrics.splitlines() if line.startswith("incidentctl_alerts_rejected_total "))
+    assert float(counted.split()[1]) >= 1
+    await incidents.cancel_incident(client, payload["incidents"][0]["incident_id"])
+
+
+async def test_text_that_cannot_be_encoded_is_stored_safely(receiver: RunningReceiver, client: Client,
+                                                           unique: str) -> None:
+    raw = json.dumps({"labels": {"alertname": "KubePodCrashLooping", "namespace": f"prod-{unique}",
+                                 "pod": "bad\ud800pod"}, "group_by": ["namespace"]}).encode()
+    assert b"\\ud800" in raw
+    status, payload = await post(receiver, "/alerts", None, raw=raw)
+    assert status == 200, payload
+    incident = payload["incidents"][0]["incident_id"]
+    state = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["params"].get("pod"))
+    assert state["params"]["pod"] == "bad\ufffdpod"
+    env = {**os.environ, "TEMPORAL_ADDRESS": client.service_client.config.target_host}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "incidentctl.cli", "incident", "show", incident, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0 and b"Traceback" not in err, err
+    assert "bad\ufffdpod" in out.decode()
+    await incidents.cancel_incident(client, incident)
+
+
+async def test_auth_scheme_and_signature_hex_are_case_insensitive(receiver: RunningReceiver, unique: str) -> None:
+    raw = json.dumps({"labels": {"alertname": f"Case{unique}"}}).encode()
+    status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": f"bearer {TOKEN}"})
+    assert status == 200
+    status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": f"BEARER  {TOKEN}"})
+    assert status == 200
+    upper = "SHA256=" + hmac.new(HMAC_SECRET.encode(), raw, hashlib.sha256).hexdigest().upper()
+    status, _ = await post(receiver, "/alerts", None, raw=raw,
+                           headers={"Authorization": "", "X-Incidentctl-Signature": upper})
+    assert status == 200
+    status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": f"Basic {TOKEN}"})
+    assert status == 401
+
+
+async def test_idle_connections_are_cut_and_a_flood_is_turned_away(client: Client, worker: Worker,
+                                                                   tmp_path: Path, unique: str) -> None:
+    limits = ReceiverLimits(header_timeout_s=1.0, body_timeout_s=1.0, max_connections=5)
+    running = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
+                                   runbook_paths=[tmp_path], limits=limits)
+    host, port = running.url.removeprefix("http://").split(":")
+    idle = []
+    try:
+        for _ in range(5):  # headers that never finish, as a slow or broken client sends them
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /alerts HTTP/1.1\r\nHost: x\r\n")
+            idle.append((reader, writer))
+        await asyncio.sleep(0.2)
+        status, answer = await raw_http(running.url, [request_head("/alerts", 2), b"{}"])
+        assert status == 503 and b"too many open connections" in answer
+        for reader, _ in idle:
+            assert await asyncio.wait_for(reader.read(), 5) == b"", "an idle connection was closed by the receiver"
+        body = json.dumps({"labels": {"alertname": f"AfterFlood{unique}"}}).encode()
+        status, answer = await raw_http(running.url, [request_head("/alerts", len(body)), body])
+        assert status == 200, answer
+        # A body that stalls half way is answered 408 once its time is up.
+        status, answer = await raw_http(running.url, [request_head("/alerts", 100), b'{"labels": '], pause=0.8)
+        assert status == 408 and b"body not received within 1 s" in answer
+    finally:
+        for _, writer in idle:
+            writer.close()
+        await running.stop()
+    assert running.intake.metrics.get("incidentctl_connections_refused_total") == 1
+
+
+async def test_no_worker_answers_503_not_500(client: Client, tmp_path: Path, unique: str) -> None:
+    (tmp_path / "crashloop.yaml").write_text(CRASHLOOP)
+    running = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN),
+                                   task_queue=f"nobody-polls-{unique}", runbook_paths=[tmp_path], rpc_timeout=2.0)
+    namespace = f"prod-{unique}"
+    try:
+        status, payload = await post(running, "/alertmanager",
+                                     alertmanager("firing", [crash_alert(namespace, "a")], {"namespace": namespace}))
+    finally:
+        await running.stop()
+    assert status == 503, payload
+    assert "not recorded, retry later" in payload["error"] and "no worker answered" in payload["error"]
+    async for execution in client.list_workflows(f"WorkflowId STARTS_WITH 'incident-rx-crashloop-prod-{unique}'"):
+        await client.get_workflow_handle(execution.id).terminate("test cleanup")
+
+
+async def test_alerts_of_two_clusters_make_two_incidents(receiver: RunningReceiver, client: Client,
+                                                         unique: str) -> None:
+    namespace = f"prod-{unique}"
+    alerts = [{"labels": {**crash_alert(namespace, "api-0")["labels"], "cluster": cluster}} for cluster in ("eu", "us")]
+    status, payload = await post(receiver, "/alertmanager", alertmanager("firing", alerts, {"namespace": namespace}))
+    assert status == 200
+    ids = {o["incident_id"] for o in payload["incidents"]}
+    assert len(ids) == 2
+    for incident in ids:
+        state = await eventually(lambda i=incident: incidents.show_incident(client, i), lambda s: s["alerts"])
+        assert len(state["alerts"]) == 1
+        await incidents.cancel_incident(client, incident)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from incidentctl.intake.matchers import parse_matcher
@@ -91,3 +93,72 @@ def test_alertmanager_payload_merges_common_labels_and_computes_fingerprints() -
     assert (second["status"], second["fingerprint"]) == ("resolved", "given")
     with pytest.raises(PayloadError, match="body: 'alerts' is a required property"):
         parse_alertmanager({})
+
+
+def test_cluster_always_splits_incidents_and_operators_can_add_labels() -> None:
+    crash = Router([plan("crash", {"alertname": "Crash", "group_by": ["namespace"]})]).route({"alertname": "Crash"})
+    eu = {"fingerprint": "f1", "labels": {"alertname": "Crash", "namespace": "prod", "cluster": "eu"}}
+    us = {"fingerprint": "f2", "labels": {**eu["labels"], "cluster": "us"}}
+    assert incident_key(crash, eu, {}) != incident_key(crash, us, {}), "one incident per cluster"
+    assert incident_key(crash, eu, {}, key_labels=()) == incident_key(crash, us, {}, key_labels=())
+    grouped = {"namespace": "prod"}  # Alertmanager grouped by namespace only: the cluster still splits
+    assert incident_key(crash, eu, grouped) != incident_key(crash, us, grouped)
+    eu_a = {"fingerprint": "f3", "labels": {**eu["labels"], "region": "a"}}
+    eu_b = {"fingerprint": "f4", "labels": {**eu["labels"], "region": "b"}}
+    assert incident_key(crash, eu_a, {}) == incident_key(crash, eu_b, {})
+    assert incident_key(crash, eu_a, {}, ("cluster", "region")) != incident_key(crash, eu_b, {}, ("cluster", "region"))
+    no_cluster = {"fingerprint": "f5", "labels": {"alertname": "Crash", "namespace": "prod"}}
+    assert incident_key(crash, no_cluster, {}) == incident_key(crash, no_cluster, {}, key_labels=()), \
+        "keys of alerts without the label are unchanged"
+
+
+def test_key_labels_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from incidentctl.intake.runner import key_labels_from_env
+
+    monkeypatch.delenv("INCIDENTCTL_INCIDENT_KEY_LABELS", raising=False)
+    assert key_labels_from_env() == ("cluster",)
+    monkeypatch.setenv("INCIDENTCTL_INCIDENT_KEY_LABELS", "cluster, region,")
+    assert key_labels_from_env() == ("cluster", "region")
+    monkeypatch.setenv("INCIDENTCTL_INCIDENT_KEY_LABELS", "")
+    assert key_labels_from_env() == ()
+
+
+def test_a_bad_alert_is_rejected_alone_and_the_others_go_on() -> None:
+    good = {"labels": {"alertname": "Down", "instance": "a"}, "startsAt": "2026-11-23T08:00:00.123456789Z",
+            "endsAt": "0001-01-01T00:00:00Z"}
+    delivery = parse_alertmanager({"alerts": [
+        good,
+        {"labels": {"instance": "no-name"}},                                    # falcosidekick, Rancher
+        {"labels": {"alertname": "Down"}, "startsAt": "yesterday"},
+        {"labels": {"alertname": "Down"}, "endsAt": "2026-02-30T00:00:00Z"},
+        {"labels": {"alertname": "Down", "n": 1}, "status": "resolved", "fingerprint": "fp"},
+        "not an alert",
+    ]})
+    assert [a["labels"]["instance"] for a in delivery.alerts] == ["a"]
+    reasons = {r.index: r.reason for r in delivery.rejected}
+    assert reasons[1] == "body.alerts[1].labels: every alert needs an alertname label"
+    assert "body.alerts[2].startsAt: 'yesterday' is not an RFC 3339 time" in reasons[2]
+    assert "body.alerts[3].endsAt: '2026-02-30T00:00:00Z' is not a real time" in reasons[3]
+    assert reasons[4] == "body.alerts[4].labels.n: 1 is not of type 'string'"
+    assert "body.alerts[5]: 'not an alert' is not of type 'object'" in reasons[5]
+    fifth = delivery.rejected[3]
+    assert (fifth.labels, fifth.status, fifth.fingerprint) == ({"alertname": "Down", "n": "1"}, "resolved", "fp")
+    for offset in ("+02:00", "-05:30", "z"):
+        assert parse_alertmanager({"alerts": [{**good, "startsAt": "2026-11-23T08:00:00" + offset}]}).alerts
+
+
+def test_bodies_are_decoded_safely() -> None:
+    from incidentctl.intake.payloads import MAX_DEPTH, decode_json
+
+    with pytest.raises(PayloadError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        decode_json(b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(PayloadError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        decode_json(b'{"a": ' * 100 + b"1" + b"}" * 100)
+    with pytest.raises(PayloadError, match="not valid JSON: Exceeds the limit"):
+        decode_json(b'{"n": ' + b"9" * 5000 + b"}")
+    with pytest.raises(PayloadError, match="not UTF-8"):
+        decode_json(b'{"a": "\xff"}')
+    value = decode_json(b'{"labels": {"pod\\ud800": "x\\udfffy", "ok": "\\ud83d\\ude00"}}')
+    assert value == {"labels": {"pod\ufffd": "x\ufffdy", "ok": "\U0001F600"}}
+    json.dumps(value).encode("utf-8")  # what broke `incident show` before
+    "".join(value["labels"]).encode("utf-8")

@@ -9,6 +9,7 @@ only resolved alerts never starts an incident: it is delivered to an open one or
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -30,6 +36,7 @@ from incidentctl.people import load_groups
 from workflows.incident import IncidentWorkflow
 from workflows.model import RUNNING, TASK_QUEUE, AlertNotification, IncidentInput, incident_search_attributes
 
+log = logging.getLogger("incidentctl.receiver")
 # Temporal refuses more than 10 in-flight updates per workflow (history.maxInFlightUpdates); stay below it
 # per receiver process and retry briefly when several receivers together reach it.
 MAX_INFLIGHT_PER_INCIDENT = 5
@@ -54,9 +61,11 @@ class Outcome:
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     unrouted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"incidents": [asdict(o) for o in self.outcomes], "unrouted": self.unrouted}
+        return {"incidents": [asdict(o) for o in self.outcomes], "unrouted": self.unrouted,
+                "rejected": self.rejected}
 
 
 class AlertIntake:
@@ -93,8 +102,17 @@ class AlertIntake:
             else:
                 self._inflight[workflow_id] = (semaphore, users - 1)
 
+    def reject(self, delivery: Delivery, report: Report | None = None) -> Report:
+        """Record the alerts of `delivery` that could not be taken: answered, kept in the unrouted list, counted."""
+        report = report or Report()
+        for bad in delivery.rejected:
+            record = self._record(bad.status, bad.fingerprint, bad.labels, f"invalid alert: {bad.reason}")
+            report.rejected.append({"index": bad.index, **record})
+            self.metrics.inc("incidentctl_alerts_rejected_total")
+        return report
+
     async def deliver(self, delivery: Delivery) -> Report:
-        report = Report()
+        report = self.reject(delivery)
         groups: dict[tuple[str, str], tuple[Route, list[dict[str, Any]]]] = {}
         for alert in delivery.alerts:
             self.metrics.inc("incidentctl_alerts_total", status=alert["status"])
@@ -102,7 +120,7 @@ class AlertIntake:
             if route is None:
                 self._unrouted(report, alert, "no runbook trigger matches")
                 continue
-            key = incident_key(route, alert, delivery.group_labels)
+            key = incident_key(route, alert, delivery.group_labels, self.router.key_labels)
             groups.setdefault((route.runbook, key), (route, []))[1].append(alert)
         for (_, key), (route, alerts) in groups.items():
             outcome = await self._deliver_group(route, key, alerts, delivery, report)
@@ -110,11 +128,15 @@ class AlertIntake:
                 report.outcomes.append(outcome)
         return report
 
-    def _unrouted(self, report: Report, alert: dict[str, Any], reason: str) -> None:
-        record = {"received_at": datetime.now(UTC).isoformat(), "reason": reason, "status": alert["status"],
-                  "fingerprint": alert["fingerprint"], "labels": alert["labels"]}
+    def _record(self, status: str, fingerprint: str, labels: dict[str, str], reason: str) -> dict[str, Any]:
+        record = {"received_at": datetime.now(UTC).isoformat(), "reason": reason, "status": status,
+                  "fingerprint": fingerprint, "labels": labels}
         self.unrouted.append(record)
-        report.unrouted.append(record)
+        log.warning("alert not taken (%s): %s", reason, labels.get("alertname", "?"))
+        return record
+
+    def _unrouted(self, report: Report, alert: dict[str, Any], reason: str) -> None:
+        report.unrouted.append(self._record(alert["status"], alert["fingerprint"], alert["labels"], reason))
         self.metrics.inc("incidentctl_alerts_unrouted_total")
 
     async def _deliver_group(self, route: Route, key: str, alerts: list[dict[str, Any]], delivery: Delivery,
@@ -141,14 +163,15 @@ class AlertIntake:
                 IncidentWorkflow.alert_notification, notification, start_workflow_operation=start,
                 rpc_timeout=self.rpc_timeout,
             ))
-        except (RPCError, WorkflowUpdateFailedError, RuntimeError) as exc:
+        except (RPCError, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError, RuntimeError) as exc:
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
             # The start operation holds the same failure; read it so asyncio does not report it as lost.
             try:
                 await start.workflow_handle()
             except Exception:  # noqa: BLE001 - it is the failure already being reported
                 pass
-            raise TemporalUnavailable(f"incident {workflow_id}: {exc}") from None
+            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
+            raise TemporalUnavailable(f"incident {workflow_id}: {exc}{hint}") from None
         started = receipt.notifications == 1 and receipt.new_alerts > 0
         if started:
             self.metrics.inc("incidentctl_incidents_started_total")
@@ -167,9 +190,10 @@ class AlertIntake:
                 return Outcome(workflow_id, route.runbook, len(notification.alerts), "closed")
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
             raise TemporalUnavailable(f"incident {workflow_id}: {exc.message}") from None
-        except WorkflowUpdateFailedError as exc:
+        except (WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            raise TemporalUnavailable(f"incident {workflow_id}: {exc.cause or exc}") from None
+            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
+            raise TemporalUnavailable(f"incident {workflow_id}: {getattr(exc, 'cause', None) or exc}{hint}") from None
         self.metrics.inc("incidentctl_deliveries_total", result="updated")
         return Outcome(workflow_id, route.runbook, len(notification.alerts), "updated", receipt.notifications,
                        receipt.firing)

@@ -7,6 +7,8 @@ from collections import defaultdict
 _HELP = {
     "incidentctl_notifications_total": "Notifications (POST bodies) accepted, by endpoint.",
     "incidentctl_alerts_total": "Alerts received, by status.",
+    "incidentctl_alerts_rejected_total": "Alerts of accepted notifications refused as malformed (listed as unrouted).",
+    "incidentctl_connections_refused_total": "Connections answered 503 at once because the connection cap was reached.",
     "incidentctl_alerts_unrouted_total": "Alerts no runbook trigger matched (or whose parameters were refused).",
     "incidentctl_incidents_started_total": "Incidents started by the receiver (re-fires included).",
     "incidentctl_deliveries_total": "Notifications delivered to incidents, by result.",

@@ -18,11 +18,14 @@ def openapi_document() -> dict[str, Any]:
 
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     refusals = {
-        "401": "missing or wrong credentials", "413": "body over 1 MiB", "415": "not application/json",
-        "400": "not valid JSON", "422": "does not match the schema",
-        "503": "Temporal unreachable: nothing recorded, retry",
+        "401": "missing or wrong credentials", "408": "body not received in time",
+        "413": "body over the limit (4 MiB by default)", "415": "not application/json",
+        "400": "not valid JSON (or nested too deeply, or an integer too long)",
+        "422": "not a notification, or no alert of it could be accepted",
+        "503": "nothing recorded (Temporal unreachable, no worker, too many connections): retry",
     }
-    responses = {"200": {"description": "every routed alert was delivered to its incident (see body)",
+    responses = {"200": {"description": "every routed alert was delivered to its incident; malformed alerts "
+                                        "are listed under `rejected`, alerts no runbook took under `unrouted`",
                          "content": {"application/json": {"schema": {"type": "object"}}}}}
     responses.update({code: {"description": text, "content": {"application/json": {"schema": error}}}
                       for code, text in refusals.items()})

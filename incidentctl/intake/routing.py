@@ -10,6 +10,8 @@ from typing import Any
 
 from incidentctl.intake.matchers import Matcher, parse_matcher
 
+# Labels that always split incidents, whatever the grouping: one broken thing per cluster is its own incident.
+DEFAULT_KEY_LABELS = ("cluster",)
 DEFAULT_SEVERITY_MAP = {"critical": "SEV1", "page": "SEV1", "high": "SEV2", "error": "SEV2", "major": "SEV2",
                         "warning": "SEV3", "minor": "SEV3", "info": "SEV4", "none": "SEV4"}
 
@@ -31,7 +33,9 @@ class Route:
 
 
 class Router:
-    def __init__(self, plans: list[dict[str, Any]], severity_map: dict[str, str] | None = None) -> None:
+    def __init__(self, plans: list[dict[str, Any]], severity_map: dict[str, str] | None = None,
+                 key_labels: tuple[str, ...] = DEFAULT_KEY_LABELS) -> None:
+        self.key_labels = key_labels
         routes = []
         for plan in plans:
             trigger = plan.get("trigger")
@@ -56,12 +60,17 @@ class Router:
         return mapped or str(route.plan["runbook"].get("severity") or "SEV3")
 
 
-def incident_key(route: Route, alert: dict[str, Any], group_labels: dict[str, str]) -> str:
-    """Readable and stable: the group's label values (or the fingerprint) plus a short hash of all of it."""
-    if route.group_by:
-        group = {name: alert["labels"].get(name, "") for name in route.group_by}
-    else:
-        group = group_labels
+def incident_key(route: Route, alert: dict[str, Any], group_labels: dict[str, str],
+                 key_labels: tuple[str, ...] = DEFAULT_KEY_LABELS) -> str:
+    """Readable and stable: the group's label values (or the fingerprint) plus a short hash of all of it.
+
+    `key_labels` the alert carries are added to any grouping, so alerts of two clusters never share an incident
+    (the fingerprint, used when there is no grouping, already covers every label).
+    """
+    labels = alert["labels"]
+    group = {name: labels.get(name, "") for name in route.group_by} if route.group_by else dict(group_labels)
+    if group:
+        group.update({name: labels[name] for name in key_labels if name in labels and name not in group})
     if not group:
         return str(alert["fingerprint"])
     canonical = json.dumps({"runbook": route.runbook, "group": group}, sort_keys=True)

@@ -15,8 +15,8 @@ from incidentctl.client import SEVERITIES
 from incidentctl.dsl.catalog import runbook_dirs
 from incidentctl.dsl.compiler import compile_directory
 from incidentctl.intake.delivery import AlertIntake
-from incidentctl.intake.routing import Router
-from incidentctl.intake.server import ReceiverAuth, create_app
+from incidentctl.intake.routing import DEFAULT_KEY_LABELS, Router
+from incidentctl.intake.server import ReceiverAuth, ReceiverLimits, create_app
 from incidentctl.localhttp import serve
 from workflows.model import TASK_QUEUE
 
@@ -57,12 +57,40 @@ def load_router(paths: list[Path] | None = None) -> Router:
     plans, errors = compile_directory(paths or runbook_dirs())
     for error in errors:
         log.error("runbook not loaded: %s", error)
-    return Router(plans, severity_map=severity_map_from_env())
+    return Router(plans, severity_map=severity_map_from_env(), key_labels=key_labels_from_env())
+
+
+def key_labels_from_env() -> tuple[str, ...]:
+    """`INCIDENTCTL_INCIDENT_KEY_LABELS=cluster,region`: labels that always split incidents (default: cluster)."""
+    raw = os.environ.get("INCIDENTCTL_INCIDENT_KEY_LABELS")
+    if raw is None:
+        return DEFAULT_KEY_LABELS
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def limits_from_env() -> ReceiverLimits:
+    """`INCIDENTCTL_RECEIVER_MAX_BODY` (bytes) and `INCIDENTCTL_RECEIVER_MAX_CONNECTIONS` override the defaults."""
+    overrides = {}
+    for env, name in (("INCIDENTCTL_RECEIVER_MAX_BODY", "max_body_bytes"),
+                      ("INCIDENTCTL_RECEIVER_MAX_CONNECTIONS", "max_connections")):
+        raw = os.environ.get(env)
+        if raw:
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"{env} must be a positive whole number, not {raw!r}")
+            overrides[name] = int(raw)
+    return ReceiverLimits(**overrides)
 
 
 async def start_receiver(client: Client, *, host: str = "127.0.0.1", port: int = 9095,
                          auth: ReceiverAuth, task_queue: str = TASK_QUEUE,
-                         runbook_paths: list[Path] | None = None) -> RunningReceiver:
-    intake = AlertIntake(client, load_router(runbook_paths), task_queue=task_queue)
-    runner, url = await serve(create_app(intake, auth), host, port, access_log=None)
+                         runbook_paths: list[Path] | None = None,
+                         limits: ReceiverLimits | None = None, rpc_timeout: float = 10.0) -> RunningReceiver:
+    intake = AlertIntake(client, load_router(runbook_paths), task_queue=task_queue, rpc_timeout=rpc_timeout)
+    limits = limits or limits_from_env()
+    runner, url = await serve(
+        create_app(intake, auth, limits), host, port, access_log=None, keepalive_timeout=limits.header_timeout_s,
+        # After a refused body, drain what is still coming for at most this long (not aiohttp's 10 s).
+        lingering_time=2.0,
+        max_connections=limits.max_connections,
+        on_refused=lambda: intake.metrics.inc("incidentctl_connections_refused_total"))
     return RunningReceiver(runner, url, intake)

@@ -1,14 +1,16 @@
 """The alert receiver: HTTP in front of AlertIntake.
 
-Bad input gets a 4xx with a reason and is counted; Temporal being unreachable gets a 503 so senders retry
-(Alertmanager does); a 200 means every routed alert was durably delivered to its incident.
+Every answer is a 2xx, a 4xx with a reason, or a 503 when nothing durable happened (Temporal unreachable, no
+worker, a bug of ours), so senders retry: Alertmanager drops a notification it gets a 4xx for, so a 4xx is
+kept for bodies that can never succeed. A 200 means every routed alert was durably delivered to its
+incident; alerts of an accepted notification that could not be taken are listed in the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,11 +21,15 @@ from aiohttp import web
 
 from incidentctl.intake.delivery import AlertIntake, TemporalUnavailable
 from incidentctl.intake.openapi import openapi_document
-from incidentctl.intake.payloads import Delivery, PayloadError, parse_alertmanager, parse_single_alert
+from incidentctl.intake.payloads import Delivery, PayloadError, decode_json, parse_alertmanager, parse_single_alert
 
 log = logging.getLogger("incidentctl.receiver")
-MAX_BODY_BYTES = 1 << 20
 SIGNATURE_HEADER = "X-Incidentctl-Signature"
+
+
+def _utf8(text: str) -> bytes:
+    # Header values may hold undecodable bytes (kept as surrogates): they can only fail to match.
+    return text.encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -38,46 +44,83 @@ class ReceiverAuth:
         if self.insecure and not (self.token or self.hmac_secret):
             return None
         if self.token:
-            given = request.headers.get("Authorization", "")
-            if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            # RFC 9110: the scheme is case-insensitive ("bearer" and "Bearer" are the same).
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(_utf8(given.strip()), _utf8(self.token)):
                 return None
         if self.hmac_secret:
-            expected = "sha256=" + hmac.new(self.hmac_secret.encode(), body, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, "").encode(), expected.encode()):
+            expected = hmac.new(self.hmac_secret.encode(), body, hashlib.sha256).hexdigest()
+            prefix, _, given = request.headers.get(SIGNATURE_HEADER, "").strip().partition("=")
+            if prefix.lower() == "sha256" and hmac.compare_digest(_utf8(given.lower()), expected.encode()):
                 return None
         return "missing or wrong credentials (Authorization: Bearer <token> or " \
                f"{SIGNATURE_HEADER}: sha256=<hmac of body>)"
 
 
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """What one client may take: a slow or idle client is cut off, a flood of them is turned away with 503."""
+
+    max_body_bytes: int = 4 << 20
+    # A whole body must arrive within this; headers within header_timeout_s of connecting (or of the last
+    # answer on a kept-alive connection).
+    body_timeout_s: float = 30.0
+    header_timeout_s: float = 15.0
+    max_connections: int = 256
+
+
 INTAKE = web.AppKey("intake", AlertIntake)
 AUTH = web.AppKey("auth", ReceiverAuth)
+LIMITS = web.AppKey("limits", ReceiverLimits)
 
 
-def _refuse(intake: AlertIntake, status: int, reason: str, code: str) -> web.Response:
+class Refused(Exception):
+    """A request answered with a 4xx (or 503) and a reason; counted by `code`."""
+
+    def __init__(self, status: int, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.code = status, reason, code
+
+
+def _refuse(intake: AlertIntake, status: int, reason: str, code: str, **extra: Any) -> web.Response:
     intake.metrics.inc("incidentctl_requests_rejected_total", reason=code)
     log.warning("refused %s: %s", status, reason)
-    return web.json_response({"error": reason}, status=status)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return web.json_response({"error": reason, **extra}, status=status, headers=headers)
 
 
-async def _body(request: web.Request, intake: AlertIntake, auth: ReceiverAuth) -> tuple[Any, bytes] | web.Response:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _refuse(intake, 413, f"body larger than {MAX_BODY_BYTES} bytes", "too_large")
+async def read_body(request: web.Request, limits: ReceiverLimits) -> bytes:
+    """The whole body (Content-Length or chunked), refusing it as soon as it passes the limit."""
+    too_large = Refused(413, f"body larger than {limits.max_body_bytes} bytes", "too_large")
+    if request.content_length is not None and request.content_length > limits.max_body_bytes:
+        raise too_large
+    chunks, size = [], 0
     try:
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-    except (ValueError, ConnectionError) as exc:
-        return _refuse(intake, 400, f"cannot read body: {exc}", "unreadable")
-    if len(raw) > MAX_BODY_BYTES:
-        return _refuse(intake, 413, f"body larger than {MAX_BODY_BYTES} bytes", "too_large")
-    problem = auth.problem(request, raw)
+        async with asyncio.timeout(limits.body_timeout_s):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(408, f"body not received within {limits.body_timeout_s:g} s", "body_timeout") from None
+    except (ValueError, ConnectionError, web.HTTPException) as exc:
+        raise Refused(400, f"cannot read body: {exc}", "unreadable") from None
+    return b"".join(chunks)
+
+
+async def _body(request: web.Request) -> tuple[Any, bytes]:
+    """The authenticated JSON body, or Refused."""
+    raw = await read_body(request, request.app[LIMITS])
+    problem = request.app[AUTH].problem(request, raw)
     if problem:
-        return _refuse(intake, 401, problem, "unauthorized")
+        raise Refused(401, problem, "unauthorized")
     if request.content_type != "application/json":
-        return _refuse(intake, 415, f"content type must be application/json, not {request.content_type!r}",
-                       "content_type")
+        raise Refused(415, f"content type must be application/json, not {request.content_type!r}", "content_type")
     try:
-        return json.loads(raw), raw
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _refuse(intake, 400, f"body is not valid JSON: {exc}", "malformed_json")
+        return decode_json(raw), raw
+    except PayloadError as exc:
+        raise Refused(400, str(exc), "malformed_json") from None
 
 
 def _alert_handler(parse: Callable[[Any], Delivery], endpoint: str
@@ -86,24 +129,42 @@ def _alert_handler(parse: Callable[[Any], Delivery], endpoint: str
         intake: AlertIntake = request.app[INTAKE]
         began = time.perf_counter()
         try:
-            body = await _body(request, intake, request.app[AUTH])
-            if isinstance(body, web.Response):
-                return body
             try:
-                delivery = parse(body[0])
+                delivery = parse((await _body(request))[0])
             except PayloadError as exc:
-                return _refuse(intake, 422, str(exc), "schema")
+                raise Refused(422, str(exc), "schema") from None
+            if delivery.rejected and not delivery.alerts:
+                report = intake.reject(delivery)
+                reasons = "; ".join(r["reason"] for r in report.rejected[:5])
+                return _refuse(intake, 422, f"no alert could be accepted: {reasons}", "schema",
+                               **report.as_json())
             try:
                 report = await intake.deliver(delivery)
             except TemporalUnavailable as exc:
-                return _refuse(intake, 503, f"not recorded, retry later: {exc}", "temporal_unavailable")
+                raise Refused(503, f"not recorded, retry later: {exc}", "temporal_unavailable") from None
             intake.metrics.inc("incidentctl_notifications_total", endpoint=endpoint)
             return web.json_response(report.as_json())
+        except Refused as refused:
+            return _refuse(intake, refused.status, refused.reason, refused.code)
         finally:
             intake.metrics.inc("incidentctl_request_seconds_sum", time.perf_counter() - began)
             intake.metrics.inc("incidentctl_request_seconds_count")
 
     return handle
+
+
+@web.middleware
+async def _never_500(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+    """A bug of ours must not lose alerts: answer 503 (senders retry) and log it for the operator."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, logged with its traceback
+        log.exception("internal error answering %s %s", request.method, request.path)
+        return _refuse(request.app[INTAKE], 503, f"internal error, nothing recorded, retry later "
+                                                 f"({type(exc).__name__})", "internal_error")
 
 
 async def _approve(request: web.Request) -> web.Response:
@@ -112,10 +173,10 @@ async def _approve(request: web.Request) -> web.Response:
     from workflows.model import ApprovalDecision
 
     intake = request.app[INTAKE]
-    body = await _body(request, intake, request.app[AUTH])
-    if isinstance(body, web.Response):
-        return body
-    data = body[0]
+    try:
+        data = (await _body(request))[0]
+    except Refused as refused:
+        return _refuse(intake, refused.status, refused.reason, refused.code)
     if (not isinstance(data, dict) or not isinstance(data.get("approver"), str)
             or data.get("decision") not in ("approve", "reject")
             or not isinstance(data.get("step", ""), str) or not isinstance(data.get("comment", ""), str)):
@@ -152,13 +213,15 @@ async def _openapi(_: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(intake: AlertIntake, auth: ReceiverAuth) -> web.Application:
+def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits | None = None) -> web.Application:
     if not (auth.token or auth.hmac_secret or auth.insecure):
         raise ValueError("the receiver needs INCIDENTCTL_RECEIVER_TOKEN or INCIDENTCTL_RECEIVER_HMAC_SECRET "
                          "(or --insecure for local development)")
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    limits = limits or ReceiverLimits()
+    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[_never_500])
     app[INTAKE] = intake
     app[AUTH] = auth
+    app[LIMITS] = limits
     app.router.add_post("/alertmanager", _alert_handler(parse_alertmanager, "alertmanager"))
     app.router.add_post("/alerts", _alert_handler(parse_single_alert, "alerts"))
     app.router.add_get("/alerts/unrouted", _unrouted)
