@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.base import ActionSpec, registered_actions
+from incidentctl.dsl.actions import ActionInfo
 
 ACTION_MODULES: tuple[str, ...] = (
     "activities.util",
@@ -36,3 +37,9 @@ def load_all() -> list[ActionSpec]:
 def all_activities() -> list[Callable[..., Any]]:
     """The activity callables to pass to `temporalio.worker.Worker(activities=...)`."""
     return [spec.activity for spec in load_all()]
+
+
+def action_catalog() -> dict[str, ActionInfo]:
+    """Name -> what the compiler needs to know of each action (see incidentctl.dsl.actions)."""
+    return {spec.name: ActionInfo(spec.name, spec.params_schema, spec.mutates, spec.description,
+                                  spec.heartbeat_timeout_s) for spec in load_all()}
