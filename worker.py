@@ -11,25 +11,13 @@ import logging
 import os
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.catalog import all_activities
-from activities.incident_history import IncidentHistory
 from incidentctl.process import exit_without_finalizing, stop_on_signals
-from workflows.incident import IncidentWorkflow
+from incidentctl.workers import build_worker
 from workflows.model import TASK_QUEUE
 
 DEFAULT_ADDRESS = "localhost:7233"
-
-
-def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[IncidentWorkflow],
-        activities=[*all_activities(), IncidentHistory(client).previous_runs],
-        max_concurrent_activities=max_concurrent_activities,
-    )
+__all__ = ["build_worker", "main"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

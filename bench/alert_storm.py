@@ -35,7 +35,7 @@ from incidentctl.devserver import DevServer  # noqa: E402
 from incidentctl.intake.payloads import parse_alertmanager  # noqa: E402
 from incidentctl.intake.runner import start_receiver  # noqa: E402
 from incidentctl.intake.server import ReceiverAuth  # noqa: E402
-from worker import build_worker  # noqa: E402
+from incidentctl.workers import build_worker  # noqa: E402
 
 RUNBOOK = """
 name: storm

@@ -27,8 +27,8 @@ from temporalio.worker import Worker  # noqa: E402
 
 from incidentctl import client as incidents  # noqa: E402
 from incidentctl.devserver import DevServer  # noqa: E402
-from incidentctl.dsl.compiler import compile_source  # noqa: E402
-from worker import build_worker  # noqa: E402
+from incidentctl.library import compile_text  # noqa: E402
+from incidentctl.workers import build_worker  # noqa: E402
 
 RUNBOOK = """
 name: bench-three-steps
@@ -60,7 +60,7 @@ async def measure(client: Client, start_one, serial: int, concurrent: int) -> di
 
 async def run(args: argparse.Namespace, server: DevServer) -> None:
     client = await Client.connect(server.address)
-    plan = compile_source(RUNBOOK, "bench.yaml")
+    plan = compile_text(RUNBOOK, "bench.yaml")
 
     async def baseline() -> None:
         await client.execute_workflow(Baseline.run, "x", id=f"bench-{uuid.uuid4()}", task_queue="bench-baseline")

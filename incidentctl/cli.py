@@ -9,12 +9,15 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incidentctl.output import incident_report, table, timeline_report, to_json
 
+if TYPE_CHECKING:
+    from incidentctl.dsl.plan import Plan
+
 DEFAULT_ADDRESS = "localhost:7233"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 class CommandError(Exception):
@@ -51,7 +54,8 @@ async def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_runbook_validate(args: argparse.Namespace) -> int:
-    from incidentctl.dsl.compiler import compile_directory
+    from incidentctl.dsl.plan import walk_steps
+    from incidentctl.library import compile_directory
 
     plans, errors = compile_directory([Path(p) for p in args.paths])
     for error in errors:
@@ -59,30 +63,17 @@ def cmd_runbook_validate(args: argparse.Namespace) -> int:
     if not plans and not errors:
         raise CommandError(f"no runbook files (*.yaml, *.yml) found in {' '.join(args.paths)}")
     for plan in plans:
-        print(f"ok  {plan['source']['path']}  ({plan['runbook']['name']} v{plan['runbook']['version']}, "
-              f"{_count_steps(plan['steps'])} steps)")
+        print(f"ok  {plan.source.path}  ({plan.runbook.name} v{plan.runbook.version}, "
+              f"{sum(1 for _ in walk_steps(plan.steps))} steps)")
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _count_steps(steps: list[dict[str, Any]]) -> int:
-    total = 0
-    for step in steps:
-        total += 1
-        for nested in (step.get("steps"), step.get("default")):
-            total += _count_steps(nested or [])
-        for case in step.get("cases") or []:
-            total += _count_steps(case["steps"])
-        for branch in step.get("branches") or []:
-            total += _count_steps(branch["steps"])
-    return total
-
-
-def _load_plan(name_or_path: str) -> dict[str, Any]:
-    from incidentctl.dsl.catalog import load_plan
+def _load_plan(name_or_path: str) -> Plan:
     from incidentctl.dsl.errors import RunbookErrors
+    from incidentctl.library import load_plan
 
     try:
         return load_plan(name_or_path)
@@ -93,10 +84,10 @@ def _load_plan(name_or_path: str) -> dict[str, Any]:
 
 
 def cmd_runbook_plan(args: argparse.Namespace) -> int:
-    from incidentctl.dsl.compiler import summarize_plan
+    from incidentctl.dsl.summary import summarize_plan
 
     plan = _load_plan(args.runbook)
-    print(to_json(plan) if args.output == "json" else summarize_plan(plan))
+    print(to_json(plan.to_json()) if args.output == "json" else summarize_plan(plan))
     return EXIT_OK
 
 
@@ -104,9 +95,9 @@ def cmd_runbook_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_actions_list(args: argparse.Namespace) -> int:
-    from activities.catalog import load_all
+    from incidentctl.library import installed_actions
 
-    specs = [spec.describe() for spec in load_all()]
+    specs = [info.describe() for _, info in sorted(installed_actions().items())]
     if args.output == "json":
         print(to_json(specs))
         return EXIT_OK
@@ -161,10 +152,10 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     if args.output == "json":
         print(to_json({"incident_id": started.incident_id, "created": started.created,
-                       "plan_hash": plan["hash"]}))
+                       "plan_hash": plan.hash}))
     elif started.created:
-        print(f"started {started.incident_id} (runbook {plan['runbook']['name']} v{plan['runbook']['version']}, "
-              f"plan {plan['hash'][:12]})")
+        print(f"started {started.incident_id} (runbook {plan.runbook.name} v{plan.runbook.version}, "
+              f"plan {plan.hash[:12]})")
     else:
         print(f"{started.incident_id} is already running: not started again")
     if args.wait:

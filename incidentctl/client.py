@@ -23,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.dsl import expressions
+from incidentctl.dsl.plan import Plan
 from incidentctl.params import resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
 from workflows.incident import IncidentWorkflow
@@ -55,7 +56,7 @@ class StartedIncident:
     created: bool  # False when an incident with this key was already running
 
 
-def incident_key(runbook: str, params: dict[str, Any]) -> str:
+def params_key(runbook: str, params: dict[str, Any]) -> str:
     """A stable key when the caller gives none: the same runbook and parameters are the same incident."""
     canonical = json.dumps({"runbook": runbook, "params": params}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -68,7 +69,7 @@ def incident_id(runbook: str, key: str) -> str:
 
 async def start_incident(
     client: Client,
-    plan: dict[str, Any],
+    plan: Plan,
     *,
     params: dict[str, Any] | None = None,
     alert: dict[str, Any] | None = None,
@@ -80,14 +81,14 @@ async def start_incident(
     task_queue: str = TASK_QUEUE,
     history_event_limit: int = 8000,
 ) -> StartedIncident:
-    runbook = plan["runbook"]
+    runbook = plan.runbook
     resolved = resolve_params(plan, params or {}, alert)
-    severity = (severity or runbook.get("severity") or "SEV3").upper()
+    severity = (severity or runbook.severity).upper()
     if severity not in SEVERITIES:
         raise IncidentError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
     context = {"params": resolved, "alert": alert or {}}
-    service = str(expressions.render(runbook.get("service") or "", context) or "")
-    workflow_id = incident_id(runbook["name"], key or incident_key(runbook["name"], resolved))
+    service = str(expressions.render(runbook.service or "", context) or "")
+    workflow_id = incident_id(runbook.name, key or params_key(runbook.name, resolved))
     if groups is None:
         try:
             groups = load_groups()
@@ -95,7 +96,7 @@ async def start_incident(
             raise IncidentError(str(exc)) from None
     inp = IncidentInput(
         incident_id=workflow_id,
-        plan=plan,
+        plan=plan.to_json(),
         params=resolved,
         alert=alert,
         severity=severity,
@@ -112,7 +113,7 @@ async def start_incident(
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=incident_search_attributes(RUNNING, severity, runbook["name"], service),
+            search_attributes=incident_search_attributes(RUNNING, severity, runbook.name, service),
         )
     except WorkflowAlreadyStartedError:
         return StartedIncident(incident_id=workflow_id, run_id=None, created=False)
@@ -157,7 +158,9 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}") from None
-        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "Timeout" in exc.message:
+        # A stream reset twice in a row is the server giving up on the query at its own deadline.
+        if (exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, *_TRANSPORT_FAILURES)
+                or "Timeout" in exc.message):
             raise IncidentError(
                 f"incident {incident!r} did not answer: no worker is polling its task queue "
                 "(start one with `python worker.py` or `incidentctl dev`)"

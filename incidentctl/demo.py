@@ -22,8 +22,8 @@ from temporalio.client import Client
 from incidentctl import client as incidents
 from incidentctl.demo_service import DemoService
 from incidentctl.devserver import DevServer
-from incidentctl.dsl.catalog import load_plan
 from incidentctl.k8ssim.process import crash_looping_pod, start_simulator
+from incidentctl.library import load_plan
 from incidentctl.output import incident_report, timeline_report
 from workflows.model import ApprovalDecision
 
@@ -67,7 +67,7 @@ SCENARIOS = {"kubernetes": _kubernetes_incident, "http": _http_incident}
 
 
 async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
-    from worker import build_worker
+    from incidentctl.workers import build_worker
 
     client = await Client.connect(server.address)
     async with contextlib.AsyncExitStack() as stack:

@@ -15,7 +15,7 @@ from incidentctl.process import stop_on_signals
 
 async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
     from incidentctl.intake.runner import auth_from_env, start_receiver
-    from worker import build_worker
+    from incidentctl.workers import build_worker
 
     client = await Client.connect(server.address)
     stop = stop_on_signals()

@@ -10,15 +10,8 @@ import json
 from typing import Any
 
 from incidentctl.dsl import expressions
-
-_TYPE_NAMES = {
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "an object",
-}
+from incidentctl.dsl.plan import Plan
+from incidentctl.dsl.types import TYPE_WORDS, matches_type
 
 
 class ParameterError(ValueError):
@@ -61,34 +54,26 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
             if kind in ("array", "object"):
                 return json.loads(text)
         except ValueError:
-            raise ParameterError([f"parameter {name!r} must be {_TYPE_NAMES[kind]}, got {value!r}"]) from None
-    checks = {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "array": lambda v: isinstance(v, list),
-        "object": lambda v: isinstance(v, dict),
-    }
-    if kind in checks and not checks[kind](value):
-        raise ParameterError([f"parameter {name!r} must be {_TYPE_NAMES[kind]}, got {value!r}"])
+            raise ParameterError([f"parameter {name!r} must be {TYPE_WORDS[kind]}, got {value!r}"]) from None
+    if not matches_type(value, kind):
+        raise ParameterError([f"parameter {name!r} must be {TYPE_WORDS[kind]}, got {value!r}"])
     return value
 
 
-def resolve_params(plan: dict[str, Any], given: dict[str, Any], alert: dict[str, Any] | None) -> dict[str, Any]:
+def resolve_params(plan: Plan, given: dict[str, Any], alert: dict[str, Any] | None) -> dict[str, Any]:
     """Declared parameters filled from `given`, else from their (possibly alert-templated) defaults."""
-    declared: dict[str, dict[str, Any]] = plan.get("parameters") or {}
+    declared = plan.parameters
     problems = [f"unknown parameter {name!r} (declared: {', '.join(sorted(declared)) or 'none'})"
                 for name in given if name not in declared]
     context = {"alert": alert or {}, "params": {}}
     resolved: dict[str, Any] = {}
     for name, spec in declared.items():
-        kind = spec.get("type") or "string"
+        kind = spec.type
         if name in given:
             value = given[name]
-        elif spec.get("default") is not None:
+        elif spec.default is not None:
             try:
-                value = expressions.render(spec["default"], context)
+                value = expressions.render(spec.default, context)
             except expressions.ExpressionError as exc:
                 problems.append(f"parameter {name!r}: default cannot be computed: {exc}")
                 continue
@@ -98,17 +83,17 @@ def resolve_params(plan: dict[str, Any], given: dict[str, Any], alert: dict[str,
         else:
             value = None
         if value is None:
-            if spec.get("required"):
+            if spec.required:
                 problems.append(f"missing required parameter {name!r}"
-                                + (f" ({spec['description']})" if spec.get("description") else ""))
+                                + (f" ({spec.description})" if spec.description else ""))
             continue
         try:
             value = _coerce(name, kind, value)
         except ParameterError as exc:
             problems.extend(exc.problems)
             continue
-        if spec.get("enum") and value not in spec["enum"]:
-            problems.append(f"parameter {name!r} must be one of {spec['enum']}, got {value!r}")
+        if spec.enum and value not in spec.enum:
+            problems.append(f"parameter {name!r} must be one of {spec.enum}, got {value!r}")
             continue
         resolved[name] = value
     if problems:

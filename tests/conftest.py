@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl.devserver import DevServer
-from worker import build_worker
+from incidentctl.workers import build_worker
 
 TEST_TASK_QUEUE = "incidentctl-tests"
 

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
-from incidentctl.dsl.compiler import compile_source
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
+from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_groups
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import Acknowledgement, ApprovalDecision, Assignment
@@ -49,7 +49,7 @@ steps:
 
 
 async def start(client: Client, text: str, key: str, **kwargs: Any) -> str:
-    started = await incidents.start_incident(client, compile_source(text, "ap.yaml"), key=key,
+    started = await incidents.start_incident(client, compile_text(text, "ap.yaml"), key=key,
                                              task_queue=TEST_TASK_QUEUE, groups=GROUPS, **kwargs)
     return started.incident_id
 

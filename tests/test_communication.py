@@ -26,7 +26,7 @@ from activities.base import ActionInput
 from activities.notify_github import github_issue
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
-from incidentctl.dsl.compiler import compile_source
+from incidentctl.library import compile_text
 from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
@@ -140,7 +140,7 @@ steps:
 
 
 async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker, sink: Sink, unique: str) -> None:
-    plan = compile_source(runbook(sink.url), "comms.yaml")
+    plan = compile_text(runbook(sink.url), "comms.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     incident = started.incident_id
     await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
@@ -201,7 +201,7 @@ async def test_no_duplicate_message_after_worker_killed_mid_send(dev_server: Dev
                                  task_queue], cwd=ROOT, stdout=(tmp_path / log).open("wb"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    plan = compile_source(runbook(sink.url, cadence="off", send_timeout="2s"), "comms.yaml")
+    plan = compile_text(runbook(sink.url, cadence="off", send_timeout="2s"), "comms.yaml")
     first = worker_process("w1.log")
     second = None
     try:

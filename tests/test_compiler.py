@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from incidentctl.dsl.catalog import find_runbook, load_plan, runbook_dirs
-from incidentctl.dsl.compiler import compile_directory, compile_file, compile_source, summarize_plan
+from incidentctl.dsl.compiler import compile_directory, compile_file, compile_source
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.dsl.errors import RunbookErrors
+from incidentctl.dsl.plan import Plan
+from incidentctl.dsl.resources import schemas_dir
 from incidentctl.dsl.source import load_yaml
-from incidentctl.dsl.validate import schemas_dir
+from incidentctl.dsl.summary import summarize_plan
+from incidentctl.library import find_runbook, installed_actions, load_plan, runbook_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,8 +91,16 @@ rollback:
 """
 
 
+CATALOG = installed_actions()
+
+
+def compile_plan(text: str) -> Plan:
+    return compile_source(textwrap.dedent(text), "rb.yaml", CATALOG)
+
+
 def compile_text(text: str) -> dict:
-    return compile_source(textwrap.dedent(text), "rb.yaml")
+    """The plan as the workflow receives it (the documented JSON shape)."""
+    return compile_plan(text).to_json()
 
 
 def errors_of(text: str) -> list[str]:
@@ -144,7 +154,7 @@ def test_hash_is_stable_and_changes_with_content() -> None:
 
 
 def test_summary_names_steps_approvals_and_rollback() -> None:
-    text = summarize_plan(compile_text(VALID))
+    text = summarize_plan(compile_plan(VALID))
     assert "runbook every-kind v2" in text
     assert "needs 2 approval(s) from alice, bob; timeout 30m then approve" in text
     assert "action: http.request  (MUTATES)" in text
@@ -442,13 +452,13 @@ def test_foreach_variable_is_known_only_inside_the_loop() -> None:
 
 
 def test_shipped_runbooks_validate_and_duplicates_are_refused(tmp_path: Path) -> None:
-    plans, errors = compile_directory([ROOT / "runbooks"])
+    plans, errors = compile_directory([ROOT / "runbooks"], CATALOG)
     assert plans and not errors
     (tmp_path / "a.yaml").write_text("name: same\nversion: 1\nsteps: [{id: a, sleep: 1s}]\n")
     (tmp_path / "b.yml").write_text("name: same\nversion: 1\nsteps: [{id: a, sleep: 1s}]\n")
     (tmp_path / "broken.yaml").write_text("name: broken\nversion: 1\nsteps: [{id: a, action: nope.nope}]\n")
-    plans, errors = compile_directory([tmp_path])
-    assert [p["runbook"]["name"] for p in plans] == ["same"]
+    plans, errors = compile_directory([tmp_path], CATALOG)
+    assert [p.runbook.name for p in plans] == ["same"]
     messages = sorted(str(e) for e in errors)
     assert any("runbook name 'same' is already used by" in m for m in messages)
     assert any(m.startswith(f"{tmp_path / 'broken.yaml'}:3:") and "unknown action 'nope.nope'" in m for m in messages)
@@ -457,7 +467,7 @@ def test_shipped_runbooks_validate_and_duplicates_are_refused(tmp_path: Path) ->
 def test_catalog_finds_by_name_or_path_and_lists_names_when_missing(tmp_path: Path) -> None:
     path = find_runbook("demo-http-service")
     assert path.name == "demo-http-service.yaml"
-    assert compile_file(path)["runbook"]["name"] == "demo-http-service"
+    assert compile_file(path, CATALOG).runbook.name == "demo-http-service"
     with pytest.raises(LookupError, match="no runbook named 'nope' \\(available: .*demo-http-service"):
         find_runbook("nope")
 
@@ -613,7 +623,7 @@ def test_catalog_reads_runbook_dirs_from_the_environment(monkeypatch: pytest.Mon
     (tmp_path / "one" / "mine.yaml").write_text("name: mine\nversion: 7\nsteps: [{id: a, sleep: 1s}]\n")
     monkeypatch.setenv("INCIDENTCTL_RUNBOOKS", os.pathsep.join([str(tmp_path / "one"), str(tmp_path / "two")]))
     assert runbook_dirs() == [tmp_path / "one", tmp_path / "two"]
-    assert load_plan("mine")["runbook"]["version"] == "7"
+    assert load_plan("mine").runbook.version == "7"
     assert find_runbook(str(tmp_path / "one" / "mine.yaml")) == tmp_path / "one" / "mine.yaml"
     with pytest.raises(LookupError, match=r"available: mine\)"):
         find_runbook("theirs")
@@ -670,7 +680,7 @@ def test_templated_values_inside_lists_and_either_or_params_are_left_to_run_time
           - id: wait
             action: k8s.wait_rollout
             params: {namespace: shop, deployment: "${{ params.deployment }}", timeout: 5m}
-        """), "nested.yaml")
+        """), "nested.yaml", CATALOG).to_json()
     steps = {s["id"]: s for s in plan["steps"]}
     # A long wait declares a heartbeat timeout; the plan carries it to the workflow's activity options.
     assert steps["wait"]["heartbeat_s"] == 30.0
@@ -686,6 +696,6 @@ def test_a_literal_bad_k8s_param_is_caught_before_anything_runs() -> None:
               - id: scale
                 action: k8s.scale
                 params: {namespace: shop, deployment: Cart_Service, replicas: -1}
-            """), "bad.yaml")
+            """), "bad.yaml", CATALOG)
     text = str(caught.value)
     assert "bad.yaml:6:" in text and "deployment" in text and "replicas" in text

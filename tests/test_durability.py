@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
-from incidentctl.dsl.compiler import compile_file
+from incidentctl.library import compile_file
 from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually, write
 from workflows.model import ApprovalDecision
@@ -110,9 +110,9 @@ async def test_running_incident_keeps_its_plan_when_the_yaml_changes(
 
     write(path, PINNED_V1.replace("version: 1", "version: 2").replace("from version 1", "from version 2"))
     plan_v2 = compile_file(path)
-    assert plan_v2["hash"] != plan_v1["hash"]
+    assert plan_v2.hash != plan_v1.hash
 
     await incidents.decide(client, started.incident_id, ApprovalDecision(approver="anyone", approve=True))
     summary = await client.get_workflow_handle(started.incident_id).result()
     assert summary["steps"]["act"]["output"]["message"] == "from version 1"
-    assert (summary["plan_hash"], summary["runbook_version"]) == (plan_v1["hash"], "1")
+    assert (summary["plan_hash"], summary["runbook_version"]) == (plan_v1.hash, "1")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from incidentctl.dsl.expressions import (
+    CONTEXT_ROOTS,
     FUNCTIONS,
     MAX_DEPTH,
-    ROOTS,
     Binary,
     ExpressionError,
     Literal,
@@ -213,7 +213,7 @@ def test_function_whitelist_and_roots() -> None:
         "len", "lower", "upper", "contains", "startswith", "endswith", "default", "int", "float", "str",
         "join", "keys", "min", "max", "any", "all", "matches", "duration", "round", "abs", "format_duration",
     }
-    assert ROOTS == {"params", "alert", "steps", "incident", "result", "item", "loop", "vars"}
+    assert CONTEXT_ROOTS == ("params", "alert", "steps", "incident", "result", "loop")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
-from incidentctl.dsl.compiler import compile_source
+from incidentctl.library import compile_text
 from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
@@ -89,7 +89,7 @@ steps:
 
 
 async def start(client: Client, yaml_text: str, key: str, **kwargs: Any) -> str:
-    plan = compile_source(yaml_text, "test.yaml")
+    plan = compile_text(yaml_text, "test.yaml")
     started = await incidents.start_incident(client, plan, key=key, task_queue=TEST_TASK_QUEUE, **kwargs)
     assert started.created
     return started.incident_id
@@ -217,7 +217,7 @@ async def test_rejected_approval_fails_incident_with_reason(client: Client, work
 
 
 async def test_starting_twice_gives_one_incident(client: Client, worker: Worker, unique: str) -> None:
-    plan = compile_source(REJECT_RUNBOOK, "test.yaml")
+    plan = compile_text(REJECT_RUNBOOK, "test.yaml")
     first = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     second = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     assert first.created and not second.created

@@ -9,13 +9,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
-from incidentctl.dsl.compiler import compile_source
+from incidentctl.library import compile_text
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from workflows.model import ApprovalDecision
 
 
 async def run_to_end(client: Client, text: str, key: str, **kwargs: Any) -> dict[str, Any]:
-    plan = compile_source(text, "semantics.yaml")
+    plan = compile_text(text, "semantics.yaml")
     started = await incidents.start_incident(client, plan, key=key, task_queue=TEST_TASK_QUEUE, **kwargs)
     return await client.get_workflow_handle(started.incident_id).result()
 
@@ -157,7 +157,7 @@ steps:
 
 
 async def test_approval_timeout_defaults_and_group_quorum(client: Client, worker: Worker, unique: str) -> None:
-    plan = compile_source(APPROVAL_RULES, "approvals.yaml")
+    plan = compile_text(APPROVAL_RULES, "approvals.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE,
                                              groups={"sre": ["carol", "dave", "erin"]})
     incident = started.incident_id
@@ -181,7 +181,7 @@ async def test_approval_timeout_defaults_and_group_quorum(client: Client, worker
 
 
 async def test_cancel_during_a_durable_sleep(client: Client, worker: Worker, unique: str) -> None:
-    plan = compile_source("name: sem-cancel\nversion: 1\nsteps:\n  - {id: nap, sleep: 1h}\n", "c.yaml")
+    plan = compile_text("name: sem-cancel\nversion: 1\nsteps:\n  - {id: nap, sleep: 1h}\n", "c.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     await eventually(lambda: incidents.show_incident(client, started.incident_id),
                      lambda s: s["current_steps"] == ["nap"])

@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
-from incidentctl.dsl.compiler import compile_source
+from incidentctl.library import compile_text
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ async def test_a_wait_resumes_on_another_worker_with_its_original_deadline(
         first = _worker(dev_server, task_queue, sim.kubeconfig, tmp_path / "worker1.log")
         second = None
         try:
-            started = await incidents.start_incident(client, compile_source(WAIT_RUNBOOK, "wait.yaml"), key=unique,
+            started = await incidents.start_incident(client, compile_text(WAIT_RUNBOOK, "wait.yaml"), key=unique,
                                                      task_queue=task_queue)
             await eventually(lambda: incidents.incident_timeline(client, started.incident_id),
                              lambda events: any(e["kind"] == "step_started" for e in events), timeout=60)

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
-from incidentctl.dsl.compiler import compile_file
 from incidentctl.intake.routing import Router
 from incidentctl.k8ssim.process import crash_looping_pod
+from incidentctl.library import compile_file
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
 from workflows.model import ApprovalDecision
@@ -193,8 +193,8 @@ async def test_one_runbook_reaches_two_clusters_by_context(client: Client, worke
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
-    from incidentctl.dsl.compiler import compile_source
     from incidentctl.k8ssim.kubeconfig import kubeconfig
+    from incidentctl.library import compile_text
 
     with k8s_sim("bad-rollout") as east, k8s_sim("healthy") as west:
         merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "current-context": "east",
@@ -207,7 +207,7 @@ async def test_one_runbook_reaches_two_clusters_by_context(client: Client, worke
         path = tmp_path / "two-clusters.yaml"
         path.write_text(yaml.safe_dump(merged))
         monkeypatch.setenv("INCIDENTCTL_KUBECONFIG", str(path))
-        plan = compile_source("""
+        plan = compile_text("""
 name: two-clusters
 version: 1
 steps:

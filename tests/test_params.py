@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from incidentctl.dsl.plan import Plan
 from incidentctl.params import ParameterError, parse_assignments, resolve_params
 
-PLAN = {
+PLAN = Plan.from_json({
+    "runbook": {"name": "params", "version": "1"},
     "parameters": {
         "namespace": {"type": "string", "required": True, "default": "${{ alert.labels.namespace }}"},
         "replicas": {"type": "integer", "required": False, "default": 2},
         "force": {"type": "boolean", "required": False, "default": None},
         "hosts": {"type": "array", "required": False, "default": None},
         "mode": {"type": "string", "required": False, "default": "safe", "enum": ["safe", "fast"]},
-    }
-}
+    },
+})
 
 
 def test_defaults_come_from_the_alert_and_strings_are_typed() -> None:

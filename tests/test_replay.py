@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from incidentctl import client as incidents
-from incidentctl.dsl.compiler import compile_source
+from incidentctl.library import compile_text
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_incident_e2e import FULL_RUNBOOK
 from workflows.incident import IncidentWorkflow
@@ -23,7 +23,7 @@ HISTORY = Path(__file__).parent / "histories" / "full_runbook.json"
 
 
 async def _record(client: Client, key: str) -> WorkflowHistory:
-    plan = compile_source(FULL_RUNBOOK, "test.yaml")
+    plan = compile_text(FULL_RUNBOOK, "test.yaml")
     started = await incidents.start_incident(client, plan, key=key, task_queue=TEST_TASK_QUEUE)
     incident = started.incident_id
     for step, approvers in (("gate", ("alice", "bob")), ("gate_signal", ("carol",))):

@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from incidentctl.intake.matchers import parse_matcher
+from incidentctl.dsl.matchers import parse_matcher
+from incidentctl.dsl.plan import Plan
 from incidentctl.intake.payloads import PayloadError, fingerprint, parse_alertmanager
 from incidentctl.intake.routing import Router, incident_key
 from incidentctl.intake.runner import severity_map_from_env
 
 
-def plan(name: str, trigger: dict, severity: str = "SEV3") -> dict:
-    return {"runbook": {"name": name, "severity": severity}, "trigger": trigger}
+def plan(name: str, trigger: dict, severity: str = "SEV3") -> Plan:
+    return Plan.from_json({"runbook": {"name": name, "version": "1", "severity": severity}, "trigger": trigger})
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from incidentctl.dsl import durations
+from incidentctl.dsl.plan import Step
 
 
 def format_duration(seconds: float | None) -> str:
@@ -37,15 +38,15 @@ def status_update(state: dict[str, Any], impact: str, next_in_s: float | None) -
             f"Next update: in {format_duration(next_in_s)}")
 
 
-def approval_request(state: dict[str, Any], pending: dict[str, Any], upcoming: dict[str, Any] | None,
+def approval_request(state: dict[str, Any], pending: dict[str, Any], upcoming: Step | None,
                      upcoming_params: Any, approve_url: str | None) -> str:
     diagnosis = {k: r.get("output") for k, r in state["steps"].items() if r.get("status") == "succeeded"}
     who = ", ".join(pending["approvers"] + [f"group:{g}" for g in pending["groups"]]) or "anyone"
     lines = [f"[APPROVAL NEEDED] {headline(state)}", f"Step {pending['step']}: {pending['message']}",
              f"Needs {pending['required']} approval(s) from {who}",
              f"Diagnosis so far: {_compact(diagnosis, 600)}"]
-    if upcoming and upcoming.get("action"):
-        lines.append(f"If approved, next: {upcoming['id']} runs {upcoming['action']} with {_compact(upcoming_params)}")
+    if upcoming and upcoming.action:
+        lines.append(f"If approved, next: {upcoming.id} runs {upcoming.action} with {_compact(upcoming_params)}")
     lines.append(f"Approve: incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
     if approve_url:
         lines.append(f"   or: POST {approve_url.rstrip('/')}/incidents/{state['incident_id']}/approvals")

@@ -15,7 +15,6 @@ RUNBOOK_ATTR = SearchAttributeKey.for_keyword("IncidentRunbook")
 SERVICE_ATTR = SearchAttributeKey.for_keyword("IncidentService")
 
 
-
 def incident_search_attributes(status: str, severity: str, runbook: str, service: str) -> TypedSearchAttributes:
     """What a new incident is listed by in the Temporal UI and `incidentctl incident list`."""
     return TypedSearchAttributes([
@@ -32,13 +31,12 @@ RESOLVED = "resolved"
 FAILED = "failed"
 ROLLED_BACK = "rolled_back"
 CANCELLED = "cancelled"
-FINAL_STATUSES = frozenset({RESOLVED, FAILED, ROLLED_BACK, CANCELLED})
 
 
 @dataclass
 class IncidentInput:
     incident_id: str
-    plan: dict[str, Any]
+    plan: dict[str, Any]  # the compiled plan as JSON (incidentctl.dsl.plan.Plan.to_json()), pinned with the incident
     params: dict[str, Any] = field(default_factory=dict)
     alert: dict[str, Any] | None = None
     severity: str = "SEV3"

@@ -26,8 +26,9 @@ MAX_STRING_LENGTH = 1_000_000
 MAX_PATTERN_LENGTH = 200
 MAX_MATCH_INPUT = 100_000
 
-# Documentation of the context a runbook sees; a foreach `as:` adds names, and the compiler enforces scope.
-ROOTS = frozenset({"params", "alert", "steps", "incident", "result", "item", "loop", "vars"})
+# The names an expression can start from (docs/design.md, "Context roots"); a foreach `as:` adds its variable
+# inside the loop, and the compiler enforces where each is known.
+CONTEXT_ROOTS = ("params", "alert", "steps", "incident", "result", "loop")
 
 _OPEN, _CLOSE = "${{", "}}"
 

@@ -4,45 +4,28 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from incidentctl.dsl.errors import RunbookError
+from incidentctl.dsl.plan import STEP_KINDS
+from incidentctl.dsl.resources import load_schema, schemas_dir
 from incidentctl.dsl.source import Source
+from incidentctl.dsl.types import TYPE_WORDS, describe_value
 
-STEP_KINDS = ("action", "check", "wait_until", "approval", "sleep", "notify", "branch", "parallel", "foreach")
 # Regexes mean little to a runbook author: say what the pattern allows instead.
 _PATTERN_WORDS = {
     "^[a-z][a-z0-9_]*$": "use lowercase letters, digits and _, starting with a letter (ids appear in expressions "
                          "such as steps.<id>.output)",
     "^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and -, starting with a letter or digit",
 }
-_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-               "array": "a list", "object": "a mapping", "null": "null"}
-
-
-def schemas_dir() -> Path:
-    override = os.environ.get("INCIDENTCTL_SCHEMAS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "schemas"
 
 
 @functools.cache
-def runbook_schema() -> dict[str, Any]:
-    return json.loads((schemas_dir() / "runbook.schema.json").read_text())
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    for name, check in (("string", str), ("integer", int), ("number", float), ("array", list), ("object", dict)):
-        if isinstance(value, check):
-            return _TYPE_WORDS[name]
-    return "null" if value is None else type(value).__name__
+def _validator(directory: Path) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema("runbook.schema.json"))
 
 
 def _unknown_keys(error: ValidationError) -> list[tuple[list[str | int], str]]:
@@ -74,8 +57,8 @@ def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
     validator, expected, instance = error.validator, error.validator_value, error.instance
     if validator == "type":
         wanted = expected if isinstance(expected, list) else [expected]
-        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
-        return path, f"must be {words}, not {_describe(instance)}"
+        words = " or ".join(TYPE_WORDS.get(w, w) for w in wanted)
+        return path, f"must be {words}, not {describe_value(instance)}"
     if validator == "enum":
         return path, f"must be one of {', '.join(map(str, expected))}, not {instance!r}"
     if validator == "pattern":
@@ -132,7 +115,7 @@ def explain(error: ValidationError) -> list[tuple[list[str | int], str, bool]]:
 
 
 def schema_errors(source: Source) -> list[RunbookError]:
-    validator = jsonschema.Draft202012Validator(runbook_schema())
+    validator = _validator(schemas_dir())
     found: dict[tuple[str, str], RunbookError] = {}
     for raw in validator.iter_errors(source.data):
         for path, message, at_key in explain(raw):

@@ -201,9 +201,8 @@ class AlertIntake:
     def _incident_input(self, route: Route, workflow_id: str, alert: dict[str, Any]) -> IncidentInput:
         plan = route.plan
         params = resolve_params(plan, {}, alert)
-        service = str(expressions.render(plan["runbook"].get("service") or "", {"params": params, "alert": alert})
-                      or "")
-        return IncidentInput(incident_id=workflow_id, plan=plan, params=params, alert=alert,
+        service = str(expressions.render(plan.runbook.service or "", {"params": params, "alert": alert}) or "")
+        return IncidentInput(incident_id=workflow_id, plan=route.plan_json, params=params, alert=alert,
                              severity=self.router.severity(route, alert["labels"]), service=service,
                              started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
                              groups=self.groups)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
-from incidentctl.dsl.validate import schemas_dir
+from incidentctl.dsl.resources import load_schema
 
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     def schema(name: str) -> dict[str, Any]:
-        document = json.loads((schemas_dir() / name).read_text())
+        document = dict(load_schema(name))
         document.pop("$schema", None)
         return document
 

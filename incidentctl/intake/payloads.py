@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from incidentctl.dsl.validate import schemas_dir
+from incidentctl.dsl.resources import load_schema
 
 # Deeper than any alert needs; stops bodies built to exhaust recursion in whatever walks them later.
 MAX_DEPTH = 32
@@ -81,7 +81,7 @@ def _safe(value: Any, depth: int) -> Any:
 
 @functools.cache
 def _validator(name: str, ref: str = "") -> jsonschema.Draft202012Validator:
-    schema = json.loads((schemas_dir() / name).read_text())
+    schema = load_schema(name)
     if ref:
         schema = {"$defs": schema["$defs"], **schema["$defs"][ref]}
     return jsonschema.Draft202012Validator(schema)

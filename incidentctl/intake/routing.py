@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from incidentctl.intake.matchers import Matcher, parse_matcher
+from incidentctl.dsl.matchers import Matcher, parse_matcher
+from incidentctl.dsl.plan import Plan
 
 # Labels that always split incidents, whatever the grouping: one broken thing per cluster is its own incident.
 DEFAULT_KEY_LABELS = ("cluster",)
@@ -18,7 +20,7 @@ DEFAULT_SEVERITY_MAP = {"critical": "SEV1", "page": "SEV1", "high": "SEV2", "err
 
 @dataclass(frozen=True)
 class Route:
-    plan: dict[str, Any]
+    plan: Plan
     alertname: str
     matchers: tuple[Matcher, ...]
     priority: int
@@ -26,19 +28,24 @@ class Route:
 
     @property
     def runbook(self) -> str:
-        return str(self.plan["runbook"]["name"])
+        return self.plan.runbook.name
+
+    @functools.cached_property
+    def plan_json(self) -> dict[str, Any]:
+        """The plan as the workflow input carries it, built once per route rather than once per alert."""
+        return self.plan.to_json()
 
     def matches(self, labels: dict[str, str]) -> bool:
         return labels.get("alertname") == self.alertname and all(m.matches(labels) for m in self.matchers)
 
 
 class Router:
-    def __init__(self, plans: list[dict[str, Any]], severity_map: dict[str, str] | None = None,
+    def __init__(self, plans: list[Plan], severity_map: dict[str, str] | None = None,
                  key_labels: tuple[str, ...] = DEFAULT_KEY_LABELS) -> None:
         self.key_labels = key_labels
         routes = []
         for plan in plans:
-            trigger = plan.get("trigger")
+            trigger = plan.trigger
             if not trigger:
                 continue
             routes.append(Route(plan=plan, alertname=trigger["alertname"],
@@ -53,11 +60,11 @@ class Router:
         return next((r for r in self.routes if r.matches(labels)), None)
 
     def severity(self, route: Route, labels: dict[str, str]) -> str:
-        fixed = (route.plan.get("trigger") or {}).get("severity")
+        fixed = (route.plan.trigger or {}).get("severity")
         if fixed:
             return str(fixed)
         mapped = self.severity_map.get(labels.get("severity", "").lower())
-        return mapped or str(route.plan["runbook"].get("severity") or "SEV3")
+        return mapped or route.plan.runbook.severity
 
 
 def incident_key(route: Route, alert: dict[str, Any], group_labels: dict[str, str],

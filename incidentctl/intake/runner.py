@@ -12,11 +12,10 @@ from aiohttp import web
 from temporalio.client import Client
 
 from incidentctl.client import SEVERITIES
-from incidentctl.dsl.catalog import runbook_dirs
-from incidentctl.dsl.compiler import compile_directory
 from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.routing import DEFAULT_KEY_LABELS, Router
 from incidentctl.intake.server import ReceiverAuth, ReceiverLimits, create_app
+from incidentctl.library import compile_directory, runbook_dirs
 from incidentctl.localhttp import serve
 from workflows.model import TASK_QUEUE
 

@@ -1,0 +1,1 @@
+"""The shipped runbooks, package data `incidentctl.runbooks` (see incidentctl/dsl/resources.py)."""

@@ -1,0 +1,84 @@
+"""The alerts bound to an incident: notifications counted per fingerprint, and the runbook's resolve policy.
+
+Pure functions over IncidentState (time is passed in), tested without a server; the workflow's update handler
+and the interpreter call them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from incidentctl.dsl.plan import AlertPolicy, Step
+from workflows.model import AlertNotification
+from workflows.state import IncidentState
+
+
+def notification_problem(notification: AlertNotification) -> str | None:
+    """Why a notification must be refused before it enters history, or None."""
+    if not notification.alerts:
+        return "a notification needs at least one alert"
+    for alert in notification.alerts:
+        if not isinstance(alert, dict) or not alert.get("fingerprint"):
+            return "every alert needs a fingerprint"
+        if alert.get("status", "firing") not in ("firing", "resolved"):
+            return f"alert status must be firing or resolved, not {alert.get('status')!r}"
+    return None
+
+
+def record_notification(state: IncidentState, notification: AlertNotification, now: str,
+                        policy: AlertPolicy) -> int:
+    """Count a delivery: new alerts and changes of status are story events, repeats are only counted.
+
+    Returns how many alerts were new to this incident.
+    """
+    state.notifications += 1
+    new_alerts = 0
+    for alert in notification.alerts:
+        fingerprint, status = alert["fingerprint"], alert.get("status", "firing")
+        known = state.alerts.get(fingerprint)
+        if known is None:
+            new_alerts += 1
+            state.alerts[fingerprint] = {"status": status, "labels": alert.get("labels", {}), "first_seen": now,
+                                         "last_seen": now, "notifications": 1, "refired": 0}
+            state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "labels": alert.get("labels")})
+            continue
+        known["notifications"] += 1
+        known["last_seen"] = now
+        if known["status"] != status:
+            if status == "firing":
+                known["refired"] += 1
+            known["status"] = status
+            state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "repeat": known["notifications"]})
+    if firing_count(state) == 0 and state.alerts and not state.resolved_handled:
+        state.event(now, "alerts_all_resolved", detail={"policy": {"mode": policy.mode, "target": policy.target}})
+    return new_alerts
+
+
+def firing_count(state: IncidentState) -> int:
+    return sum(1 for a in state.alerts.values() if a["status"] == "firing")
+
+
+def alerts_cleared(state: IncidentState, policy: AlertPolicy) -> bool:
+    """All alerts resolved and the runbook wants that to change course (not yet applied)."""
+    return not state.resolved_handled and state.alert_status() == "resolved" and policy.mode != "continue"
+
+
+def apply_resolve_policy(state: IncidentState, policy: AlertPolicy, steps: list[Step], index: int, now: str
+                         ) -> int | None:
+    """Between top-level steps: where to go on once every alert resolved (None: the runbook is finished)."""
+    if state.resolved_handled or state.alert_status() != "resolved" or policy.mode == "continue":
+        return index
+    state.resolved_handled = True
+    if policy.mode == "finish":
+        state.event(now, "runbook_finished_early", detail={"reason": "all alerts resolved"})
+        return None
+    target = next((i for i, s in enumerate(steps) if s.id == policy.target), index)
+    if target > index:
+        state.event(now, "step_goto", steps[target].id, {"target": policy.target, "reason": "alerts resolved"})
+        return target
+    return index
+
+
+def receipt_counts(state: IncidentState) -> dict[str, Any]:
+    firing = firing_count(state)
+    return {"notifications": state.notifications, "firing": firing, "resolved": len(state.alerts) - firing}

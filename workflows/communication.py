@@ -1,0 +1,117 @@
+"""Keeping people informed: opened, status updates at a cadence per severity, approval requests, closed.
+
+Each message goes to every channel of the runbook's `communication` block through its notifier action, with a
+key fixed before the first attempt, so a send retried after a worker crash is recognised and not repeated.
+A channel that keeps failing is recorded on the timeline and never fails the incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from activities.base import ActionInput
+from incidentctl.dsl import expressions
+from incidentctl.dsl.plan import Channel, Step
+from workflows import messages
+from workflows.context import IncidentRun, Scope
+from workflows.errors import error_of
+from workflows.model import RESOLVED
+
+SEND_ATTEMPTS = 5
+
+
+class Communicator:
+    def __init__(self, run: IncidentRun) -> None:
+        self.run = run
+        self.spec = run.plan.communication
+        self._finishing = False
+        self._cadence_task: asyncio.Future[None] | None = None
+
+    def statement(self, name: str) -> str:
+        template = getattr(self.spec, name, None) if self.spec else None
+        if not template:
+            return ""
+        try:
+            return str(expressions.render(template, self.run.expression_context(Scope(results=self.run.state.results))))
+        except expressions.ExpressionError as exc:
+            return f"({name} unavailable: {exc})"
+
+    async def open(self, first_run: bool) -> None:
+        if not self.spec:
+            return
+        if first_run:
+            await self.broadcast("opened", messages.opened(self.run.summary(), self.statement("impact")))
+        self._cadence_task = asyncio.ensure_future(self._status_updates())
+
+    async def broadcast(self, event: str, text: str) -> None:
+        assert self.spec is not None
+        state, incident = self.run.state, self.run.input.incident_id
+        state.comms_seq += 1
+        seq = state.comms_seq
+        key = f"{incident}/{event}/{seq}"
+        timeout = timedelta(seconds=self.spec.send_timeout_s)
+
+        async def send(channel: Channel) -> str | None:
+            try:
+                await workflow.execute_activity(
+                    channel.action,
+                    ActionInput(action=channel.action, incident_id=incident, step_id=f"comms:{event}:{seq}",
+                                params={**channel.params, "message": text, "event": event, "key": key}),
+                    start_to_close_timeout=timeout,
+                    retry_policy=RetryPolicy(maximum_attempts=SEND_ATTEMPTS, initial_interval=timedelta(seconds=1)),
+                )
+                return None
+            except ActivityError as exc:
+                return f"{channel.action}: {error_of(exc).get('message')}"
+
+        problems = await asyncio.gather(*(send(c) for c in self.spec.channels))
+        failed = [p for p in problems if p]
+        detail: dict[str, Any] = {"event": event, "seq": seq, "channels": len(problems) - len(failed)}
+        if failed:
+            detail["failed"] = failed
+        self.run.event("notification_sent" if not failed else "notification_failed", detail=detail)
+
+    async def _status_updates(self) -> None:
+        assert self.spec is not None
+        cadence = self.spec.cadence_s.get(self.run.input.severity)
+        if not cadence:
+            return
+        while not self._finishing:
+            try:
+                await workflow.wait_condition(lambda: self._finishing, timeout=timedelta(seconds=cadence))
+            except builtins.TimeoutError:
+                await self.broadcast("update", messages.status_update(self.run.summary(), self.statement("impact"),
+                                                                      cadence))
+
+    async def stop_status_updates(self) -> None:
+        self._finishing = True
+        if self._cadence_task is not None:
+            await self._cadence_task
+
+    async def request_approval(self, pending: Any, upcoming: Step | None, scope: Scope) -> None:
+        if not self.spec:
+            return
+        params: Any = None
+        if upcoming and upcoming.params is not None:
+            try:
+                params = expressions.render(upcoming.params, self.run.expression_context(scope))
+            except expressions.ExpressionError:
+                params = upcoming.params  # depends on results the approval itself produces
+        text = messages.approval_request(self.run.summary(), pending.__dict__, upcoming, params, self.spec.approve_url)
+        await self.broadcast("approval_requested", text)
+
+    async def close(self) -> None:
+        if not self.spec:
+            return
+        await self.stop_status_updates()
+        state = self.run.state
+        duration = (self.run.now() - datetime.fromisoformat(state.started_at)).total_seconds()
+        text = messages.closed(self.run.summary(), self.statement("impact"), self.statement("root_cause"), duration)
+        await self.broadcast("resolved" if state.status == RESOLVED else "failed", text)

@@ -1,0 +1,95 @@
+"""What every room of the interpreter shares: the input, the typed plan, the state, and the expression scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+
+from incidentctl.dsl.plan import Plan, Step
+from workflows.model import RUNBOOK_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR, IncidentInput
+from workflows.state import IncidentState
+
+
+@dataclass
+class Scope:
+    """Step results and loop variables visible to expressions; foreach iterations get a child scope."""
+
+    results: dict[str, dict[str, Any]]
+    variables: dict[str, Any] = field(default_factory=dict)
+    key_suffix: str = ""
+    parent: Scope | None = None
+
+    def child(self, variables: dict[str, Any], key_suffix: str) -> Scope:
+        return Scope(results={}, variables=variables, key_suffix=self.key_suffix + key_suffix, parent=self)
+
+    def visible_results(self) -> dict[str, dict[str, Any]]:
+        merged = self.parent.visible_results() if self.parent else {}
+        return {**merged, **self.results}
+
+    def visible_variables(self) -> dict[str, Any]:
+        merged = self.parent.visible_variables() if self.parent else {}
+        return {**merged, **self.variables}
+
+    def key(self, step: Step) -> str:
+        """The step's name in records and the timeline: its id, plus `[i]` per enclosing foreach iteration."""
+        return step.id + self.key_suffix
+
+
+class IncidentRun:
+    """One run of one incident, as the rooms see it."""
+
+    def __init__(self, inp: IncidentInput) -> None:
+        self.input = inp
+        self.plan = Plan.from_json(inp.plan)
+        labels = (inp.alert or {}).get("labels") or {}
+        runbook = self.plan.runbook
+        # The runbook owner commands by default; the alert's team label routes the work, else the runbook's team.
+        self.state = IncidentState(roles={"commander": runbook.owner or "",
+                                          "assignee": labels.get("team") or runbook.team or "",
+                                          "acknowledged_by": None, "acknowledged_at": None, "time_to_ack_s": None})
+
+    @staticmethod
+    def now() -> datetime:
+        return workflow.now()
+
+    def event(self, kind: str, step: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        self.state.event(self.now().isoformat(), kind, step, detail)
+
+    def set_status(self, status: str) -> None:
+        self.state.status = status
+        workflow.upsert_search_attributes([
+            STATUS_ATTR.value_set(status),
+            SEVERITY_ATTR.value_set(self.input.severity),
+            RUNBOOK_ATTR.value_set(self.plan.runbook.name),
+            SERVICE_ATTR.value_set(self.input.service or ""),
+        ])
+
+    def expression_context(self, scope: Scope) -> dict[str, Any]:
+        inp = self.input
+        return {
+            "params": inp.params,
+            "alert": inp.alert or {},
+            "steps": scope.visible_results(),
+            "incident": {
+                "id": inp.incident_id,
+                "severity": inp.severity,
+                "runbook": self.plan.runbook.name,
+                "service": inp.service,
+                "dry_run": inp.dry_run,
+                "started_at": self.state.started_at,
+                "alert_status": self.state.alert_status(),
+                "refires": self.state.refires.get("count", 0),
+            },
+            **scope.visible_variables(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        inp, runbook = self.input, self.plan.runbook
+        return self.state.summary({
+            "incident_id": inp.incident_id, "runbook": runbook.name, "runbook_version": runbook.version,
+            "plan_hash": self.plan.hash or None, "severity": inp.severity, "service": inp.service,
+            "params": inp.params, "dry_run": inp.dry_run,
+        })
