@@ -3,17 +3,24 @@
 An action is an async function taking one `ActionInput` and returning a JSON-able dict. The `@action`
 decorator registers it and turns it into a Temporal activity whose activity type is the action's name, so
 histories and the Temporal UI read `k8s.rollout_undo`, not a generic dispatcher.
+
+Each action declares its params once, as a JSON Schema whose top-level properties carry their `default`s; the
+wrapper validates the params and fills those defaults in before the action runs, so action code reads
+`params["tail_lines"]` and never restates a default.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonschema
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+
+from incidentctl.dsl.errors import json_path
 
 
 @dataclass
@@ -56,11 +63,15 @@ class UnknownAction(KeyError):
 def params_errors(schema: dict[str, Any], params: Any) -> list[str]:
     """Plain-sentence errors of `params` against an action's schema, with the JSON path of each."""
     validator = jsonschema.Draft202012Validator(schema)
-    messages = []
-    for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        messages.append(f"params{where}: {error.message}")
-    return messages
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    return [f"{json_path(error.absolute_path, root='params')}: {error.message}" for error in errors]
+
+
+def with_defaults(schema: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """`params` plus the `default` of every top-level property it leaves out (copied: actions may mutate them)."""
+    defaults = {name: copy.deepcopy(prop["default"]) for name, prop in schema.get("properties", {}).items()
+                if isinstance(prop, dict) and "default" in prop and name not in params}
+    return {**params, **defaults}
 
 
 def _first_line(doc: str | None) -> str:
@@ -95,10 +106,12 @@ def action(
                 raise ApplicationError(
                     f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
                 )
-            return await fn(inp)
+            return await fn(replace(inp, params=with_defaults(params, inp.params)))
 
+        # The action's own identity, so tracebacks, the Temporal UI and the module-naming test see the action.
         run.__name__ = fn.__name__
         run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
         run.__doc__ = fn.__doc__
         wrapped = activity.defn(name=name)(run)
         _REGISTRY[name] = ActionSpec(

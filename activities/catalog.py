@@ -1,36 +1,48 @@
-"""Which modules hold actions. Adding a backend: write `activities/<backend>.py` and name it here."""
+"""Finding the actions: every module of the `activities` package is imported, and importing registers them.
+
+No hand-kept list: a new module under activities/ (or a subpackage) is found by existing. Where an action lives
+follows from its name (docs/design.md, "Actions"): `family.verb_rest` is in `activities/family.py` or
+`activities/family/<w>.py`, where `<w>` is the verb or its leading words (`k8s.wait_stable` in
+`activities/k8s/wait.py`). Modules that register nothing are helpers (`k8s/api.py`, `k8s/health.py`, ...).
+Importing any module here must stay cheap: SDKs (kubernetes, cloud clients) are imported inside the code that
+talks to them, so building the catalog for the compiler or the CLI does not load them.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from activities.base import ActionSpec, registered_actions
 from incidentctl.dsl.actions import ActionInfo
 
-ACTION_MODULES: tuple[str, ...] = (
-    "activities.util",
-    "activities.http",
-    "activities.notify",
-    "activities.notify_http",
-    "activities.notify_github",
-    "activities.k8s.diagnose",
-    "activities.k8s.workload",
-    "activities.k8s.correlate",
-    "activities.k8s.rollout",
-    "activities.k8s.pods",
-    "activities.k8s.nodes",
-    "activities.k8s.network",
-    "activities.k8s.verify",
-)
+PACKAGE = "activities"
+
+
+def _module_names(package: str) -> list[str]:
+    """`package`'s modules and those of its subpackages, recursively (the packages themselves included)."""
+    names = [package]
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
+        names += _module_names(info.name) if info.ispkg else [info.name]
+    return names
+
+
+@functools.cache
+def action_modules() -> tuple[str, ...]:
+    """Every module of the activities package, imported (which registers its actions), sorted by name."""
+    # Not pkgutil.walk_packages: it silently skips a subpackage whose import fails, and its actions with it.
+    names = sorted(_module_names(PACKAGE))
+    for name in names:
+        importlib.import_module(name)
+    return tuple(names)
 
 
 def load_all() -> list[ActionSpec]:
-    """Import every action module (registration happens at import) and return the registry, sorted by name."""
-    for module in ACTION_MODULES:
-        # Idempotent: importlib caches modules, so a second call registers nothing twice.
-        importlib.import_module(module)
+    """Import every action module and return the registry, sorted by name."""
+    action_modules()
     return registered_actions()
 
 

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
+
 # A health endpoint that streams gigabytes must not exhaust the worker: read at most this much of any body.
 MAX_BODY_BYTES = 1 << 20
 EXCERPT_CHARS = 2000
-DEFAULT_TIMEOUT_S = 10.0
-CHECK_EXPECTED = [200]
-REQUEST_EXPECTED = [200, 201, 202, 204]
 
 _STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
 _COMMON: dict[str, Any] = {
     "url": {"type": "string", "pattern": "^https?://", "description": "http:// or https:// URL"},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "json": {"description": "JSON body to send"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_TIMEOUT_S,
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": 10.0,
                 "description": "seconds for the whole exchange, body included"},
-    "expected_status": {
-        "oneOf": [_STATUS, {"type": "array", "items": _STATUS, "minItems": 1}],
-        "description": "status code or codes that count as success",
-    },
 }
+
+
+def _expected_status(default: list[int]) -> dict[str, Any]:
+    return {"oneOf": [_STATUS, {"type": "array", "items": _STATUS, "minItems": 1}], "default": default,
+            "description": "status code or codes that count as success"}
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,16 @@ class _Answer:
     elapsed_ms: float
 
 
-def _expected(params: dict[str, Any], default: list[int]) -> list[int]:
-    value = params.get("expected_status", default)
+def _expected(params: dict[str, Any]) -> list[int]:
+    value = params["expected_status"]
     return [value] if isinstance(value, int) else list(value)
 
 
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+class _NoAnswer(Exception):
+    """The request got no HTTP answer at all (refused, reset, timed out); the message says which, in a sentence."""
+
+
+async def _read_bounded(response: ClientResponse) -> bytes:
     # StreamReader.read(n) returns whatever is buffered (one network chunk), not n bytes: loop until EOF or
     # the bound, so `body_contains` sees the whole (bounded) body and not just the first chunk.
     chunks: list[bytes] = []
@@ -58,7 +62,7 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(response: aiohttp.ClientResponse, body: bytes) -> str:
+def _decode(response: ClientResponse, body: bytes) -> str:
     try:
         return body.decode(response.charset or "utf-8", errors="replace")
     except LookupError:  # a server announcing a charset Python does not know
@@ -66,20 +70,25 @@ def _decode(response: aiohttp.ClientResponse, body: bytes) -> str:
 
 
 async def _send(params: dict[str, Any], method: str) -> _Answer:
+    import aiohttp  # here, not at module import: building the action catalog must not load the HTTP client
+
     started = time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=float(params.get("timeout", DEFAULT_TIMEOUT_S)))
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        async with session.request(method, params["url"], headers=params.get("headers"),
-                                   json=params.get("json")) as response:
-            body = _decode(response, await _read_bounded(response))
-            return _Answer(response.status, body, round((time.monotonic() - started) * 1000, 1))
+    timeout = aiohttp.ClientTimeout(total=float(params["timeout"]))
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.request(method, params["url"], headers=params.get("headers"),
+                                       json=params.get("json")) as response:
+                body = _decode(response, await _read_bounded(response))
+                return _Answer(response.status, body, round((time.monotonic() - started) * 1000, 1))
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _NoAnswer(_no_answer(method, params, exc)) from None
 
 
 def _no_answer(method: str, params: dict[str, Any], exc: BaseException) -> str:
     """One sentence for a request that got no HTTP answer at all."""
     target = f"{method} {params['url']}"
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is a TimeoutError too
-        return f"{target}: no answer within {float(params.get('timeout', DEFAULT_TIMEOUT_S)):g}s (timeout)"
+        return f"{target}: no answer within {float(params['timeout']):g}s (timeout)"
     detail = str(exc) or type(exc).__name__
     return f"{target}: no answer ({type(exc).__name__}: {detail})"
 
@@ -90,6 +99,7 @@ def _no_answer(method: str, params: dict[str, Any], exc: BaseException) -> str:
         "type": "object",
         "properties": {
             **_COMMON,
+            "expected_status": _expected_status([200]),
             "method": {"enum": ["GET", "HEAD", "POST"], "default": "GET"},
             "body_contains": {"type": "string", "description": "substring the body must contain"},
         },
@@ -100,15 +110,15 @@ def _no_answer(method: str, params: dict[str, Any], exc: BaseException) -> str:
 )
 async def check(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
-    method = params.get("method", "GET")
-    expected = _expected(params, CHECK_EXPECTED)
+    method = params["method"]
+    expected = _expected(params)
     started = time.monotonic()
     try:
         answer = await _send(params, method)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except _NoAnswer as exc:
         # "The service is down" is what a check is for: report it so `assert`/`until` can decide.
         return {"ok": False, "status": 0, "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-                "body_excerpt": "", "reason": _no_answer(method, params, exc)}
+                "body_excerpt": "", "reason": str(exc)}
     problems = []
     if answer.status not in expected:
         problems.append(f"status {answer.status}, expected {' or '.join(map(str, expected))}")
@@ -123,7 +133,8 @@ async def check(inp: ActionInput) -> dict[str, Any]:
     "http.request",
     params={
         "type": "object",
-        "properties": {**_COMMON, "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "POST"}},
+        "properties": {**_COMMON, "expected_status": _expected_status([200, 201, 202, 204]),
+                       "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "POST"}},
         "required": ["url"],
         "additionalProperties": False,
     },
@@ -132,16 +143,16 @@ async def check(inp: ActionInput) -> dict[str, Any]:
 )
 async def request(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
-    method = params.get("method", "POST")
-    expected = _expected(params, REQUEST_EXPECTED)
+    method = params["method"]
+    expected = _expected(params)
     if inp.dry_run:
         # Headers are left out on purpose: they typically carry credentials, and this lands in the history.
         return {"dry_run": True, "would_send": {"method": method, "url": params["url"], "json": params.get("json")}}
     try:
         answer = await _send(params, method)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except _NoAnswer as exc:
         # Retryable: the runbook's retry policy decides whether resending this change is safe.
-        raise ApplicationError(_no_answer(method, params, exc), type="HTTPUnreachable") from None
+        raise ApplicationError(str(exc), type="HTTPUnreachable") from None
     if answer.status not in expected:
         # Server errors and throttling may pass; other client errors will not change on retry.
         retryable = answer.status >= 500 or answer.status == 429

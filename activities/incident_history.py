@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
 
-from incidentctl.client import visibility_quote
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+
+def visibility_quote(value: str) -> str:
+    """A string literal for a Temporal visibility query."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class IncidentHistory:
@@ -17,6 +22,9 @@ class IncidentHistory:
     @activity.defn(name="incident.previous_runs")
     async def previous_runs(self, incident_id: str) -> dict[str, Any]:
         """How many closed incidents had this key before, and the newest one's run id (to link them)."""
+        # Imported here: the action catalog imports every module of activities/ and must stay cheap.
+        from temporalio.client import WorkflowExecutionStatus
+
         count, newest, newest_close = 0, None, None
         query = f"WorkflowId = {visibility_quote(incident_id)} AND ExecutionStatus != 'Running'"
         async for execution in self._client.list_workflows(query):

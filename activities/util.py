@@ -66,12 +66,12 @@ async def set_values(inp: ActionInput) -> dict[str, Any]:
 async def fail(inp: ActionInput) -> dict[str, Any]:
     # Temporal counts attempts from 1, so `times: 2` fails attempts 1 and 2 and succeeds on the third.
     attempt = activity.info().attempt
-    times = int(inp.params.get("times", -1))
+    times = inp.params["times"]
     if times < 0 or attempt <= times:
         raise ApplicationError(
             inp.params.get("message") or f"failing on purpose (attempt {attempt})",
-            type=inp.params.get("error_type", "ActionFailed"),
-            non_retryable=bool(inp.params.get("non_retryable", False)),
+            type=inp.params["error_type"],
+            non_retryable=inp.params["non_retryable"],
         )
     return {"attempts": attempt}
 

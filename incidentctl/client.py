@@ -22,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.incident_history import visibility_quote
 from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Plan
 from incidentctl.params import resolve_params
@@ -170,11 +171,6 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
 
 async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any]]:
     return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident)
-
-
-def visibility_quote(value: str) -> str:
-    """A string literal for a Temporal visibility query."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def list_query(status: str | None = None, severity: str | None = None, runbook: str | None = None,

@@ -23,7 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.base import ActionInput
-from activities.notify_github import github_issue
+from activities.notify.github import github_issue
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
 from incidentctl.library import compile_text

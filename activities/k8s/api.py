@@ -9,6 +9,9 @@ Calls go through the typed API classes but read raw JSON (`_preload_content=Fals
 workflow history as plain JSON, the way `kubectl get -o json` shows objects.
 Transient failures (timeouts, connection errors, 429/500/502/503/504) are retried here with exponential
 backoff and heartbeats; what retrying cannot fix becomes a non-retryable ApplicationError in one sentence.
+
+The `kubernetes` SDK (some 360 modules) is imported by the functions that talk to a cluster, not at import time:
+building the action catalog (the compiler, `incidentctl actions list`) must not pay for it.
 """
 
 from __future__ import annotations
@@ -19,40 +22,33 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import urllib3
-from kubernetes import client, config
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.k8s.schemas import DEFAULT_API_TIMEOUT_S
 from incidentctl.dsl.durations import parse_duration
 
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
 IN_CLUSTER = "in-cluster"
+# Content types of the three kinds of PATCH the API server accepts.
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
-DEFAULT_API_TIMEOUT_S = 15.0
 
-CONNECTION: dict[str, Any] = {
-    # Null or "" means "the default", so runbooks can pass `${{ alert.labels.cluster }}` whether or not it is set.
-    "kubeconfig": {"type": ["string", "null"],
-                   "description": "kubeconfig path, or 'in-cluster' (default: $INCIDENTCTL_KUBECONFIG, $KUBECONFIG, "
-                                  "~/.kube/config, else the pod's service account)"},
-    "context": {"type": ["string", "null"], "description": "kubeconfig context (default: its current one)"},
-    "api_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_API_TIMEOUT_S,
-                    "description": "seconds per API request before it counts as a timeout (retried)"},
-}
-NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}
-NAMESPACE = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
-SELECTOR = {"type": "string", "description": "label selector, e.g. app=cart,tier!=canary"}
-
+# `api` argument of call() -> class of kubernetes.client
 _API_CLASSES = {
-    "core": client.CoreV1Api,
-    "apps": client.AppsV1Api,
-    "policy": client.PolicyV1Api,
-    "networking": client.NetworkingV1Api,
-    "custom": client.CustomObjectsApi,
+    "core": "CoreV1Api",
+    "apps": "AppsV1Api",
+    "policy": "PolicyV1Api",
+    "networking": "NetworkingV1Api",
+    "custom": "CustomObjectsApi",
 }
 
 
@@ -80,7 +76,7 @@ class Target:
         return f'{what} in namespace "{self.namespace}"' if self.namespace else what
 
 
-_clients: dict[tuple[str, str], tuple[float, client.ApiClient]] = {}
+_clients: dict[tuple[str, str], tuple[float, ApiClient]] = {}
 _clients_lock = threading.Lock()
 
 
@@ -97,7 +93,7 @@ def _kubeconfig_path(params: dict[str, Any]) -> str:
     return IN_CLUSTER
 
 
-def api_client(params: dict[str, Any]) -> client.ApiClient:
+def api_client(params: dict[str, Any]) -> ApiClient:
     """One ApiClient per (kubeconfig, context), rebuilt when the file changes (rotated tokens, new clusters)."""
     path = _kubeconfig_path(params)
     context = params.get("context") or ""
@@ -118,7 +114,9 @@ def api_client(params: dict[str, Any]) -> client.ApiClient:
         return cached[1]
 
 
-def _load(path: str, context: str) -> client.ApiClient:
+def _load(path: str, context: str) -> ApiClient:
+    from kubernetes import client, config
+
     try:
         if path == IN_CLUSTER:
             configuration = client.Configuration()
@@ -161,7 +159,10 @@ def _raise_for(response: Any) -> None:
 
 def _call_once(params: dict[str, Any], api: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                text: bool) -> Any:
-    instance = _API_CLASSES[api](api_client(params))
+    from kubernetes import client
+
+    instance = getattr(client, _API_CLASSES[api])(api_client(params))
+    # Actions get api_timeout from their schema's default; direct callers (tests) may leave it out.
     timeout = float(params.get("api_timeout", DEFAULT_API_TIMEOUT_S))
     try:
         response = getattr(instance, method)(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
@@ -184,6 +185,8 @@ async def call(params: dict[str, Any], target: Target, api: str, method: str, *a
     KubeError is raised only for statuses the caller may want to handle itself (404, 409, 429 on eviction,
     422); use `fail()` to turn it into the standard ApplicationError.
     """
+    from urllib3.exceptions import HTTPError  # the transport under the kubernetes client, loaded with it
+
     delay = FIRST_BACKOFF_S
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -192,7 +195,7 @@ async def call(params: dict[str, Any], target: Target, api: str, method: str, *a
             if exc.status not in TRANSIENT_STATUSES or (exc.status == 429 and target.resource == "pods/eviction"):
                 raise
             problem = f"{target.verb} {target.describe()}: API server answered {exc.status} ({exc})"
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (HTTPError, OSError) as exc:
             problem = f"{target.verb} {target.describe()}: no answer from the API server ({type(exc).__name__})"
         if attempt == ATTEMPTS:
             raise ApplicationError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
@@ -249,10 +252,10 @@ async def namespace_exists(params: dict[str, Any], namespace: str) -> bool:
     return True
 
 
-def duration_param(params: dict[str, Any], key: str, default: str | float) -> float:
+def duration_param(params: dict[str, Any], key: str) -> float:
     """A duration param (`30s`, `5m`, seconds) in seconds; a malformed one fails the step at once, not on retry."""
     try:
-        return parse_duration(params.get(key, default))
+        return parse_duration(params[key])
     except ValueError as exc:
         raise ApplicationError(f"invalid params: {key}: {exc}", type="InvalidParams", non_retryable=True) from None
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from activities.k8s.fields import as_list, dig, owner_ref, parse_time
 
-KI = 1024
 MI = 1024**2
 GI = 1024**3
 TI = 1024**4

@@ -7,8 +7,9 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, Target, must
+from activities.k8s.api import Target, must
 from activities.k8s.fields import owner_ref, selector_string
+from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
 
 _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps"),
          "Deployment": ("apps", "read_namespaced_deployment", "deployments.apps")}
@@ -16,8 +17,7 @@ _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps
 
 @action(
     "k8s.workload_of",
-    params={"type": "object", "properties": {"namespace": NAMESPACE, "pod": NAME, **CONNECTION},
-            "required": ["namespace", "pod"], "additionalProperties": False},
+    params=k8s_params({"namespace": NAMESPACE, "pod": NAME}, ["namespace", "pod"]),
     description="Follow a pod's owner references up to its Deployment (or the top controller) and its selector.",
 )
 async def workload_of(inp: ActionInput) -> dict[str, Any]:

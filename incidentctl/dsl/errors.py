@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -26,9 +27,9 @@ class RunbookErrors(Exception):
         self.errors = errors
 
 
-def json_path(path: tuple[str | int, ...] | list[str | int]) -> str:
-    """`("steps", 2, "retry")` -> `$.steps[2].retry`."""
-    out = "$"
+def json_path(path: Iterable[str | int], root: str = "$") -> str:
+    """`("steps", 2, "retry")` -> `$.steps[2].retry`; `root="params"` -> `params.steps[2].retry`."""
+    out = root
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out

@@ -1,4 +1,4 @@
-"""Slack incoming webhooks and generic JSON webhooks.
+"""Posting a message to a webhook URL with an idempotency key (shared by the webhook, Slack and GitHub notifiers).
 
 Each message carries an idempotency key (incident/step), so a retried send is recognisable: generic
 webhooks get it as the `Idempotency-Key` header and in the body; Slack's incoming webhooks have no way to
@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aiohttp
 from temporalio.exceptions import ApplicationError
 
-from activities.base import ActionInput, action
+from activities.base import ActionInput
 
-_TARGET = {
+# The params of a notifier that posts to a URL.
+TARGET: dict[str, Any] = {
     "url": {"type": "string", "pattern": "^https?://"},
     "url_env": {"type": "string", "description": "variable holding the URL (keeps secrets out of runbooks)"},
     "message": {"type": "string", "minLength": 1},
@@ -24,7 +24,7 @@ _TARGET = {
 }
 
 
-def _url(params: dict[str, Any]) -> str:
+def target_url(params: dict[str, Any]) -> str:
     url = params.get("url") or os.environ.get(params.get("url_env", ""), "")
     if not url:
         raise ApplicationError("no webhook URL: give `url` or set the variable named by `url_env`",
@@ -37,6 +37,8 @@ def idempotency_key(inp: ActionInput) -> str:
 
 
 async def post_json(url: str, body: dict[str, Any], key: str) -> int:
+    import aiohttp  # here, not at module import: building the action catalog must not load the HTTP client
+
     timeout = aiohttp.ClientTimeout(total=15)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -49,26 +51,3 @@ async def post_json(url: str, body: dict[str, Any], key: str) -> int:
         raise ApplicationError(f"POST {url} answered {status}: {text[:300]}", type="HTTPStatus",
                                non_retryable=400 <= status < 500 and status != 429)
     return status
-
-
-@action("notify.webhook", params={"type": "object", "properties": _TARGET, "required": ["message"],
-                                  "additionalProperties": False},
-        description="POST a JSON message (with an Idempotency-Key) to a webhook URL.")
-async def webhook(inp: ActionInput) -> dict[str, Any]:
-    key = idempotency_key(inp)
-    body = {"incident_id": inp.incident_id, "event": inp.params.get("event", "message"),
-            "message": inp.params["message"], "idempotency_key": key}
-    status = await post_json(_url(inp.params), body, key)
-    return {"delivered": True, "channel": "webhook", "status": status, "key": key}
-
-
-@action("notify.slack", params={"type": "object", "properties": _TARGET, "required": ["message"],
-                                "additionalProperties": False},
-        description="Post a message to a Slack incoming webhook.")
-async def slack(inp: ActionInput) -> dict[str, Any]:
-    key = idempotency_key(inp)
-    body = {"text": inp.params["message"],
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": inp.params["message"]}},
-                       {"type": "context", "elements": [{"type": "mrkdwn", "text": f"incidentctl · {key}"}]}]}
-    status = await post_json(_url(inp.params), body, key)
-    return {"delivered": True, "channel": "slack", "status": status, "key": key}

@@ -1,4 +1,4 @@
-"""Pod remediation: delete (unhealthy) pods so their controller replaces them, within a hard bound.
+"""`k8s.delete_pods`: delete (unhealthy) pods so their controller replaces them, within a hard bound.
 
 The bound is checked against everything the selector picks before the first delete: more candidates than
 `max_pods` deletes nothing, because a too-broad selector is a mistake in the runbook, not a reason to delete the
@@ -14,10 +14,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
 from activities.k8s.api import (
-    CONNECTION,
-    NAME,
-    NAMESPACE,
-    SELECTOR,
     KubeError,
     Target,
     call,
@@ -28,6 +24,7 @@ from activities.k8s.api import (
     namespace_missing,
 )
 from activities.k8s.health import summarize_pod
+from activities.k8s.schemas import NAME, NAMESPACE, SELECTOR, k8s_params
 
 HARD_MAX_DELETE_PODS = 20
 # A replacement pod that is still Pending this young is starting, not unhealthy; without this grace a retried
@@ -37,7 +34,7 @@ PENDING_GRACE_S = 60.0
 
 @action(
     "k8s.delete_pods",
-    params={"type": "object", "properties": {
+    params=k8s_params({
         "namespace": NAMESPACE,
         "selector": {**SELECTOR, "minLength": 1, "pattern": r"\S"},
         "node": {**NAME, "description": "only pods on this node"},
@@ -45,8 +42,7 @@ PENDING_GRACE_S = 60.0
                            "description": "only pods with a problem (CrashLoopBackOff, not Ready, Pending, ...)"},
         "max_pods": {"type": "integer", "minimum": 1, "maximum": HARD_MAX_DELETE_PODS, "default": 1,
                      "description": "refuse (deleting none) when more pods than this would be deleted"},
-        **CONNECTION,
-    }, "required": ["namespace", "selector"], "additionalProperties": False},
+    }, ["namespace", "selector"]),
     mutates=True,
     description="Delete pods matching a selector (by default only unhealthy ones) so their controller recreates "
                 f"them; at most max_pods (never more than {HARD_MAX_DELETE_PODS}).",
@@ -61,8 +57,8 @@ async def delete_pods(inp: ActionInput) -> dict[str, Any]:
         raise ApplicationError("k8s.delete_pods: an empty selector would match every pod; refusing",
                                type="InvalidParams", non_retryable=True)
     node = p.get("node")
-    only_unhealthy = p.get("only_unhealthy", True)
-    bound = min(p.get("max_pods", 1), HARD_MAX_DELETE_PODS)
+    only_unhealthy = p["only_unhealthy"]
+    bound = min(p["max_pods"], HARD_MAX_DELETE_PODS)
     listed = await must(p, Target("list", "pods", namespace), "core", "list_namespaced_pod", namespace,
                         label_selector=selector, field_selector=f"spec.nodeName={node}" if node else None)
     pods = sorted(listed.get("items", []), key=lambda pod: pod["metadata"]["name"])

@@ -1,4 +1,4 @@
-"""Verification: wait until a rollout completes, pods are Ready, or nothing restarts for a while.
+"""`k8s.wait_*`: wait until a rollout completes, pods are Ready, or nothing restarts for a while.
 
 Each polls with heartbeats and has a deadline. The deadline is absolute across retries: the first attempt's
 start is carried in heartbeat details, so a worker that dies and comes back does not restart the clock.
@@ -16,28 +16,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, SELECTOR, Target, duration_param, heartbeat, must
+from activities.k8s.api import Target, duration_param, heartbeat, must
 from activities.k8s.health import deployment_summary, summarize_pod
+from activities.k8s.schemas import DURATION, NAME, NAMESPACE, SELECTOR, k8s_params
 from incidentctl.dsl.durations import format_duration
 
 HEARTBEAT_TIMEOUT_S = 30.0
-DURATION = {"type": ["string", "number"], "description": "e.g. 30s, 5m"}
 MAX_WAIT_S = 3600.0
-
-
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object",
-            "properties": {"namespace": NAMESPACE, **properties, "timeout": DURATION, "interval": DURATION,
-                           **CONNECTION},
-            "required": ["namespace", *required], "additionalProperties": False}
+# Every wait takes these: how long to wait in all (at most MAX_WAIT_S) and how often to look.
+WAITING = {"timeout": {**DURATION, "default": "5m"}, "interval": {**DURATION, "default": "2s"}}
 
 
 class _Clock:
     """Deadline and elapsed time that survive activity retries (via heartbeat details)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
-        self.timeout = min(duration_param(params, "timeout", "5m"), MAX_WAIT_S)
-        self.interval = max(duration_param(params, "interval", "2s"), 0.2)
+        self.timeout = min(duration_param(params, "timeout"), MAX_WAIT_S)
+        self.interval = max(duration_param(params, "interval"), 0.2)
         self.started = time.time()
         if activity.in_activity():
             details = activity.info().heartbeat_details
@@ -61,7 +56,7 @@ def _failed(message: str, seen: dict[str, Any]) -> ApplicationError:
 
 @action(
     "k8s.wait_rollout",
-    params=_schema({"deployment": NAME}, ["deployment"]),
+    params=k8s_params({"namespace": NAMESPACE, "deployment": NAME, **WAITING}, ["namespace", "deployment"]),
     description="kubectl rollout status: wait until every replica runs the current template and is available.",
     heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
@@ -90,7 +85,9 @@ async def _pods(p: dict[str, Any]) -> list[dict[str, Any]]:
 
 @action(
     "k8s.wait_pods_ready",
-    params=_schema({"selector": SELECTOR, "min_ready": {"type": "integer", "minimum": 1}}, ["selector"]),
+    params=k8s_params({"namespace": NAMESPACE, "selector": SELECTOR,
+                       "min_ready": {"type": "integer", "minimum": 1, "default": 1}, **WAITING},
+                      ["namespace", "selector"]),
     description="Wait until every pod matching the selector is Ready (and at least min_ready exist).",
     heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
@@ -102,24 +99,25 @@ async def wait_pods_ready(inp: ActionInput) -> dict[str, Any]:
         ready = sum(s["ready"] for s in pods)
         seen = {"ready": ready, "total": len(pods),
                 "not_ready": [s["name"] for s in pods if not s["ready"]][:20]}
-        if pods and ready == len(pods) and ready >= p.get("min_ready", 1):
+        if pods and ready == len(pods) and ready >= p["min_ready"]:
             return {"ok": True, "waited_s": round(clock.elapsed(), 1), **seen}
         if clock.expired():
             raise _failed(f"{ready} of {len(pods)} pods matching {p['selector']} in {p['namespace']} Ready after "
-                          f"{format_duration(clock.timeout)} (want all, at least {p.get('min_ready', 1)})", seen)
+                          f"{format_duration(clock.timeout)} (want all, at least {p['min_ready']})", seen)
         await clock.tick(seen)
 
 
 @action(
     "k8s.wait_stable",
-    params=_schema({"selector": SELECTOR, "for": DURATION}, ["selector", "for"]),
+    params=k8s_params({"namespace": NAMESPACE, "selector": SELECTOR, "for": DURATION, **WAITING},
+                      ["namespace", "selector", "for"]),
     description="Wait until the selected pods are all Ready and none has restarted for a whole `for` window.",
     heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
 async def wait_stable(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     clock = _Clock(p)
-    window = duration_param(p, "for", 0)
+    window = duration_param(p, "for")
     if window >= clock.timeout:
         raise ApplicationError(f"for ({format_duration(window)}) must be shorter than timeout "
                                f"({format_duration(clock.timeout)})", type="InvalidParams", non_retryable=True)

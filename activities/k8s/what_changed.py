@@ -13,20 +13,14 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.k8s.api import CONNECTION, NAME, NAMESPACE, KubeError, Target, call, duration_param, must
+from activities.k8s.api import KubeError, Target, call, duration_param, must
 from activities.k8s.changes import correlate
 from activities.k8s.fields import parse_time, selector_string
+from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
 
 # Node events are recorded in the default namespace whatever namespace the incident is in.
 NODE_EVENTS_NAMESPACE = "default"
 MANAGED_FIELD_KEYS = ("manager", "operation", "time", "subresource")
-
-
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": {**properties, **CONNECTION}, "required": required,
-            "additionalProperties": False}
-
-
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}
 
 
@@ -64,7 +58,7 @@ async def _node_events(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 @action(
     "k8s.what_changed",
-    params=_schema({
+    params=k8s_params({
         "namespace": NAMESPACE,
         "deployment": {**NAME, "description": "the alerting Deployment (its rollouts, config and nodes rank first)"},
         "window": {"type": ["string", "number"], "default": "2h", "description": "how far before the alert to look"},
@@ -77,7 +71,7 @@ async def _node_events(params: dict[str, Any]) -> list[dict[str, Any]]:
 async def what_changed(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     namespace = p["namespace"]
-    window = timedelta(seconds=duration_param(p, "window", "2h"))
+    window = timedelta(seconds=duration_param(p, "window"))
     if "alert_time" in p:
         alert_time = parse_time(p["alert_time"])
         if alert_time is None:

@@ -1,4 +1,4 @@
-"""A GitHub issue per incident: opened on start, commented on updates, labelled and closed on resolve.
+"""`notify.github`: a GitHub issue per incident: opened on start, commented on updates, labelled and closed on resolve.
 
 Idempotent by reading before writing: the issue body and every comment carry a hidden marker with the
 message key, so a retried send finds its earlier write instead of posting twice.
@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aiohttp
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, action
-from activities.notify_http import idempotency_key
+from activities.notify.delivery import idempotency_key
 
 MAX_PAGES = 10
 
@@ -26,6 +25,8 @@ class GitHub:
             self.headers["Authorization"] = f"Bearer {token}"
 
     async def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+        import aiohttp  # here, not at module import: building the action catalog must not load the HTTP client
+
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
                 async with session.request(method, self.base + path, json=body, params=params,
@@ -71,19 +72,19 @@ def _marker(text: str) -> str:
     params={"type": "object", "additionalProperties": False, "required": ["repo", "message"],
             "properties": {
                 "repo": {"type": "string", "pattern": "^[^/\\s]+/[^/\\s]+$"},
-                "api_url": {"type": "string", "pattern": "^https?://"},
-                "token_env": {"type": "string"},
+                "api_url": {"type": "string", "pattern": "^https?://", "default": "https://api.github.com"},
+                "token_env": {"type": "string", "default": "GITHUB_TOKEN"},
                 "message": {"type": "string", "minLength": 1},
                 "title": {"type": "string"},
-                "event": {"enum": ["opened", "update", "approval_requested", "resolved", "failed", "message"]},
+                "event": {"enum": ["opened", "update", "approval_requested", "resolved", "failed", "message"],
+                          "default": "message"},
                 "key": {"type": "string"},
             }},
     description="Keep one GitHub issue per incident: open, comment, label and close on resolve.",
 )
 async def github_issue(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
-    github = GitHub(params.get("api_url", "https://api.github.com"), params["repo"],
-                    os.environ.get(params.get("token_env", "GITHUB_TOKEN"), ""))
+    github = GitHub(params["api_url"], params["repo"], os.environ.get(params["token_env"], ""))
     key = idempotency_key(inp)
     incident_marker = _marker(f"incident={inp.incident_id}")
     message_marker = _marker(f"message={key}")
@@ -95,7 +96,7 @@ async def github_issue(inp: ActionInput) -> dict[str, Any]:
         issue = await github.call("POST", "/issues", {"title": title, "labels": ["incident"], "body": body})
         created = True
     number = int(issue["number"])
-    event = params.get("event", "message")
+    event = params["event"]
     # The message may already be there: as the issue body (it opened the issue) or as a comment.
     if not created and message_marker not in (issue.get("body") or ""):
         if not await github.has_comment(number, message_marker):

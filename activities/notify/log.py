@@ -1,4 +1,4 @@
-"""Notification actions. `notify.log` writes a structured line (and a JSON line to a file when asked)."""
+"""`notify.log`: a stakeholder message as a structured log line (and a JSON line to a file when asked)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,7 @@ def _append_line(path: Path, line: str) -> None:
     description="Log a stakeholder message (and append it to $INCIDENTCTL_NOTIFY_LOG as JSON when set).",
 )
 async def log_message(inp: ActionInput) -> dict[str, Any]:
-    level = inp.params.get("level", "info")
-    channel = inp.params.get("channel", "log")
+    level, channel = inp.params["level"], inp.params["channel"]
     # incident_id + step_id (+ attempt) identify one step execution, so a reader of the sink can drop the
     # duplicate a retried activity would produce.
     record = {

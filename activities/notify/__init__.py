@@ -1,0 +1,1 @@
+"""Stakeholder notifications: `notify.<channel>`, one module per channel."""
