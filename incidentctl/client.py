@@ -47,7 +47,15 @@ SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 
 
 class IncidentError(Exception):
-    """A refusal to show the user as one sentence (unknown incident, refused approval, ...)."""
+    """A refusal to show the user as one sentence (unknown incident, refused approval, ...).
+
+    `kind` says what went wrong for callers that answer in codes (the receiver's HTTP API): "invalid",
+    "not_found", "refused" (the incident said no, or is closed) or "unreachable" (Temporal or no worker).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -130,7 +138,7 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
     try:
         description = await handle.describe()
     except RPCError as exc:
-        raise IncidentError(f"no incident {incident!r}: {exc.message}") from None
+        raise IncidentError(f"no incident {incident!r}: {exc.message}", "not_found") from None
     state: dict[str, Any] = await _query(handle, IncidentWorkflow.state, incident)
     state["workflow_status"] = description.status.name if description.status else None
     if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
@@ -158,15 +166,15 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
             return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise IncidentError(f"no incident {incident!r}") from None
+            raise IncidentError(f"no incident {incident!r}", "not_found") from None
         # A stream reset twice in a row is the server giving up on the query at its own deadline.
         if (exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, *_TRANSPORT_FAILURES)
                 or "Timeout" in exc.message):
             raise IncidentError(
                 f"incident {incident!r} did not answer: no worker is polling its task queue "
-                "(start one with `python worker.py` or `incidentctl dev`)"
+                "(start one with `python worker.py` or `incidentctl dev`)", "unreachable"
             ) from None
-        raise IncidentError(f"cannot query incident {incident!r}: {exc.message}") from None
+        raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
 
 
 async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any]]:
@@ -209,7 +217,8 @@ async def cancel_incident(client: Client, incident: str) -> None:
     try:
         await _handle(client, incident).cancel()
     except RPCError as exc:
-        raise IncidentError(f"cannot cancel {incident!r}: {exc.message}") from None
+        raise IncidentError(f"cannot cancel {incident!r}: {exc.message}",
+                            "not_found" if exc.status == RPCStatusCode.NOT_FOUND else "unreachable") from None
 
 
 async def decide(client: Client, incident: str, decision: ApprovalDecision) -> ApprovalReceipt:
@@ -249,10 +258,10 @@ async def _update(client: Client, incident: str, update: Any, arg: Any, refusal:
         return await _handle(client, incident).execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
         reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-        raise IncidentError(f"{refusal}: {reason}") from None
+        raise IncidentError(f"{refusal}: {reason}", "refused") from None
     except RPCError as exc:
         if "already completed" in exc.message:
-            raise IncidentError(f"{refusal}: incident {incident!r} is closed") from None
+            raise IncidentError(f"{refusal}: incident {incident!r} is closed", "refused") from None
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise IncidentError(f"no incident {incident!r}") from None
-        raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}") from None
+            raise IncidentError(f"no incident {incident!r}", "not_found") from None
+        raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}", "unreachable") from None

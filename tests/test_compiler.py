@@ -699,3 +699,124 @@ def test_a_literal_bad_k8s_param_is_caught_before_anything_runs() -> None:
             """), "bad.yaml", CATALOG)
     text = str(caught.value)
     assert "bad.yaml:6:" in text and "deployment" in text and "replicas" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("""\
+         name: later
+         version: 1
+         steps:
+           - id: first
+             action: util.echo
+             params: {message: "${{ steps.second.output.message }}"}
+           - id: second
+             action: util.echo
+         """, "rb.yaml:6:13: $.steps[0].params: step 'second' (line 7) comes after 'first': it has no result yet "
+              "when 'first' runs (in 'steps.second.output.message')"),
+        ("""\
+         name: sideways
+         version: 1
+         steps:
+           - id: fan
+             parallel:
+               - steps: [{id: a, action: util.echo}]
+               - steps: [{id: b, action: util.echo, params: {message: "${{ steps.a.output }}"}}]
+         """, "step 'a' runs in another branch of parallel step 'fan', at the same time as 'b'"),
+        ("""\
+         name: other-case
+         version: 1
+         steps:
+           - id: pick
+             branch:
+               - when: "true"
+                 steps: [{id: yes_path, action: util.echo}]
+               - default: [{id: no_path, action: util.echo, params: {message: "${{ steps.yes_path.output }}"}}]
+         """, "step 'yes_path' is in another case of branch step 'pick': it never runs in the same incident"),
+        ("""\
+         name: enclosing
+         version: 1
+         steps:
+           - id: box
+             branch:
+               - when: "true"
+                 steps: [{id: inner, action: util.echo, params: {message: "${{ steps.box.output }}"}}]
+         """, "step 'inner' runs inside step 'box', which has no result until its body is done"),
+        ("""\
+         name: loop-leak
+         version: 1
+         steps:
+           - id: each
+             foreach: "[1, 2]"
+             steps: [{id: body, action: util.echo}]
+           - id: after
+             action: util.echo
+             params: {message: "${{ steps.body.output }}"}
+         """, "step 'body' runs once per item inside foreach step 'each': outside the loop read "
+              "steps.each.output.iterations"),
+        ("""\
+         name: from-rollback
+         version: 1
+         steps:
+           - id: fix
+             action: util.echo
+             params: {message: "${{ steps.undo.output }}"}
+             on_failure: rollback
+         rollback:
+           - id: undo
+             action: util.echo
+         """, "step 'undo' is in the rollback section, which runs only after a failure"),
+    ],
+)
+def test_references_to_steps_that_have_not_run_are_refused(text: str, expected: str) -> None:
+    found = errors_of(text)
+    assert any(expected in e for e in found), found
+
+
+def test_references_that_have_run_compile() -> None:
+    plan = compile_text("""\
+        name: fine
+        version: 1
+        steps:
+          - id: first
+            action: util.echo
+          - id: fan
+            parallel:
+              - steps:
+                  - {id: a, action: util.echo, params: {message: "${{ steps.first.output }}"}}
+                  - {id: a2, action: util.echo, params: {message: "${{ steps.a.output }}"}}
+            outputs: {a: "${{ steps.a2.output }}"}
+          - id: each
+            foreach: "[1, 2]"
+            steps:
+              - {id: body, action: util.echo}
+              - {id: body2, action: util.echo, params: {message: "${{ steps.body.output }} ${{ steps.first.output }}"}}
+          - id: after
+            action: util.echo
+            params: {message: "${{ steps.fan.output.a }} ${{ steps.each.output.iterations }}"}
+            on_failure: rollback
+        rollback:
+          - {id: undo, action: util.echo, params: {message: "${{ steps.after.error }} ${{ steps.a.output }}"}}
+          - {id: undo2, action: util.echo, params: {message: "${{ steps.undo.output }}"}}
+        """)
+    assert [s["id"] for s in plan["rollback"]] == ["undo", "undo2"]
+
+
+def test_plan_json_round_trips_through_the_types() -> None:
+    wire = compile_text(VALID)
+    assert Plan.from_json(wire).to_json() == wire
+    legacy = {"runbook": {"name": "old", "version": "1"},
+              "steps": [{"id": "a", "kind": "action", "action": "util.echo", "params": {}, "timeout_s": 300.0,
+                         "retry": {"max_attempts": 3}}]}
+    old = Plan.from_json(legacy)
+    assert old.steps[0].retry is not None and old.steps[0].retry.backoff == 2.0, "missing keys take the defaults"
+    assert old.steps[0].on_failure.mode == "abort" and old.communication is None
+
+
+def test_validate_skips_hidden_directories_and_virtualenvs(tmp_path: Path) -> None:
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / "lib" / "junk.yaml").write_text("not: a runbook\n")
+    (tmp_path / "real.yaml").write_text("name: real\nversion: 1\nsteps:\n  - {id: a, action: util.echo}\n")
+    plans, errors = compile_directory([tmp_path], CATALOG)
+    assert [p.runbook.name for p in plans] == ["real"] and errors == []

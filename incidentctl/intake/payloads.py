@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from incidentctl.dsl.errors import json_path
 from incidentctl.dsl.resources import load_schema
 
 # Deeper than any alert needs; stops bodies built to exhaust recursion in whatever walks them later.
@@ -91,8 +92,7 @@ def _problem(validator: jsonschema.Draft202012Validator, body: Any, prefix: str)
     error = jsonschema.exceptions.best_match(validator.iter_errors(body))
     if error is None:
         return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return f"{prefix}{where}: {error.message}"
+    return f"{json_path(error.absolute_path, root=prefix)}: {error.message}"
 
 
 def fingerprint(labels: dict[str, str]) -> str:

@@ -187,9 +187,8 @@ async def _approve(request: web.Request) -> web.Response:
     try:
         receipt = await decide(intake.client, request.match_info["incident"], decision)
     except IncidentError as exc:
-        text = str(exc)
-        status = 404 if text.startswith("no incident") else 503 if "cannot reach" in text else 409
-        return _refuse(intake, status, text, "approval_refused" if status == 409 else "approval_failed")
+        status = {"not_found": 404, "unreachable": 503, "refused": 409}.get(exc.kind, 422)
+        return _refuse(intake, status, str(exc), "approval_refused" if status == 409 else "approval_failed")
     return web.json_response(receipt.__dict__)
 
 
