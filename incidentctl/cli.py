@@ -55,13 +55,14 @@ async def _client(args: argparse.Namespace) -> Any:
 
 def cmd_runbook_validate(args: argparse.Namespace) -> int:
     from incidentctl.dsl.plan import walk_steps
-    from incidentctl.library import compile_directory
+    from incidentctl.library import compile_directory, runbook_dirs
 
-    plans, errors = compile_directory([Path(p) for p in args.paths])
+    paths = [Path(p) for p in args.paths] or runbook_dirs()
+    plans, errors = compile_directory(paths)
     for error in errors:
         print(str(error), file=sys.stderr)
     if not plans and not errors:
-        raise CommandError(f"no runbook files (*.yaml, *.yml) found in {' '.join(args.paths)}")
+        raise CommandError(f"no runbook files (*.yaml, *.yml) found in {' '.join(map(str, paths))}")
     for plan in plans:
         print(f"ok  {plan.source.path}  ({plan.runbook.name} v{plan.runbook.version}, "
               f"{sum(1 for _ in walk_steps(plan.steps))} steps)")
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     runbook = commands.add_parser("runbook", help="validate runbooks and show compiled plans")
     runbook_cmds = runbook.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     validate = runbook_cmds.add_parser("validate", help="check runbook files or directories (exit 1 on errors)")
-    validate.add_argument("paths", nargs="+")
+    validate.add_argument("paths", nargs="*",
+                          help="files or directories (default: $INCIDENTCTL_RUNBOOKS, else the shipped runbooks)")
     validate.set_defaults(handler=cmd_runbook_validate)
     plan = runbook_cmds.add_parser("plan", help="show the compiled plan of a runbook (name or path)")
     plan.add_argument("runbook")

@@ -28,7 +28,10 @@ from incidentctl.output import incident_report, timeline_report
 from workflows.model import ApprovalDecision
 
 DEMO_APPROVER = "demo-oncall"
-K8S_APPROVER = "alice"  # in group `sre` of config/people.yaml, which the k8s runbooks ask
+K8S_APPROVER = "alice"
+# The groups the shipped runbooks ask for, as config/people.yaml has them; the demo brings its own so that it
+# runs the same from an installed wheel, where there is no config/ directory.
+DEMO_GROUPS = {"sre": [K8S_APPROVER, "bob", "carol"], "sre-leads": ["dana"], "demo": [DEMO_APPROVER]}
 
 
 @dataclass
@@ -75,7 +78,7 @@ async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
         plan = load_plan(demo.runbook)
         async with build_worker(client):
             started = await incidents.start_incident(client, plan, params=demo.params, alert=demo.alert,
-                                                     started_by="alertmanager")
+                                                     started_by="alertmanager", groups=DEMO_GROUPS)
             print(f"incident started {started.incident_id}  (runbook {demo.runbook})\n")
             while True:
                 state = await incidents.show_incident(client, started.incident_id)
