@@ -820,3 +820,17 @@ def test_validate_skips_hidden_directories_and_virtualenvs(tmp_path: Path) -> No
     (tmp_path / "real.yaml").write_text("name: real\nversion: 1\nsteps:\n  - {id: a, action: util.echo}\n")
     plans, errors = compile_directory([tmp_path], CATALOG)
     assert [p.runbook.name for p in plans] == ["real"] and errors == []
+
+
+def test_the_schema_and_the_kind_table_agree() -> None:
+    """Each step kind's own keys are listed once in incidentctl.dsl.plan.KIND_KEYS; the schema says the same."""
+    from incidentctl.dsl.plan import KIND_KEYS, STEP_KINDS
+    from incidentctl.dsl.resources import load_schema
+
+    step = load_schema("runbook.schema.json")["$defs"]["step"]
+    assert [c["required"][0] for c in step["anyOf"]] == list(STEP_KINDS) == list(KIND_KEYS)
+    specific = {key for keys in KIND_KEYS.values() for key in keys}
+    assert specific <= set(step["properties"])
+    for kind, keys in KIND_KEYS.items():
+        refused = set(step["dependentSchemas"][kind]["properties"])
+        assert refused == specific - set(keys), kind

@@ -722,21 +722,19 @@ class _Piece(NamedTuple):
     is_expression: bool
 
 
+# A quoted string (which may hold `}}`), the `}}` that closes a template, or a quote never closed.
+_TEMPLATE_END = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\}\}|['"]""", re.S)
+
+
 def _closing(text: str, pos: int) -> int:
     """Offset of the `}}` that ends a template, skipping quoted strings, which may contain `}}`."""
-    quote = ""
-    while pos < len(text):
-        char = text[pos]
-        if quote:
-            if char == "\\":
-                pos += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif text.startswith(_CLOSE, pos):
-            return pos
-        pos += 1
+    while found := _TEMPLATE_END.search(text, pos):
+        token = found.group()
+        if token == _CLOSE:
+            return found.start()
+        if len(token) == 1:
+            return -1  # a quote left open
+        pos = found.end()
     return -1
 
 

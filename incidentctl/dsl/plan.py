@@ -20,6 +20,14 @@ from typing import Any, TypeVar
 
 PLAN_FORMAT = 1
 STEP_KINDS = ("action", "check", "wait_until", "approval", "sleep", "notify", "branch", "parallel", "foreach")
+# The keys each kind brings besides the common ones (id, name, when, timeout, retry, on_failure, outputs, next,
+# end); schemas/runbook.schema.json refuses a key of another kind, and a test checks the two agree.
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "action": ("action", "params"), "check": ("check", "params", "assert", "message"),
+    "wait_until": ("wait_until", "params", "until", "interval"), "approval": ("approval",), "sleep": ("sleep",),
+    "notify": ("notify",), "branch": ("branch",), "parallel": ("parallel", "fail_fast"),
+    "foreach": ("foreach", "as", "concurrency", "steps"),
+}
 # Step kinds that call an action (an activity named after it).
 ACTION_KINDS = ("action", "check", "wait_until", "notify")
 

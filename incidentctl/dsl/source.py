@@ -41,7 +41,7 @@ class _DuplicateKey(Exception):
         self.key, self.node, self.first, self.path = key, node, first, path
 
 
-def _build(node: yaml.Node, path: Path_, source: Source, loader: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, path: Path_, source: Source, loader: Any) -> Any:
     source.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -61,9 +61,21 @@ def _build(node: yaml.Node, path: Path_, source: Source, loader: yaml.SafeLoader
     return loader.construct_object(node, deep=True)
 
 
+# libyaml parses several times faster; the pure-Python parser words syntax errors better ("expected the node
+# content, but found '-'"), so a file libyaml refuses is parsed again by it for the message.
+_FAST_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
 def load_yaml(text: str, file: str) -> Source:
     """Parse one YAML document; syntax errors and duplicate keys become RunbookErrors with positions."""
-    loader = yaml.SafeLoader(text)
+    try:
+        return _load(text, file, _FAST_LOADER)
+    except yaml.MarkedYAMLError:
+        return _load(text, file, yaml.SafeLoader)
+
+
+def _load(text: str, file: str, loader_class: Any) -> Source:
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -76,6 +88,8 @@ def load_yaml(text: str, file: str) -> Source:
         raise RunbookErrors([RunbookError(file, mark.line + 1, mark.column + 1, json_path(dup.path),
                                           f"key {dup.key!r} appears twice (first on line {first})")]) from None
     except yaml.MarkedYAMLError as exc:
+        if loader_class is _FAST_LOADER and loader_class is not yaml.SafeLoader:
+            raise
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"

@@ -15,6 +15,9 @@ from incidentctl.dsl.resources import load_schema, schemas_dir
 from incidentctl.dsl.source import Source
 from incidentctl.dsl.types import TYPE_WORDS, describe_value
 
+# How the schema marks a key of another step kind (see schemas/runbook.schema.json, $defs.step.dependentSchemas).
+KIND_KEY_COMMENT = "kind-key:"
+
 # Regexes mean little to a runbook author: say what the pattern allows instead.
 _PATTERN_WORDS = {
     "^[a-z][a-z0-9_]*$": "use lowercase letters, digits and _, starting with a letter (ids appear in expressions "
@@ -77,15 +80,15 @@ def _sentence(error: ValidationError) -> tuple[list[str | int], str]:
         if set(keys) <= set(STEP_KINDS):
             return path, f"a step needs one kind key: {', '.join(STEP_KINDS)}"
         return path, f"needs one of {', '.join(keys)}"
-    if validator == "not" and isinstance(instance, dict):
-        clauses = expected.get("anyOf") or [expected]
-        present = [c["required"][0] for c in clauses if "required" in c and c["required"][0] in instance]
-        kinds = [k for k in STEP_KINDS if k in instance]
-        if len(kinds) > 1:
-            return path, f"a step has exactly one kind, found {' and '.join(kinds)}: split it into separate steps"
-        if present and kinds:
-            article = "an" if kinds[0][0] in "aeiou" else "a"
-            return [*path, present[0]], f"{present[0]!r} does not belong in {article} {kinds[0]} step"
+    comment = str(error.schema.get("$comment", "")) if isinstance(error.schema, dict) else ""
+    if validator == "not" and comment.startswith(KIND_KEY_COMMENT) and path:
+        # A key another step kind takes (dependentSchemas of the kind key present).
+        kind, key = comment.removeprefix(KIND_KEY_COMMENT), str(path[-1])
+        if key in STEP_KINDS:
+            found = " and ".join(k for k in STEP_KINDS if k in (kind, key))
+            return path[:-1], f"a step has exactly one kind, found {found}: split it into separate steps"
+        article = "an" if kind[0] in "aeiou" else "a"
+        return path, f"{key!r} does not belong in {article} {kind} step"
     if validator == "oneOf" and str(error.schema.get("description", "")).startswith("Duration"):
         return path, f"{instance!r} is not a duration like '90s', '5m', '1h30m', '2d' or a number of seconds"
     if validator == "oneOf" and isinstance(instance, dict) and "default" in instance and "when" in instance:
