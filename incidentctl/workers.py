@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
@@ -11,11 +12,20 @@ from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 
 
+# The sandbox re-imports a workflow's module for every workflow run (and re-runs `@workflow.defn` on it): for
+# IncidentWorkflow that cost more than the incident's own work, halving throughput. Our modules are passed
+# through instead, imported once per worker; their determinism is guarded by tests/test_determinism.py (no
+# clock, randomness or I/O in workflows/) and by replaying recorded histories (tests/test_replay.py).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "incidentctl", "activities"))
+
+
 def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[IncidentWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[*all_activities(), IncidentHistory(client).previous_runs],
         max_concurrent_activities=max_concurrent_activities,
     )
