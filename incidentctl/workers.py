@@ -16,6 +16,6 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         client,
         task_queue=task_queue,
         workflows=[IncidentWorkflow],
-        activities=[*all_activities(), IncidentHistory(client).previous_runs],
+        activities=[*all_activities(), *IncidentHistory(client).activities()],
         max_concurrent_activities=max_concurrent_activities,
     )
