@@ -1,25 +1,30 @@
 """The action registry: name -> Temporal activity + parameter schema + whether it mutates.
 
 An action is an async function taking one `ActionInput` and returning a JSON-able dict. The `@action`
-decorator registers it and turns it into a Temporal activity whose activity type is the action's name, so
-histories and the Temporal UI read `k8s.rollout_undo`, not a generic dispatcher.
+decorator registers it and wraps it; the worker gets the wrapper (`ActionSpec.temporal_activity()`) as a Temporal
+activity whose activity type is the action's name, so histories and the Temporal UI read `k8s.rollout_undo`, not
+a generic dispatcher.
 
 Each action declares its params once, as a JSON Schema whose top-level properties carry their `default`s; the
 wrapper validates the params and fills those defaults in before the action runs, so action code reads
 `params["tail_lines"]` and never restates a default.
+
+Registering imports no temporalio (slow to import; the compiler and the CLI build the catalog and never run
+an action): the wrapper is made a Temporal activity only when the worker asks, and an `ActionError` escaping an
+action becomes temporalio's `ApplicationError` only when it is raised.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonschema
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.errors import ActionError
 from incidentctl.dsl.errors import json_path
 
 
@@ -52,6 +57,10 @@ class ActionSpec:
             "params": self.params_schema,
         }
 
+    def temporal_activity(self) -> ActionFn:
+        """`activity`, defined as the Temporal activity named after the action (for the worker)."""
+        return _defined_as_activity(self.activity, self.name)
+
 
 _REGISTRY: dict[str, ActionSpec] = {}
 
@@ -80,6 +89,26 @@ def _first_line(doc: str | None) -> str:
     return lines[0] if lines else ""
 
 
+@functools.cache
+def _defined_as_activity(fn: ActionFn, name: str) -> ActionFn:
+    # Cached: temporalio refuses to define one function twice, and every worker built in a process asks again.
+    from temporalio import activity
+
+    return activity.defn(name=name)(fn)
+
+
+def _as_application_error(error: ActionError) -> Exception:
+    """The `ApplicationError` the action would have raised itself: same message, details, type, retryability,
+    cause and traceback, so the failure Temporal records is the one it always recorded."""
+    from temporalio.exceptions import ApplicationError
+
+    converted = ApplicationError(error.message, *error.details, type=error.type, non_retryable=error.non_retryable)
+    converted.__cause__ = error.__cause__
+    converted.__context__ = error.__context__
+    converted.__suppress_context__ = error.__suppress_context__
+    return converted.with_traceback(error.__traceback__)
+
+
 def action(
     name: str,
     *,
@@ -92,37 +121,43 @@ def action(
 
     `heartbeat_timeout` (seconds) is for long actions that heartbeat: a worker that dies mid-action is then
     noticed after that long, not after the step's whole timeout.
+    The schema is checked against the metaschema by tests/test_actions.py, not here: at import, every
+    `incidentctl` command paid for it.
     """
-    jsonschema.Draft202012Validator.check_schema(params)
 
     def register(fn: ActionFn) -> ActionFn:
         if name in _REGISTRY:
             raise ValueError(f"action {name!r} is registered twice")
 
         async def run(inp: ActionInput) -> dict[str, Any]:
-            # Defence in depth: the compiler checks literal params, but templated ones are only known now.
-            errors = params_errors(params, inp.params)
-            if errors:
-                raise ApplicationError(
-                    f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
-                )
-            return await fn(replace(inp, params=with_defaults(params, inp.params)))
+            try:
+                # Defence in depth: the compiler checks literal params, but templated ones are only known now.
+                errors = params_errors(params, inp.params)
+                if errors:
+                    raise ActionError(
+                        f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
+                    )
+                return await fn(replace(inp, params=with_defaults(params, inp.params)))
+            except ActionError as exc:
+                failure = exc
+            # Raised outside the `except`, so the ActionError does not become the new error's context (a cause
+            # Temporal would record).
+            raise _as_application_error(failure)
 
         # The action's own identity, so tracebacks, the Temporal UI and the module-naming test see the action.
         run.__name__ = fn.__name__
         run.__qualname__ = fn.__qualname__
         run.__module__ = fn.__module__
         run.__doc__ = fn.__doc__
-        wrapped = activity.defn(name=name)(run)
         _REGISTRY[name] = ActionSpec(
             name=name,
             description=description or _first_line(fn.__doc__),
             params_schema=params,
             mutates=mutates,
-            activity=wrapped,
+            activity=run,
             heartbeat_timeout_s=heartbeat_timeout,
         )
-        return wrapped
+        return run
 
     return register
 

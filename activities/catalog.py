@@ -4,8 +4,8 @@ No hand-kept list: a new module under activities/ (or a subpackage) is found by 
 follows from its name (docs/design.md, "Actions"): `family.verb_rest` is in `activities/family.py` or
 `activities/family/<w>.py`, where `<w>` is the verb or its leading words (`k8s.wait_stable` in
 `activities/k8s/wait.py`). Modules that register nothing are helpers (`k8s/api.py`, `k8s/health.py`, ...).
-Importing any module here must stay cheap: SDKs (kubernetes, cloud clients) are imported inside the code that
-talks to them, so building the catalog for the compiler or the CLI does not load them.
+Importing any module here must stay cheap: SDKs (kubernetes, cloud clients) and temporalio itself are imported
+inside the code that talks to them, so building the catalog for the compiler or the CLI does not load them.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def load_all() -> list[ActionSpec]:
 
 
 def all_activities() -> list[Callable[..., Any]]:
-    """The activity callables to pass to `temporalio.worker.Worker(activities=...)`."""
-    return [spec.activity for spec in load_all()]
+    """The activity callables to pass to `temporalio.worker.Worker(activities=...)` (the first call imports
+    temporalio and defines them; building the catalog does neither)."""
+    return [spec.temporal_activity() for spec in load_all()]
 
 
 def action_catalog() -> dict[str, ActionInfo]:

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 
 if TYPE_CHECKING:
     from aiohttp import ClientResponse
@@ -152,11 +151,11 @@ async def request(inp: ActionInput) -> dict[str, Any]:
         answer = await _send(params, method)
     except _NoAnswer as exc:
         # Retryable: the runbook's retry policy decides whether resending this change is safe.
-        raise ApplicationError(str(exc), type="HTTPUnreachable") from None
+        raise ActionError(str(exc), type="HTTPUnreachable") from None
     if answer.status not in expected:
         # Server errors and throttling may pass; other client errors will not change on retry.
         retryable = answer.status >= 500 or answer.status == 429
-        raise ApplicationError(f"{method} {params['url']} answered {answer.status}: {answer.body[:300]}",
-                               {"status": answer.status}, type="HTTPStatus", non_retryable=not retryable)
+        raise ActionError(f"{method} {params['url']} answered {answer.status}: {answer.body[:300]}",
+                          {"status": answer.status}, type="HTTPStatus", non_retryable=not retryable)
     return {"ok": True, "status": answer.status, "elapsed_ms": answer.elapsed_ms,
             "body_excerpt": answer.body[:EXCERPT_CHARS]}

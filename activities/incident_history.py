@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from temporalio import activity
 
 if TYPE_CHECKING:
     from temporalio.client import Client
+
+PREVIOUS_RUNS = "incident.previous_runs"
 
 
 def visibility_quote(value: str) -> str:
@@ -19,7 +21,11 @@ class IncidentHistory:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @activity.defn(name="incident.previous_runs")
+    def activities(self) -> list[Callable[..., Any]]:
+        """The Temporal activities to register on a worker, bound to this client."""
+        _define_activities()
+        return [self.previous_runs]
+
     async def previous_runs(self, incident_id: str) -> dict[str, Any]:
         """How many closed incidents had this key before, and the newest one's run id (to link them)."""
         # Imported here: the action catalog imports every module of activities/ and must stay cheap.
@@ -34,3 +40,12 @@ class IncidentHistory:
             if execution.close_time and (newest_close is None or execution.close_time > newest_close):
                 newest, newest_close = execution.run_id, execution.close_time
         return {"count": count, "previous_run_id": newest}
+
+
+@functools.cache
+def _define_activities() -> None:
+    # When a worker is built, not at import (no `@activity.defn` on the method): the action catalog imports this
+    # module, and temporalio is slow to import. Once: temporalio refuses to define a function twice.
+    from temporalio import activity
+
+    activity.defn(name=PREVIOUS_RUNS)(IncidentHistory.previous_runs)

@@ -6,10 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 
 # Heartbeat this often while sleeping: cancellation reaches an activity only through a heartbeat, and a step
 # with a heartbeat timeout must see one well within it. The SDK throttles the actual RPCs, so this is cheap.
@@ -64,11 +62,13 @@ async def set_values(inp: ActionInput) -> dict[str, Any]:
     description="Fail the first `times` attempts (always when -1), then succeed: exercises retries.",
 )
 async def fail(inp: ActionInput) -> dict[str, Any]:
+    from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
     # Temporal counts attempts from 1, so `times: 2` fails attempts 1 and 2 and succeeds on the third.
     attempt = activity.info().attempt
     times = inp.params["times"]
     if times < 0 or attempt <= times:
-        raise ApplicationError(
+        raise ActionError(
             inp.params.get("message") or f"failing on purpose (attempt {attempt})",
             type=inp.params["error_type"],
             non_retryable=inp.params["non_retryable"],
@@ -87,6 +87,8 @@ async def fail(inp: ActionInput) -> dict[str, Any]:
     description="Sleep inside an activity, heartbeating, so cancellation and heartbeat timeouts apply.",
 )
 async def sleep(inp: ActionInput) -> dict[str, Any]:
+    from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
     seconds = inp.params["seconds"]
     # Against a deadline rather than summing slices, so event-loop lag does not stretch the sleep.
     deadline = time.monotonic() + float(seconds)

@@ -11,7 +11,6 @@ from activities.incident_history import IncidentHistory
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 
-
 # The sandbox re-imports a workflow's module for every workflow run (and re-runs `@workflow.defn` on it): for
 # IncidentWorkflow that cost more than the incident's own work, halving throughput. Our modules are passed
 # through instead, imported once per worker; their determinism is guarded by tests/test_determinism.py (no
@@ -26,6 +25,6 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         task_queue=task_queue,
         workflows=[IncidentWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[*all_activities(), IncidentHistory(client).previous_runs],
+        activities=[*all_activities(), *IncidentHistory(client).activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -13,6 +13,7 @@ import importlib
 import json
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from typing import Any
 import jsonschema
 import pytest
 from aiohttp import web
+from temporalio.api.failure.v1 import Failure
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import http, util
 from activities.base import ActionFn, ActionInput, get_action, params_errors, with_defaults
 from activities.catalog import action_catalog, action_modules, all_activities, load_all
+from activities.incident_history import PREVIOUS_RUNS, IncidentHistory
 from activities.notify.log import log_message
 from incidentctl.devserver import free_port
 from incidentctl.localhttp import serve
@@ -183,6 +187,34 @@ async def test_http_request_unreachable_is_a_retryable_error() -> None:
     assert (caught.value.type, caught.value.non_retryable) == ("HTTPUnreachable", False)
 
 
+def temporal_failure(error: BaseException) -> Failure:
+    """What Temporal records of an exception that ends an activity (the SDK's own converter), stack trace aside."""
+    failure = Failure()
+    converter = DataConverter.default
+    converter.failure_converter.to_failure(error, converter.payload_converter, failure)
+    failure.stack_trace = ""
+    return failure
+
+
+async def test_an_action_error_reaches_temporal_as_the_application_error_it_stands_for(service: str) -> None:
+    """Actions raise activities.errors.ActionError (no temporalio at import); the wrapper hands Temporal the
+    ApplicationError the action used to raise: message, details, type, retryability, and no extra cause."""
+    url = f"{service}/missing"
+    with pytest.raises(ApplicationError) as caught:
+        await run(http.request, {"url": url})
+    error = caught.value
+    assert (error.message, error.details, error.type, error.non_retryable) == (
+        f"POST {url} answered 404: no such thing", ({"status": 404},), "HTTPStatus", True)
+    try:  # what activities/http.py raised before ActionError existed
+        raise ApplicationError(f"POST {url} answered 404: no such thing", {"status": 404}, type="HTTPStatus",
+                               non_retryable=True) from None
+    except ApplicationError as before:
+        assert temporal_failure(error) == temporal_failure(before)
+    assert not temporal_failure(error).HasField("cause")
+    # The stack trace Temporal records still leads to the line in the action that failed.
+    assert "activities/http.py" in "".join(traceback.format_tb(error.__traceback__))
+
+
 # --- params validation ------------------------------------------------------------------------------------
 
 
@@ -299,6 +331,31 @@ def test_registry_lists_every_action_with_schema_and_mutation_flag() -> None:
     assert generic <= names
 
 
+def test_every_params_schema_is_a_valid_json_schema() -> None:
+    """Checked here rather than by `@action` at import, where every `incidentctl` command paid for it."""
+    invalid = {}
+    for spec in load_all():
+        try:
+            jsonschema.Draft202012Validator.check_schema(spec.params_schema)
+        except jsonschema.SchemaError as exc:
+            invalid[spec.name] = f"{exc.json_path}: {exc.message}"
+    assert invalid == {}
+    with pytest.raises(jsonschema.SchemaError):  # the check this relies on does catch a malformed schema
+        jsonschema.Draft202012Validator.check_schema({"type": "object", "properties": {"n": {"minimum": "1"}}})
+
+
+def test_worker_activities_are_defined_once_however_many_workers_a_process_builds() -> None:
+    """Defined lazily, on the worker's first request; temporalio refuses to define a function twice."""
+    first, second = all_activities(), all_activities()
+    assert [a is b for a, b in zip(first, second, strict=True)] == [True] * len(PUBLISHED_ACTIONS)
+    assert [fn.__temporal_activity_definition.name for fn in first] == [  # type: ignore[attr-defined]
+        spec.name for spec in load_all()]
+    assert [spec.activity for spec in load_all()] == first, "the callable tests and the worker call is one"
+    history = IncidentHistory(None)  # type: ignore[arg-type]  # no call is made
+    for defined in (history.activities(), IncidentHistory(None).activities()):  # type: ignore[arg-type]
+        assert [fn.__temporal_activity_definition.name for fn in defined] == [PREVIOUS_RUNS]  # type: ignore[attr-defined]
+
+
 # --- where actions live, and what loading them costs ------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,11 +455,15 @@ def test_actions_import_nothing_above_the_language_layer() -> None:
     assert upward == []
 
 
+# Imported by an action when it runs, never when it is catalogued. temporalio is slow to import (all its protobufs).
+HEAVY_LIBRARIES = ("temporalio", "kubernetes", "aiohttp", "boto3", "google.cloud")
+
+
 def test_building_the_catalog_loads_no_client_library() -> None:
     """The compiler and `incidentctl actions list` build the catalog in a fresh process: the SDKs an action talks
-    through are imported when it runs, not when it is catalogued."""
+    through, and Temporal's, are imported when it runs, not when it is catalogued."""
     code = ("import sys; from activities.catalog import action_catalog; catalog = action_catalog(); "
-            "print(len(catalog), *[m for m in ('kubernetes', 'aiohttp', 'boto3', 'google.cloud') if m in sys.modules])")
+            f"print(len(catalog), *[m for m in {HEAVY_LIBRARIES!r} if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(len(PUBLISHED_ACTIONS))]

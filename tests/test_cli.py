@@ -53,6 +53,23 @@ def test_validate_passes_shipped_runbooks_and_names_the_line_of_a_broken_one(tmp
     assert empty.returncode == 1 and "nothing-here: $: cannot read: No such file or directory" in empty.stderr
 
 
+def test_validate_loads_neither_temporal_nor_a_client_library() -> None:
+    """`runbook validate` is a local check meant to answer in well under a second: temporalio (all its
+    protobufs) would cost it 0.1-0.2 s, and it talks to no server. The command runs in a fresh interpreter, which
+    then lists what it has loaded."""
+    code = ("import json, sys; from incidentctl.cli import main; code = main(['runbook', 'validate', 'runbooks/']); "
+            "print(json.dumps({'exit': code, 'modules': sorted(sys.modules)}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *report, last = done.stdout.splitlines()
+    assert any(line.startswith("ok  runbooks/") for line in report), done.stdout
+    loaded = json.loads(last)
+    assert loaded["exit"] == 0 and "activities.k8s.api" in loaded["modules"], "the actions were catalogued"
+    heavy_roots = ("temporalio", "kubernetes", "aiohttp", "boto3")
+    heavy = [name for name in loaded["modules"] if name.split(".")[0] in heavy_roots or name.startswith("google.cloud")]
+    assert heavy == []
+
+
 def test_plan_and_actions_list_in_both_formats() -> None:
     plan = json.loads(cli("runbook", "plan", "demo-http-service", "--output", "json").stdout)
     assert plan["runbook"]["name"] == "demo-http-service" and len(plan["hash"]) == 64

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import ActionError
 from activities.k8s import api
 from activities.k8s.api import Target
 from tests.k8s_sim import run_action
@@ -23,7 +24,8 @@ def _gets(sim: Any, path: str) -> list[dict[str, Any]]:
 async def test_forbidden_write_names_verb_resource_and_namespace(k8s_sim: Any) -> None:
     with k8s_sim("bad-rollout") as sim:
         params = sim.params(context="sim-readonly")
-        with pytest.raises(ApplicationError) as forbidden:
+        # The helper raises the actions' own error; an action's wrapper hands Temporal an ApplicationError.
+        with pytest.raises(ActionError) as forbidden:
             await api.must(params, Target("patch", "deployments.apps", "shop", "cart"), "apps",
                            "patch_namespaced_deployment", "cart", "shop", {"spec": {"paused": True}},
                            _content_type="application/merge-patch+json")

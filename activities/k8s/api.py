@@ -8,7 +8,7 @@ clusters by giving steps different contexts.
 Calls go through the typed API classes but read raw JSON (`_preload_content=False`): outputs land in
 workflow history as plain JSON, the way `kubectl get -o json` shows objects.
 Transient failures (timeouts, connection errors, 429/500/502/503/504) are retried here with exponential
-backoff and heartbeats; what retrying cannot fix becomes a non-retryable ApplicationError in one sentence.
+backoff and heartbeats; what retrying cannot fix becomes a non-retryable ActionError in one sentence.
 
 The `kubernetes` SDK (some 360 modules) is imported by the functions that talk to a cluster, not at import time:
 building the action catalog (the compiler, `incidentctl actions list`) must not pay for it.
@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
+from activities.errors import ActionError
 from activities.k8s.schemas import DEFAULT_API_TIMEOUT_S
 from incidentctl.dsl.durations import parse_duration
 
@@ -103,8 +101,8 @@ def api_client(params: dict[str, Any]) -> ApiClient:
         try:
             stamp = Path(path).stat().st_mtime
         except OSError:
-            raise ApplicationError(f"kubeconfig {path} does not exist or cannot be read", type="KubeConfig",
-                                   non_retryable=True) from None
+            raise ActionError(f"kubeconfig {path} does not exist or cannot be read", type="KubeConfig",
+                              non_retryable=True) from None
     key = (path, context)
     with _clients_lock:
         cached = _clients.get(key)
@@ -126,11 +124,13 @@ def _load(path: str, context: str) -> ApiClient:
     except (config.ConfigException, ValueError, OSError) as exc:
         where = "in-cluster config" if path == IN_CLUSTER else f"kubeconfig {path}" + (
             f" context {context!r}" if context else "")
-        raise ApplicationError(f"cannot load {where}: {exc}", type="KubeConfig", non_retryable=True) from None
+        raise ActionError(f"cannot load {where}: {exc}", type="KubeConfig", non_retryable=True) from None
 
 
 def heartbeat(details: Any) -> None:
     """Heartbeat when running as an activity (tests also call actions directly, outside Temporal)."""
+    from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
     if activity.in_activity():
         activity.heartbeat(details)
 
@@ -180,10 +180,10 @@ def _call_once(params: dict[str, Any], api: str, method: str, args: tuple[Any, .
 
 async def call(params: dict[str, Any], target: Target, api: str, method: str, *args: Any, text: bool = False,
                **kwargs: Any) -> Any:
-    """Call `<api>.<method>(*args, **kwargs)`; JSON (or text) on success, ApplicationError or KubeError on failure.
+    """Call `<api>.<method>(*args, **kwargs)`; JSON (or text) on success, ActionError or KubeError on failure.
 
     KubeError is raised only for statuses the caller may want to handle itself (404, 409, 429 on eviction,
-    422); use `fail()` to turn it into the standard ApplicationError.
+    422); use `fail()` to turn it into the standard ActionError.
     """
     from urllib3.exceptions import HTTPError  # the transport under the kubernetes client, loaded with it
 
@@ -198,37 +198,37 @@ async def call(params: dict[str, Any], target: Target, api: str, method: str, *a
         except (HTTPError, OSError) as exc:
             problem = f"{target.verb} {target.describe()}: no answer from the API server ({type(exc).__name__})"
         if attempt == ATTEMPTS:
-            raise ApplicationError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
+            raise ActionError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
         heartbeat(f"retrying after: {problem}")
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
 
 
-def fail(exc: KubeError, target: Target) -> ApplicationError:
-    """The one-sentence, correctly retryable ApplicationError for an API error."""
+def fail(exc: KubeError, target: Target) -> ActionError:
+    """The one-sentence, correctly retryable ActionError for an API error."""
     if exc.status == 403:
-        return ApplicationError(
+        return ActionError(
             f"the worker's service account lacks verb {target.verb} on resource {target.resource}"
             + (f' in namespace "{target.namespace}"' if target.namespace else "") + f" (API server: {exc})",
             {"status": 403}, type="KubeForbidden", non_retryable=True)
     if exc.status == 401:
-        return ApplicationError(f"the API server rejected the worker's credentials (401) while trying to "
-                                f"{target.verb} {target.describe()}; check the kubeconfig and context",
-                                {"status": 401}, type="KubeUnauthorized", non_retryable=True)
+        return ActionError(f"the API server rejected the worker's credentials (401) while trying to "
+                           f"{target.verb} {target.describe()}; check the kubeconfig and context",
+                           {"status": 401}, type="KubeUnauthorized", non_retryable=True)
     if exc.status == 404:
-        return ApplicationError(f"{target.describe()} not found", {"status": 404}, type="KubeNotFound",
-                                non_retryable=True)
+        return ActionError(f"{target.describe()} not found", {"status": 404}, type="KubeNotFound",
+                           non_retryable=True)
     if exc.status == 409:
-        return ApplicationError(f"{target.verb} {target.describe()}: conflict ({exc}); retrying reads it again",
-                                {"status": 409}, type="KubeConflict")
-    return ApplicationError(f"{target.verb} {target.describe()}: API server answered {exc.status}: {exc}",
-                            {"status": exc.status}, type="KubeRejected", non_retryable=True)
+        return ActionError(f"{target.verb} {target.describe()}: conflict ({exc}); retrying reads it again",
+                           {"status": 409}, type="KubeConflict")
+    return ActionError(f"{target.verb} {target.describe()}: API server answered {exc.status}: {exc}",
+                       {"status": exc.status}, type="KubeRejected", non_retryable=True)
 
 
 async def must(params: dict[str, Any], target: Target, api: str, method: str, *args: Any, text: bool = False,
                **kwargs: Any) -> Any:
-    """`call`, with every API error turned into the standard ApplicationError (404 names a missing namespace)."""
+    """`call`, with every API error turned into the standard ActionError (404 names a missing namespace)."""
     try:
         return await call(params, target, api, method, *args, text=text, **kwargs)
     except KubeError as exc:
@@ -237,10 +237,10 @@ async def must(params: dict[str, Any], target: Target, api: str, method: str, *a
         raise fail(exc, target) from None
 
 
-def namespace_missing(namespace: str, looking_for: str) -> ApplicationError:
+def namespace_missing(namespace: str, looking_for: str) -> ActionError:
     """A typo in a namespace is named as such, rather than as the object not being found in it."""
-    return ApplicationError(f'namespace "{namespace}" does not exist (looking for {looking_for})', {"status": 404},
-                            type="KubeNotFound", non_retryable=True)
+    return ActionError(f'namespace "{namespace}" does not exist (looking for {looking_for})', {"status": 404},
+                       type="KubeNotFound", non_retryable=True)
 
 
 async def namespace_exists(params: dict[str, Any], namespace: str) -> bool:
@@ -257,12 +257,12 @@ def duration_param(params: dict[str, Any], key: str) -> float:
     try:
         return parse_duration(params[key])
     except ValueError as exc:
-        raise ApplicationError(f"invalid params: {key}: {exc}", type="InvalidParams", non_retryable=True) from None
+        raise ActionError(f"invalid params: {key}: {exc}", type="InvalidParams", non_retryable=True) from None
 
 
-def refuse(message: str, kind: str = "RefusedByBound", **details: Any) -> ApplicationError:
+def refuse(message: str, kind: str = "RefusedByBound", **details: Any) -> ActionError:
     """A request the action will not carry out (over a bound, unsafe); retrying would not change the answer."""
-    return ApplicationError(message, *([details] if details else []), type=kind, non_retryable=True)
+    return ActionError(message, *([details] if details else []), type=kind, non_retryable=True)
 
 
 def dry_run_kwargs(dry_run: bool) -> dict[str, str]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import (
     KubeError,
     Target,
@@ -54,8 +53,8 @@ async def delete_pods(inp: ActionInput) -> dict[str, Any]:
     namespace, selector = p["namespace"], p["selector"].strip()
     # The schema already says this; a templated selector that renders blank must still never mean "all pods".
     if not selector:
-        raise ApplicationError("k8s.delete_pods: an empty selector would match every pod; refusing",
-                               type="InvalidParams", non_retryable=True)
+        raise ActionError("k8s.delete_pods: an empty selector would match every pod; refusing",
+                          type="InvalidParams", non_retryable=True)
     node = p.get("node")
     only_unhealthy = p["only_unhealthy"]
     bound = min(p["max_pods"], HARD_MAX_DELETE_PODS)
@@ -74,7 +73,7 @@ async def delete_pods(inp: ActionInput) -> dict[str, Any]:
     where = f" on node {node}" if node else ""
     if len(candidates) > bound:
         kind = "unhealthy pods" if only_unhealthy else "pods"
-        raise ApplicationError(
+        raise ActionError(
             f"{len(candidates)} {kind} match {selector} in {namespace}{where}; max_pods is {bound}: refusing to "
             "delete any", {"pods": [pod["metadata"]["name"] for pod in candidates]},
             type="RefusedByBound", non_retryable=True)

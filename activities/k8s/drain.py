@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, dry_run_kwargs, duration_param, fail, heartbeat, must, refuse
 from activities.k8s.fields import controller_ref
 from activities.k8s.nodes import read_node, set_unschedulable, unschedulable
@@ -173,7 +172,7 @@ async def drain(inp: ActionInput) -> dict[str, Any]:
         if remaining <= 0:
             listed = "; ".join(f"{key} ({blocked[key]})" for key in sorted(blocked))
             count = f"{len(blocked)} pod" + ("" if len(blocked) == 1 else "s")
-            raise ApplicationError(
+            raise ActionError(
                 f"drain of {p['node']} incomplete after {format_duration(timeout)}: {count} blocked by a "
                 f"PodDisruptionBudget: {listed}",
                 {"node": p["node"], "evicted": evicted, "blocked": [{"pod": k, "reason": v}

@@ -9,8 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
+from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, fail, namespace_exists, namespace_missing, refuse
 from activities.k8s.schemas import NAME
 
@@ -64,6 +63,6 @@ async def read_policy(p: dict[str, Any], name: str) -> dict[str, Any] | None:
         return None
 
 
-def refuse_unmanaged(p: dict[str, Any], name: str, verb: str) -> ApplicationError:
+def refuse_unmanaged(p: dict[str, Any], name: str, verb: str) -> ActionError:
     return refuse(f'networkpolicy "{name}" in namespace "{p["namespace"]}" is not managed by incidentctl (no label '
                   f"{MANAGED_BY}={MANAGER}): refusing to {verb} it", "Refused")

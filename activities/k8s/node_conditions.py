@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import Target, must
 from activities.k8s.health import node_summary
 from activities.k8s.schemas import NAME, SELECTOR, k8s_params
@@ -33,13 +32,13 @@ async def node_conditions(inp: ActionInput) -> dict[str, Any]:
         missing = [name for name in p["nodes"] if name not in by_name]
         if missing:
             scope = f' matching selector "{p["selector"]}"' if p["selector"] else ""
-            raise ApplicationError(f"nodes {', '.join(missing)} not found{scope}", {"status": 404},
-                                   type="KubeNotFound", non_retryable=True)
+            raise ActionError(f"nodes {', '.join(missing)} not found{scope}", {"status": 404},
+                              type="KubeNotFound", non_retryable=True)
         nodes = [by_name[name] for name in p["nodes"]]
     if not nodes:
         # "All of no nodes are healthy" would let a runbook carry on against a node pool that does not exist.
-        raise ApplicationError(f'no nodes match selector "{p["selector"]}"', {"status": 404},
-                               type="KubeNotFound", non_retryable=True)
+        raise ActionError(f'no nodes match selector "{p["selector"]}"', {"status": 404},
+                          type="KubeNotFound", non_retryable=True)
     summaries = [node_summary(n) for n in nodes]
     not_ready = [s["name"] for s in summaries if s["ready"] is not True]
     pressure = [s["name"] for s in summaries if set(s["problems"]) - NOT_PRESSURE]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, fail, must
 from activities.k8s.health import pod_problems, summarize_pod
 from activities.k8s.schemas import NAME, NAMESPACE, SELECTOR, k8s_params
@@ -44,16 +43,16 @@ def _pick_container(pod: dict[str, Any], wanted: str | None) -> str:
     name = pod["metadata"]["name"]
     if wanted is not None:
         if wanted not in containers + init_containers:
-            raise ApplicationError(f'pod "{name}" has no container "{wanted}" (containers: '
-                                   f"{', '.join(containers + init_containers) or 'none'})", type="InvalidParams",
-                                   non_retryable=True)
+            raise ActionError(f'pod "{name}" has no container "{wanted}" (containers: '
+                              f"{', '.join(containers + init_containers) or 'none'})", type="InvalidParams",
+                              non_retryable=True)
         return wanted
     # pod_problems lists init containers first, which is also the order in which they break a pod.
     for problem in pod_problems(pod):
         if problem["container"] in containers + init_containers:
             return problem["container"]
     if not containers:
-        raise ApplicationError(f'pod "{name}" has no containers', type="InvalidParams", non_retryable=True)
+        raise ActionError(f'pod "{name}" has no containers', type="InvalidParams", non_retryable=True)
     return containers[0]
 
 
@@ -98,9 +97,9 @@ async def pod_logs(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     namespace = p["namespace"]
     if ("pod" in p) == ("selector" in p):
-        raise ApplicationError("k8s.pod_logs: invalid params: give either pod (a name) or selector, "
-                               + ("not both" if "pod" in p else "neither was given"), type="InvalidParams",
-                               non_retryable=True)
+        raise ActionError("k8s.pod_logs: invalid params: give either pod (a name) or selector, "
+                          + ("not both" if "pod" in p else "neither was given"), type="InvalidParams",
+                          non_retryable=True)
     if "pod" in p:
         pod = await must(p, Target("get", "pods", namespace, p["pod"]), "core", "read_namespaced_pod", p["pod"],
                          namespace)
@@ -109,8 +108,8 @@ async def pod_logs(inp: ActionInput) -> dict[str, Any]:
                             label_selector=p["selector"])
         pods = [pod for pod in listed.get("items") or [] if isinstance(pod, dict)]
         if not pods:
-            raise ApplicationError(f'no pods match selector "{p["selector"]}" in namespace "{namespace}"',
-                                   {"status": 404}, type="KubeNotFound", non_retryable=True)
+            raise ActionError(f'no pods match selector "{p["selector"]}" in namespace "{namespace}"',
+                              {"status": 404}, type="KubeNotFound", non_retryable=True)
         pod = _pick_pod(pods)
     name = pod["metadata"]["name"]
     container = _pick_container(pod, p.get("container"))

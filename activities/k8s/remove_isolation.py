@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, dry_run_kwargs, fail
 from activities.k8s.network_policies import (
     POLICY_NAME,
@@ -32,8 +31,8 @@ async def remove_isolation(inp: ActionInput) -> dict[str, Any]:
     # Checked here, not as a schema anyOf: the compiler checks literal params only, and a templated `deployment`
     # would look absent to it.
     if not p.get("name") and not p.get("deployment"):
-        raise ApplicationError("k8s.remove_isolation: invalid params: give deployment or name", type="InvalidParams",
-                               non_retryable=True)
+        raise ActionError("k8s.remove_isolation: invalid params: give deployment or name", type="InvalidParams",
+                          non_retryable=True)
     namespace, name = p["namespace"], policy_name(p)
     existing = await read_policy(p, name)
     if existing is None:

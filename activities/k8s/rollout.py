@@ -11,10 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import JSON_PATCH, STRATEGIC_MERGE_PATCH, Target, must
 from activities.k8s.changes import revision_of
 from activities.k8s.deployments import RESTARTED_AT, change_record, patch_deployment, read_deployment, state
@@ -32,6 +30,8 @@ HASH_LABEL = "pod-template-hash"
     description="kubectl rollout restart: new pods for the same template (restartedAt annotation).",
 )
 async def rollout_restart(inp: ActionInput) -> dict[str, Any]:
+    from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
     p = inp.params
     before = await read_deployment(p)
     stamp = (activity.info().scheduled_time if activity.in_activity() else datetime.now(UTC))
@@ -82,14 +82,14 @@ async def rollout_undo(inp: ActionInput) -> dict[str, Any]:
     if wanted is None:
         earlier = [r for r in revisions if r is not None and r < current]
         if not earlier:
-            raise ApplicationError(f"deployment {p['namespace']}/{p['deployment']} has no revision before "
-                                   f"{current} to roll back to", type="NoPreviousRevision", non_retryable=True)
+            raise ActionError(f"deployment {p['namespace']}/{p['deployment']} has no revision before "
+                              f"{current} to roll back to", type="NoPreviousRevision", non_retryable=True)
         wanted = max(earlier)
     target = revisions.get(wanted)
     if target is None:
         known = ", ".join(str(r) for r in sorted(r for r in revisions if r is not None))
-        raise ApplicationError(f"deployment {p['namespace']}/{p['deployment']} has no revision {wanted} "
-                               f"(known: {known})", type="UnknownRevision", non_retryable=True)
+        raise ActionError(f"deployment {p['namespace']}/{p['deployment']} has no revision {wanted} "
+                          f"(known: {known})", type="UnknownRevision", non_retryable=True)
     template = _bare_template(target)
     if template == before["spec"]["template"]:
         return change_record(p, before, before, inp.dry_run, to_revision=wanted,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import STRATEGIC_MERGE_PATCH, refuse
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
 from activities.k8s.health import format_bytes, parse_quantity
@@ -49,9 +48,9 @@ async def set_resources(inp: ActionInput) -> dict[str, Any]:
     names = [c["name"] for c in containers]
     name = p.get("container") or (names[0] if len(names) == 1 else None)
     if name not in names:
-        raise ApplicationError(f"deployment {p['namespace']}/{p['deployment']} has containers "
-                               f"{', '.join(names)}; say which with container:", type="UnknownContainer",
-                               non_retryable=True)
+        raise ActionError(f"deployment {p['namespace']}/{p['deployment']} has containers "
+                          f"{', '.join(names)}; say which with container:", type="UnknownContainer",
+                          non_retryable=True)
     resources = next(c for c in containers if c["name"] == name).get("resources", {})
     limits, requests = dict(resources.get("limits", {})), dict(resources.get("requests", {}))
     memory = _new_value(limits.get("memory"), p.get("memory_limit"), p.get("memory_factor"), f"{name}'s memory limit")

@@ -12,10 +12,8 @@ import asyncio
 import time
 from typing import Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import Target, duration_param, heartbeat, must
 from activities.k8s.health import deployment_summary, summarize_pod
 from activities.k8s.schemas import DURATION, NAME, NAMESPACE, SELECTOR, k8s_params
@@ -31,6 +29,8 @@ class _Clock:
     """Deadline and elapsed time that survive activity retries (via heartbeat details)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
+        from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
         self.timeout = min(duration_param(params, "timeout"), MAX_WAIT_S)
         self.interval = max(duration_param(params, "interval"), 0.2)
         self.started = time.time()
@@ -50,8 +50,8 @@ class _Clock:
         await asyncio.sleep(self.interval)
 
 
-def _failed(message: str, seen: dict[str, Any]) -> ApplicationError:
-    return ApplicationError(message, seen, type="VerificationFailed", non_retryable=True)
+def _failed(message: str, seen: dict[str, Any]) -> ActionError:
+    return ActionError(message, seen, type="VerificationFailed", non_retryable=True)
 
 
 @action(
@@ -119,8 +119,8 @@ async def wait_stable(inp: ActionInput) -> dict[str, Any]:
     clock = _Clock(p)
     window = duration_param(p, "for")
     if window >= clock.timeout:
-        raise ApplicationError(f"for ({format_duration(window)}) must be shorter than timeout "
-                               f"({format_duration(clock.timeout)})", type="InvalidParams", non_retryable=True)
+        raise ActionError(f"for ({format_duration(window)}) must be shorter than timeout "
+                          f"({format_duration(clock.timeout)})", type="InvalidParams", non_retryable=True)
     restarts: dict[str, int] = {}
     stable_since: float | None = None
     restarts_seen = 0

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, duration_param, must
 from activities.k8s.changes import correlate
 from activities.k8s.fields import parse_time, selector_string
@@ -24,8 +23,8 @@ MANAGED_FIELD_KEYS = ("manager", "operation", "time", "subresource")
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}
 
 
-def _invalid(message: str) -> ApplicationError:
-    return ApplicationError(f"k8s.what_changed: invalid params: {message}", type="InvalidParams", non_retryable=True)
+def _invalid(message: str) -> ActionError:
+    return ActionError(f"k8s.what_changed: invalid params: {message}", type="InvalidParams", non_retryable=True)
 
 
 def metadata_only(obj: Any) -> dict[str, Any]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.k8s.api import Target, must
 from activities.k8s.fields import owner_ref, selector_string
 from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
@@ -36,8 +35,8 @@ async def workload_of(inp: ActionInput) -> dict[str, Any]:
         kind = owner["kind"]
     name = chain[-1].split("/", 1)[1]
     if kind != "Deployment":
-        raise ApplicationError(f"pod {namespace}/{p['pod']} belongs to {chain[-1]}, not a Deployment; this "
-                               "runbook only remediates Deployments", {"chain": chain}, type="NotADeployment",
-                               non_retryable=True)
+        raise ActionError(f"pod {namespace}/{p['pod']} belongs to {chain[-1]}, not a Deployment; this "
+                          "runbook only remediates Deployments", {"chain": chain}, type="NotADeployment",
+                          non_retryable=True)
     return {"namespace": namespace, "kind": kind, "name": name, "chain": chain,
             "selector": selector_string(obj["spec"].get("selector"))}

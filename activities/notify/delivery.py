@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput
+from activities.errors import ActionError
 
 # The params of a notifier that posts to a URL.
 TARGET: dict[str, Any] = {
@@ -27,8 +26,8 @@ TARGET: dict[str, Any] = {
 def target_url(params: dict[str, Any]) -> str:
     url = params.get("url") or os.environ.get(params.get("url_env", ""), "")
     if not url:
-        raise ApplicationError("no webhook URL: give `url` or set the variable named by `url_env`",
-                               type="InvalidParams", non_retryable=True)
+        raise ActionError("no webhook URL: give `url` or set the variable named by `url_env`",
+                          type="InvalidParams", non_retryable=True)
     return url
 
 
@@ -46,8 +45,8 @@ async def post_json(url: str, body: dict[str, Any], key: str) -> int:
                 text = await response.text()
                 status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ApplicationError(f"POST {url}: no answer: {type(exc).__name__}: {exc}", type="HTTPUnreachable") from None
+        raise ActionError(f"POST {url}: no answer: {type(exc).__name__}: {exc}", type="HTTPUnreachable") from None
     if status >= 400:
-        raise ApplicationError(f"POST {url} answered {status}: {text[:300]}", type="HTTPStatus",
-                               non_retryable=400 <= status < 500 and status != 429)
+        raise ActionError(f"POST {url} answered {status}: {text[:300]}", type="HTTPStatus",
+                          non_retryable=400 <= status < 500 and status != 429)
     return status

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
 from activities.base import ActionInput, action
+from activities.errors import ActionError
 from activities.notify.delivery import idempotency_key
 
 MAX_PAGES = 10
@@ -34,13 +33,13 @@ class GitHub:
                     payload = await response.json(content_type=None)
                     status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ApplicationError(f"GitHub {method} {path}: no answer: {exc}", type="HTTPUnreachable") from None
+            raise ActionError(f"GitHub {method} {path}: no answer: {exc}", type="HTTPUnreachable") from None
         if status == 403 or status == 401:
-            raise ApplicationError(f"GitHub refused {method} {path} ({status}): check the token's scopes",
-                                   type="GitHubForbidden", non_retryable=True)
+            raise ActionError(f"GitHub refused {method} {path} ({status}): check the token's scopes",
+                              type="GitHubForbidden", non_retryable=True)
         if status >= 400:
-            raise ApplicationError(f"GitHub {method} {path} answered {status}: {payload}", type="HTTPStatus",
-                                   non_retryable=status < 500 and status != 429)
+            raise ActionError(f"GitHub {method} {path} answered {status}: {payload}", type="HTTPStatus",
+                              non_retryable=status < 500 and status != 429)
         return payload
 
     async def find_issue(self, marker: str) -> dict[str, Any] | None:

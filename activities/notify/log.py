@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity
-
 from activities.base import ActionInput, action
 
 logger = logging.getLogger("incidentctl.notify")
@@ -43,6 +41,8 @@ def _append_line(path: Path, line: str) -> None:
     description="Log a stakeholder message (and append it to $INCIDENTCTL_NOTIFY_LOG as JSON when set).",
 )
 async def log_message(inp: ActionInput) -> dict[str, Any]:
+    from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
     level, channel = inp.params["level"], inp.params["channel"]
     # incident_id + step_id (+ attempt) identify one step execution, so a reader of the sink can drop the
     # duplicate a retried activity would produce.
