@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activities.k8s.fields import format_time
-from activities.k8s.health import format_bytes, parse_quantity
 from incidentctl.k8ssim.controllers import NODE, POD, Controllers, Timing, condition, is_ready
 from incidentctl.k8ssim.images import ImageTable
 from incidentctl.k8ssim.patching import PatchError, apply_patch
@@ -28,6 +26,7 @@ from incidentctl.k8ssim.selectors import (
     parse_label_selector,
 )
 from incidentctl.k8ssim.store import BY_KIND, ApiError, Obj, Resource, Store, not_found
+from incidentctl.k8ssim.units import format_memory, format_time, parse_quantity
 
 REQUESTS_KEPT = 10_000
 
@@ -274,7 +273,7 @@ class Cluster:
                 behaviour = self.images.get(status["image"])
                 containers.append({"name": status["name"],
                                    "usage": {"cpu": behaviour.cpu,
-                                             "memory": format_bytes(parse_quantity(behaviour.memory))}})
+                                             "memory": format_memory(parse_quantity(behaviour.memory))}})
             items.append({"metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
                                        "labels": pod["metadata"].get("labels", {})},
                           "timestamp": format_time(self.now()), "window": "30s", "containers": containers})

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.k8s.fields import format_time, parse_time
-from activities.k8s.health import parse_quantity
 from incidentctl.k8ssim.images import ImageTable
 from incidentctl.k8ssim.selectors import label_selector_from_spec
 from incidentctl.k8ssim.store import BY_KIND, Obj, Store
+from incidentctl.k8ssim.units import format_time, parse_quantity, parse_time
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
