@@ -70,7 +70,7 @@ async def test_a_stuck_rollout_older_than_the_window_needs_a_human(client: Clien
     summary = await finished(client, incident)
     message = summary["steps"]["needs_a_human"]["output"]["message"]
     assert "approve_rollback" not in summary["steps"] and "rollback" not in summary["steps"]
-    assert "No rollout in the last 20 minutes" in message and "needs a human" in message
+    assert "no rollout in the last 20 minutes to roll back" in message and "needs a human" in message
     assert "containers with unready status: [reviews]" in message
     assert container(cluster, "reviews")["image"] == "shop/reviews:1.9.0"
 
@@ -162,7 +162,7 @@ async def test_pods_not_ready_on_a_dead_node_blame_the_node(client: Client, work
                            {"alertname": "KubePodNotReady", "namespace": "shop", "pod": on_node_3})
     summary = await finished(client, incident)
     message = summary["steps"]["bad_node"]["output"]["message"]
-    assert "The node node-3 is not Ready: the node is the problem" in message and "k8s-node-not-ready" in message
+    assert "the node node-3 is not Ready. The node is the problem" in message and "k8s-node-not-ready" in message
     assert "approve_rollback" not in summary["steps"]
     assert deployment(cluster, "inventory")["metadata"]["generation"] == before["metadata"]["generation"]
     assert not cluster.get("/api/v1/nodes/node-3")["spec"].get("unschedulable")
