@@ -77,3 +77,11 @@ def k8s_sim(tmp_path: Path) -> Callable[..., Any]:
         return start_sim(tmp_path, *scenarios, **options)
 
     return start
+
+
+@pytest.fixture
+def cluster(k8s_sim: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A simulated cluster seeded with the test's `scenario` mark; the in-process worker's actions use it."""
+    with k8s_sim(*request.node.get_closest_marker("scenario").args) as sim:
+        monkeypatch.setenv("INCIDENTCTL_KUBECONFIG", str(sim.kubeconfig))
+        yield sim

@@ -6,7 +6,6 @@ shaped alert, approves as a person from config/people.yaml, and reads the cluste
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,61 +19,62 @@ from incidentctl.k8ssim.process import crash_looping_pod
 from incidentctl.library import compile_file
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
+from tests.runbook_run import RUNBOOKS, alert, approve, finished, start, waiting_on
 from workflows.model import ApprovalDecision
 
-RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
+# What real rule sets send: kube-prometheus (severity warning, CPUThrottlingHigh info), the KubeContainerOOMKilled
+# rule of deploy/prometheus/, and falcosidekick (alertname = the Falco rule, priority, k8s_ns_name, k8s_pod_name).
+REAL_ALERTS = {
+    "k8s-pod-crashlooping": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "cart-1",
+                             "container": "cart", "severity": "warning"},
+    "k8s-deployment-replicas-mismatch": {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop",
+                                         "deployment": "payments", "severity": "warning"},
+    "k8s-node-not-ready": {"alertname": "KubeNodeNotReady", "node": "node-3", "severity": "warning"},
+    "k8s-oom-killed": {"alertname": "KubeContainerOOMKilled", "namespace": "shop", "pod": "search-1",
+                       "container": "search", "severity": "warning"},
+    "k8s-security-containment": {"alertname": "Terminal shell in container", "rule": "Terminal shell in container",
+                                 "source": "falco", "priority": "Critical", "severity": "critical",
+                                 "k8s_ns_name": "shop", "k8s_pod_name": "checkout-1", "container_name": "checkout"},
+    "k8s-deployment-rollout-stuck": {"alertname": "KubeDeploymentRolloutStuck", "namespace": "shop",
+                                     "deployment": "reviews", "severity": "warning"},
+    "k8s-container-waiting": {"alertname": "KubeContainerWaiting", "namespace": "shop", "pod": "orders-1",
+                              "container": "orders", "reason": "CreateContainerConfigError", "severity": "warning"},
+    "k8s-pod-not-ready": {"alertname": "KubePodNotReady", "namespace": "shop", "pod": "ledger-1",
+                          "severity": "warning"},
+    "k8s-cpu-throttling": {"alertname": "CPUThrottlingHigh", "namespace": "shop", "pod": "recommend-1",
+                           "container": "recommend", "severity": "info"},
+}
 
 
-@pytest.fixture
-def cluster(k8s_sim: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCluster]:
-    """A simulated cluster seeded with the test's `scenario` mark; the in-process worker's actions use it."""
-    with k8s_sim(*request.node.get_closest_marker("scenario").args) as sim:
-        monkeypatch.setenv("INCIDENTCTL_KUBECONFIG", str(sim.kubeconfig))
-        yield sim
+def test_real_alerts_route_to_the_shipped_runbooks_with_their_parameters_and_severity() -> None:
+    from incidentctl.params import resolve_params
 
-
-def alert(**labels: str) -> dict[str, Any]:
-    return {"labels": {"severity": "warning", **labels}, "annotations": {"summary": "from a test"},
-            "status": "firing"}
-
-
-async def start(client: Client, runbook: str, unique: str, labels: dict[str, str], **params: Any) -> str:
-    plan = compile_file(RUNBOOKS / f"{runbook}.yaml")
-    started = await incidents.start_incident(client, plan, alert=alert(**labels), params=params, key=unique,
-                                             task_queue=TEST_TASK_QUEUE, started_by="alertmanager")
-    return started.incident_id
-
-
-def waiting_on(step: str):
-    return lambda state: any(p["step"] == step for p in state["pending_approvals"])
-
-
-async def approve(client: Client, incident_id: str, step: str, who: str = "alice") -> dict[str, Any]:
-    state = await eventually(lambda: incidents.show_incident(client, incident_id), waiting_on(step), timeout=60)
-    await incidents.decide(client, incident_id, ApprovalDecision(approver=who, approve=True, step=step))
-    return next(p for p in state["pending_approvals"] if p["step"] == step)
-
-
-async def finished(client: Client, incident_id: str) -> dict[str, Any]:
-    return await client.get_workflow_handle(incident_id).result()
-
-
-
-def test_kube_prometheus_alerts_route_to_the_shipped_runbooks() -> None:
     router = Router([compile_file(path) for path in sorted(RUNBOOKS.glob("k8s-*.yaml"))])
-    cases = {
-        "KubePodCrashLooping": ({"namespace": "shop", "pod": "cart-1"}, "k8s-pod-crashlooping"),
-        "KubeDeploymentReplicasMismatch": ({"namespace": "shop", "deployment": "payments"},
-                                           "k8s-deployment-replicas-mismatch"),
-        "KubeNodeNotReady": ({"node": "node-3"}, "k8s-node-not-ready"),
-        "KubeContainerOOMKilled": ({"namespace": "shop", "pod": "search-1", "container": "search"},
-                                   "k8s-oom-killed"),
-        "KubeWorkloadSecurityViolation": ({"namespace": "shop", "deployment": "checkout"},
-                                          "k8s-security-containment"),
-    }
-    for name, (labels, runbook) in cases.items():
-        route = router.route({"alertname": name, **labels})
-        assert route is not None and route.runbook == runbook, name
+    severities = {}
+    for runbook, labels in REAL_ALERTS.items():
+        route = router.route(labels)
+        assert route is not None and route.runbook == runbook, labels["alertname"]
+        # Every required parameter comes from the alert alone, as when the receiver starts the incident.
+        resolve_params(route.plan, {}, {"labels": labels, "annotations": {}})
+        severities[runbook] = router.severity(route, labels)
+    # kube-prometheus says "warning" for all of these; the runbooks tell them apart.
+    assert severities == {
+        "k8s-pod-crashlooping": "SEV2", "k8s-deployment-replicas-mismatch": "SEV3", "k8s-node-not-ready": "SEV2",
+        "k8s-oom-killed": "SEV3", "k8s-security-containment": "SEV1", "k8s-deployment-rollout-stuck": "SEV3",
+        "k8s-container-waiting": "SEV3", "k8s-pod-not-ready": "SEV3", "k8s-cpu-throttling": "SEV4"}
+    assert router.severity(router.route(REAL_ALERTS["k8s-node-not-ready"]), {"severity": "critical"}) == "SEV1"
+
+
+def test_only_falco_priorities_worth_containing_start_a_containment() -> None:
+    router = Router([compile_file(RUNBOOKS / "k8s-security-containment.yaml")])
+    falco = REAL_ALERTS["k8s-security-containment"]
+    for priority in ("Emergency", "Alert", "Critical"):
+        assert router.route({**falco, "priority": priority}) is not None, priority
+    for priority in ("Error", "Warning", "Notice", "Informational", "Debug"):
+        assert router.route({**falco, "priority": priority}) is None, priority
+    assert router.route({**falco, "alertname": "FalcoEvent"}) is not None, "an operator-set alertname"
+    assert router.route({**falco, "source": "k8s_audit"}) is None
+    assert router.route({k: v for k, v in falco.items() if k != "k8s_pod_name"}) is None, "not about a pod"
 
 
 @pytest.mark.scenario("bad-rollout")
@@ -173,10 +173,11 @@ async def test_oom_killed_container_gets_a_bounded_memory_raise(client: Client, 
 @pytest.mark.scenario("healthy")
 async def test_security_containment_isolates_then_lifts(client: Client, worker: Worker, unique: str,
                                                         cluster: SimCluster) -> None:
+    pod = cluster.get("/api/v1/namespaces/shop/pods?labelSelector=app%3Dcheckout")["items"][0]["metadata"]["name"]
     incident = await start(client, "k8s-security-containment", unique,
-                           {"alertname": "KubeWorkloadSecurityViolation", "namespace": "shop",
-                            "deployment": "checkout"})
-    await approve(client, incident, "approve_isolation")
+                           {**REAL_ALERTS["k8s-security-containment"], "k8s_pod_name": pod})
+    asked = await approve(client, incident, "approve_isolation")
+    assert "Falco (Critical): Terminal shell in container in pod shop/" in asked["message"]
     await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_lift"), timeout=60)
     policies = cluster.get("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")["items"]
     assert [p["metadata"]["name"] for p in policies] == ["incidentctl-isolate-checkout"]
@@ -263,3 +264,25 @@ async def test_a_dry_run_incident_shows_the_rollback_and_changes_nothing(client:
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.3"
     # Nothing was really rolled back, so verification reports the truth: the rollout is still stalled.
     assert summary["steps"]["verify_rollout"]["status"] == "failed"
+
+
+@pytest.mark.scenario("oom")
+async def test_an_oom_loop_reported_as_crash_looping_gets_the_memory_raise(client: Client, worker: Worker,
+                                                                          unique: str, cluster: SimCluster) -> None:
+    pod = crash_looping_pod(cluster.url, "shop", "app=search")
+    incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
+                                                                   "namespace": "shop", "pod": pod,
+                                                                   "container": "search"},
+                           stable_for="2s", max_memory="512Mi")
+    asked = await approve(client, incident, "approve_memory_raise")
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/search")
+    steps = summary["steps"]
+    # search 3.1.0 went out a day ago: no rollout to blame, so the OOM kills decide.
+    assert steps["changes"]["output"]["recent_rollout"] is False
+    assert "crash-loop on OOM kills (container search)" in asked["message"] and "512Mi" in asked["message"]
+    assert summary["status"] == "resolved"
+    assert "approve_rollback" not in steps and "no_rollout" not in steps
+    assert steps["raise_memory"]["output"]["before"]["resources"]["search"]["limits"]["memory"] == "256Mi"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"
+    assert deployment["status"]["availableReplicas"] == 2

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from incidentctl.k8ssim.controllers import Controllers, Timing
+from incidentctl.k8ssim.controllers import Controllers
 from incidentctl.k8ssim.images import ImageTable
+from incidentctl.k8ssim.kubelet import Timing
 from incidentctl.k8ssim.scenarios import WORKER_TOKEN, build
 from incidentctl.k8ssim.store import BY_KIND, Store
 
@@ -60,7 +61,7 @@ def test_a_crash_looping_rollout_stalls_with_the_old_pods_serving() -> None:
 def test_crash_loop_back_off_doubles_up_to_its_cap() -> None:
     controllers = Controllers(Store(lambda: None), ImageTable(), lambda: None,  # type: ignore[arg-type]
                               Timing(backoff_base_s=1, backoff_cap_s=8))
-    assert [controllers.restarts_after(t) for t in (0.5, 1, 3, 7, 15, 23, 31)] == [0, 1, 2, 3, 4, 5, 6]
+    assert [controllers.kubelet.restarts_after(t) for t in (0.5, 1, 3, 7, 15, 23, 31)] == [0, 1, 2, 3, 4, 5, 6]
 
 
 async def test_metadata_only_lists_carry_no_data(k8s_sim: Any) -> None:

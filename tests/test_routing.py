@@ -163,3 +163,60 @@ def test_bodies_are_decoded_safely() -> None:
     assert value == {"labels": {"pod\ufffd": "x\ufffdy", "ok": "\U0001F600"}}
     json.dumps(value).encode("utf-8")  # what broke `incident show` before
     "".join(value["labels"]).encode("utf-8")
+
+
+def test_a_trigger_can_map_the_alerts_severity_label() -> None:
+    router = Router([plan("mapped", {"alertname": "Down", "severity": {"warning": "SEV2", "Critical": "SEV1"}},
+                          severity="SEV4")])
+    down = router.route({"alertname": "Down"})
+    assert router.severity(down, {"severity": "warning"}) == "SEV2"
+    assert router.severity(down, {"severity": "CRITICAL"}) == "SEV1", "label values compare case-insensitively"
+    assert router.severity(down, {"severity": "info"}) == "SEV4", "a label the map lacks: the receiver's map"
+    assert router.severity(down, {"severity": "unheard-of"}) == "SEV4", "then the runbook's default"
+    assert router.severity(down, {}) == "SEV4"
+    custom = Router([plan("mapped", {"alertname": "Down", "severity": {"warning": "SEV2"}})],
+                    severity_map={"p1": "SEV1"})
+    assert custom.severity(custom.route({"alertname": "Down"}), {"severity": "p1"}) == "SEV1"
+
+
+def test_severity_maps_are_checked_when_the_runbook_compiles() -> None:
+    from incidentctl.dsl.errors import RunbookErrors
+    from incidentctl.library import compile_text
+
+    def runbook(trigger: str) -> str:
+        return f"name: r\nversion: 1\ntrigger: {trigger}\nsteps:\n  - id: a\n    notify: {{message: hi}}\n"
+
+    assert compile_text(runbook("{alertname: A, severity: {warning: SEV2}}"), "r.yaml").trigger == {
+        "alertname": "A", "severity": {"warning": "SEV2"}}
+    assert compile_text(runbook("{alertname: A, severity: SEV1}"), "r.yaml").trigger == {"alertname": "A",
+                                                                                          "severity": "SEV1"}
+    for bad in ("{alertname: A, severity: {warning: urgent}}", "{alertname: A, severity: {}}",
+                "{alertname: A, severity: SEV9}", "{priority: 3}", "{matchers: []}"):
+        with pytest.raises(RunbookErrors) as refused:
+            compile_text(runbook(bad), "r.yaml")
+        assert "$.trigger" in str(refused.value), bad
+
+
+def test_a_trigger_without_alertname_routes_on_its_matchers() -> None:
+    router = Router([plan("falco", {"matchers": ['source="falco"', 'priority=~"Critical|Alert"']}),
+                     plan("named", {"alertname": "Terminal shell in container", "priority": -1})])
+    assert router.route({"alertname": "Terminal shell in container", "source": "falco",
+                         "priority": "Critical"}).runbook == "falco"
+    assert router.route({"alertname": "Terminal shell in container", "source": "falco",
+                         "priority": "Warning"}).runbook == "named"
+    assert router.route({"alertname": "Other", "source": "falco", "priority": "Warning"}) is None
+
+
+def test_the_http_demo_takes_its_base_url_from_the_alert() -> None:
+    from incidentctl.library import compile_file
+    from incidentctl.params import ParameterError, resolve_params
+    from tests.runbook_run import RUNBOOKS
+
+    router = Router([compile_file(RUNBOOKS / "demo-http-service.yaml")])
+    labels = {"alertname": "ServiceHealthCheckFailing", "job": "demo", "service": "checkout"}
+    route = router.route(labels)
+    assert route is not None and route.runbook == "demo-http-service"
+    alert = {"labels": labels, "annotations": {"base_url": "http://checkout.shop:8080"}}
+    assert resolve_params(route.plan, {}, alert) == {"service": "checkout", "base_url": "http://checkout.shop:8080"}
+    with pytest.raises(ParameterError, match="missing required parameter 'base_url'"):
+        resolve_params(route.plan, {}, {"labels": labels, "annotations": {}})

@@ -21,10 +21,12 @@ DEFAULT_SEVERITY_MAP = {"critical": "SEV1", "page": "SEV1", "high": "SEV2", "err
 @dataclass(frozen=True)
 class Route:
     plan: Plan
-    alertname: str
+    alertname: str | None  # None: any alertname, the matchers decide (senders that name alerts after their rules)
     matchers: tuple[Matcher, ...]
     priority: int
     group_by: tuple[str, ...]
+    fixed_severity: str | None = None  # trigger.severity: SEV2
+    severity_by_label: tuple[tuple[str, str], ...] = ()  # trigger.severity: {warning: SEV2}, keys lowercased
 
     @property
     def runbook(self) -> str:
@@ -36,7 +38,8 @@ class Route:
         return self.plan.to_json()
 
     def matches(self, labels: dict[str, str]) -> bool:
-        return labels.get("alertname") == self.alertname and all(m.matches(labels) for m in self.matchers)
+        named = self.alertname is None or labels.get("alertname") == self.alertname
+        return named and all(m.matches(labels) for m in self.matchers)
 
 
 class Router:
@@ -48,10 +51,14 @@ class Router:
             trigger = plan.trigger
             if not trigger:
                 continue
-            routes.append(Route(plan=plan, alertname=trigger["alertname"],
+            severity = trigger.get("severity")
+            routes.append(Route(plan=plan, alertname=trigger.get("alertname"),
                                 matchers=tuple(parse_matcher(m) for m in trigger.get("matchers") or []),
                                 priority=int(trigger.get("priority", 0)),
-                                group_by=tuple(trigger.get("group_by") or ())))
+                                group_by=tuple(trigger.get("group_by") or ()),
+                                fixed_severity=str(severity) if isinstance(severity, str) and severity else None,
+                                severity_by_label=tuple((str(k).lower(), str(v)) for k, v in severity.items())
+                                if isinstance(severity, dict) else ()))
         # Explicit priority first; the runbook name breaks ties so routing never depends on file order.
         self.routes = sorted(routes, key=lambda r: (-r.priority, r.runbook))
         self.severity_map = {k.lower(): v for k, v in (severity_map or DEFAULT_SEVERITY_MAP).items()}
@@ -60,10 +67,12 @@ class Router:
         return next((r for r in self.routes if r.matches(labels)), None)
 
     def severity(self, route: Route, labels: dict[str, str]) -> str:
-        fixed = (route.plan.trigger or {}).get("severity")
-        if fixed:
-            return str(fixed)
-        mapped = self.severity_map.get(labels.get("severity", "").lower())
+        """The trigger's fixed severity; else the trigger's own map of the alert's severity label; else the
+        receiver's map (INCIDENTCTL_SEVERITY_MAP or the default); else the runbook's default severity."""
+        if route.fixed_severity:
+            return route.fixed_severity
+        label = labels.get("severity", "").lower()
+        mapped = dict(route.severity_by_label).get(label) or self.severity_map.get(label)
         return mapped or route.plan.runbook.severity
 
 

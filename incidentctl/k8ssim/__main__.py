@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from incidentctl.k8ssim.controllers import Timing
 from incidentctl.k8ssim.kubeconfig import write_kubeconfig
+from incidentctl.k8ssim.kubelet import Timing
 from incidentctl.k8ssim.scenarios import SCENARIOS, build
 from incidentctl.k8ssim.server import make_app
 from incidentctl.localhttp import serve

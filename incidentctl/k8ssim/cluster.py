@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activities.k8s.fields import format_time
-from activities.k8s.health import format_bytes, parse_quantity
-from incidentctl.k8ssim.controllers import NODE, POD, Controllers, Timing, condition, is_ready
-from incidentctl.k8ssim.images import ImageTable
+from incidentctl.k8ssim.conditions import condition, is_ready
+from incidentctl.k8ssim.controllers import NODE, POD, Controllers
+from incidentctl.k8ssim.images import ImageTable, cpu_usage
+from incidentctl.k8ssim.kubelet import Timing
 from incidentctl.k8ssim.patching import PatchError, apply_patch
 from incidentctl.k8ssim.selectors import (
     SelectorError,
@@ -28,6 +28,7 @@ from incidentctl.k8ssim.selectors import (
     parse_label_selector,
 )
 from incidentctl.k8ssim.store import BY_KIND, ApiError, Obj, Resource, Store, not_found
+from incidentctl.k8ssim.units import format_cpu, format_memory, format_time, parse_quantity
 
 REQUESTS_KEPT = 10_000
 
@@ -269,12 +270,14 @@ class Cluster:
             running = [s for s in pod.get("status", {}).get("containerStatuses", []) if s["state"].get("running")]
             if not running:
                 continue
+            specs = {c["name"]: c for c in pod["spec"].get("containers", [])}
             containers = []
             for status in running:
                 behaviour = self.images.get(status["image"])
+                cpu = cpu_usage(behaviour, specs.get(status["name"], {}))
                 containers.append({"name": status["name"],
-                                   "usage": {"cpu": behaviour.cpu,
-                                             "memory": format_bytes(parse_quantity(behaviour.memory))}})
+                                   "usage": {"cpu": format_cpu(cpu),
+                                             "memory": format_memory(parse_quantity(behaviour.memory))}})
             items.append({"metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
                                        "labels": pod["metadata"].get("labels", {})},
                           "timestamp": format_time(self.now()), "window": "30s", "containers": containers})

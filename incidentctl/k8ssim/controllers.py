@@ -1,12 +1,12 @@
-"""Just enough of kube-controller-manager, the scheduler and the kubelet for runbooks to be tested for real.
+"""Just enough of kube-controller-manager and the scheduler for runbooks to be tested for real (the kubelet is
+in kubelet.py).
 
 - Deployment: a changed pod template makes a new ReplicaSet with the next `deployment.kubernetes.io/revision`;
   a template equal to an old ReplicaSet's (rollout undo) re-uses it and bumps its revision. Rolling update
   honours maxSurge/maxUnavailable, so a crash-looping new revision stalls with the old pods still serving.
 - ReplicaSet: creates and deletes pods to match its replicas (not-ready and newest pods go first).
-- Scheduler: Ready, schedulable nodes with the fewest pods; none left means Pending/Unschedulable.
-- Kubelet: pods start after `start_delay_s`; what the image does (images.py) decides Ready, CrashLoopBackOff
-  with exponential back-off, OOMKilled or ImagePullBackOff. Pods on a NotReady node are not Ready.
+- Scheduler: Ready, schedulable nodes matching the pod's nodeSelector, fewest pods first; none left means
+  Pending/Unschedulable with the scheduler's reasons.
 - PodDisruptionBudget status, and Events for all of the above, deduplicated with a count like the real ones.
 """
 
@@ -16,28 +16,21 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.k8s.fields import format_time, parse_time
-from activities.k8s.health import parse_quantity
+from incidentctl.k8ssim.conditions import condition, is_ready, new_condition, node_ready
 from incidentctl.k8ssim.images import ImageTable
+from incidentctl.k8ssim.kubelet import Kubelet, Timing
 from incidentctl.k8ssim.selectors import label_selector_from_spec
 from incidentctl.k8ssim.store import BY_KIND, Obj, Store
+from incidentctl.k8ssim.units import format_time
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
 DEPLOYMENT, REPLICA_SET, POD, NODE, EVENT, PDB = (BY_KIND[k] for k in (
     "Deployment", "ReplicaSet", "Pod", "Node", "Event", "PodDisruptionBudget"))
 MANAGER = "kube-controller-manager"
-
-
-@dataclass
-class Timing:
-    start_delay_s: float = 0.3  # scheduled -> containers started
-    backoff_base_s: float = 1.0  # CrashLoopBackOff: 1, 2, 4 ... seconds (real clusters: 10s doubling to 5m)
-    backoff_cap_s: float = 30.0
 
 
 def template_hash(template: Obj) -> str:
@@ -60,20 +53,6 @@ def revision(rs: Obj) -> int:
         return 0
 
 
-def condition(obj: Obj, kind: str) -> Obj | None:
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == kind), None)
-
-
-def is_ready(pod: Obj) -> bool:
-    found = condition(pod, "Ready")
-    return bool(found and found.get("status") == "True")
-
-
-def node_ready(node: Obj) -> bool:
-    found = condition(node, "Ready")
-    return bool(found and found.get("status") == "True")
-
-
 def _percent_or_int(value: Any, total: int, round_up: bool) -> int:
     if isinstance(value, str) and value.endswith("%"):
         exact = total * int(value[:-1]) / 100
@@ -88,6 +67,7 @@ class Controllers:
         self.clock = clock
         self.timing = timing
         self._names = 0
+        self.kubelet = Kubelet(store, images, clock, timing, self.event)
         self._progress: dict[str, tuple[str, int, datetime]] = {}
 
     # -- events -------------------------------------------------------------------------------------------
@@ -121,7 +101,9 @@ class Controllers:
         for rs in self.store.list(REPLICA_SET):
             self._replica_set(rs)
         for pod in self.store.list(POD):
-            self._kubelet(pod)
+            node_name = pod.get("spec", {}).get("nodeName") or self._schedule(pod)
+            if node_name is not None:
+                self.kubelet.sync(pod, node_name)
         for rs in self.store.list(REPLICA_SET):
             self._replica_set_status(rs)
         for deployment in self.store.list(DEPLOYMENT):
@@ -276,11 +258,11 @@ class Controllers:
         available = ready >= desired - _percent_or_int(
             spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable", "25%"), desired, round_up=False)
         conditions = [
-            _condition("Available", "True" if available else "False",
+            new_condition("Available", "True" if available else "False",
                        "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
                        "Deployment has minimum availability." if available
                        else "Deployment does not have minimum availability.", condition(deployment, "Available"), now),
-            {**_condition("Progressing", *progressing, previous or None, now), "lastUpdateTime": last_progress},
+            {**new_condition("Progressing", *progressing, previous or None, now), "lastUpdateTime": last_progress},
         ]
         status = {"observedGeneration": deployment["metadata"]["generation"], "replicas": len(pods),
                   "updatedReplicas": len(new_pods), "readyReplicas": ready, "availableReplicas": ready,
@@ -318,17 +300,30 @@ class Controllers:
 
     def _schedule(self, pod: Obj) -> str | None:
         nodes = self.store.list(NODE)
-        usable = [n for n in nodes if node_ready(n) and not n.get("spec", {}).get("unschedulable")]
+        wanted = pod.get("spec", {}).get("nodeSelector") or {}
+        # The first filter a node fails, as the scheduler reports it (one reason per node).
+        refused: dict[str, int] = {}
+        usable = []
+        for node in nodes:
+            labels = node["metadata"].get("labels", {})
+            if node.get("spec", {}).get("unschedulable"):
+                reason = "node(s) were unschedulable"
+            elif not node_ready(node):
+                reason = "node(s) were not ready"
+            elif any(labels.get(key) != value for key, value in wanted.items()):
+                reason = "node(s) didn't match Pod's node affinity/selector"
+            else:
+                usable.append(node)
+                continue
+            refused[reason] = refused.get(reason, 0) + 1
         if not usable:
-            cordoned = sum(bool(n.get("spec", {}).get("unschedulable")) for n in nodes)
-            not_ready = sum(not node_ready(n) and not n.get("spec", {}).get("unschedulable") for n in nodes)
-            message = (f"0/{len(nodes)} nodes are available: {cordoned} node(s) were unschedulable, "
-                       f"{not_ready} node(s) were not ready.")
+            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(refused.items()))
+            message = f"0/{len(nodes)} nodes are available: {reasons}."
             self.event(pod, "Warning", "FailedScheduling", message)
-            pod["status"] = {"phase": "Pending", "conditions": [
-                _condition("PodScheduled", "False", "Unschedulable", message, condition(pod, "PodScheduled"),
-                           format_time(self.clock()))]}
-            self._save_status(POD, pod, pod["status"])
+            # A fresh dict: _save_status writes only what differs from the stored status.
+            self._save_status(POD, pod, {"phase": "Pending", "conditions": [
+                new_condition("PodScheduled", "False", "Unschedulable", message, condition(pod, "PodScheduled"),
+                           format_time(self.clock()))]})
             return None
         load = {n["metadata"]["name"]: 0 for n in usable}
         for other in self.store.list(POD):
@@ -349,93 +344,6 @@ class Controllers:
                                             "fullyLabeledReplicas": len(pods),
                                             "observedGeneration": rs["metadata"]["generation"]})
 
-    # -- the kubelet ------------------------------------------------------------------------------------------
-
-    def restarts_after(self, elapsed_s: float) -> int:
-        """How many times a crashing container has restarted `elapsed_s` after its first start."""
-        restarts, spent, delay = 0, 0.0, self.timing.backoff_base_s
-        while spent + delay <= elapsed_s and restarts < 10_000:
-            spent += delay
-            restarts += 1
-            delay = min(delay * 2, self.timing.backoff_cap_s)
-        return restarts
-
-    def _kubelet(self, pod: Obj) -> None:
-        node_name = pod.get("spec", {}).get("nodeName") or self._schedule(pod)
-        if node_name is None:
-            return
-        pod = self.store.get(POD, pod["metadata"]["namespace"], pod["metadata"]["name"]) or pod
-        node = self.store.get(NODE, "", node_name)
-        now = self.clock()
-        pod.setdefault("status", {})
-        if not pod["status"].get("startTime"):  # created with spec.nodeName set: the scheduler never saw it
-            pod["status"]["startTime"] = format_time(now)
-        started = parse_time(pod["status"]["startTime"]) or now
-        elapsed = (now - started).total_seconds() - self.timing.start_delay_s
-        statuses = [self._container_status(c, elapsed, pod) for c in pod["spec"].get("containers", [])]
-        all_ready = bool(statuses) and all(s["ready"] for s in statuses)
-        node_ok = node is not None and node_ready(node)
-        pulling = any(s["state"].get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff",
-                                                                       "ContainerCreating") for s in statuses)
-        phase = "Pending" if elapsed < 0 or pulling else "Running"
-        stamp = format_time(now)
-        ready = all_ready and node_ok
-        reason = None if ready else ("NodeNotReady" if not node_ok else "ContainersNotReady")
-        old = {c["type"]: c for c in pod["status"].get("conditions", [])}
-        conditions = [
-            _condition("PodScheduled", "True", None, None, old.get("PodScheduled"), stamp),
-            _condition("Initialized", "True", None, None, old.get("Initialized"), stamp),
-            _condition("ContainersReady", "True" if all_ready else "False", None if all_ready else "ContainersNotReady",
-                       None, old.get("ContainersReady"), stamp),
-            _condition("Ready", "True" if ready else "False", reason, None, old.get("Ready"), stamp),
-        ]
-        status = {**pod["status"], "phase": phase, "conditions": conditions, "containerStatuses": statuses,
-                  "hostIP": "10.0.0.1", "podIP": "10.1.0.1"}
-        previous = {c["name"]: c for c in pod["status"].get("containerStatuses", [])}
-        for s in statuses:
-            waiting = s["state"].get("waiting", {})
-            before = previous.get(s["name"], {})
-            if (before.get("restartCount"), before.get("state", {}).get("waiting", {}).get("reason")) == (
-                    s["restartCount"], waiting.get("reason")):
-                continue  # one event per restart or state change, as the kubelet does, not one per pass
-            if waiting.get("reason") == "CrashLoopBackOff":
-                # One BackOff per restart, including restarts between two passes (or across seeded history).
-                restarts = s["restartCount"] - (before.get("restartCount") or 0)
-                self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {s['name']} in pod "
-                                                      f"{pod['metadata']['name']}", times=max(1, restarts))
-            elif waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
-                self.event(pod, "Warning", "Failed", f'Failed to pull image "{s["image"]}": not found')
-        self._save_status(POD, pod, status)
-
-    def _container_status(self, container: Obj, elapsed: float, pod: Obj) -> Obj:
-        image = container.get("image", "")
-        behaviour = self.images.get(image)
-        base = {"name": container["name"], "image": image, "imageID": "", "restartCount": 0, "ready": False,
-                "started": False, "lastState": {}}
-        if elapsed < 0:
-            return {**base, "state": {"waiting": {"reason": "ContainerCreating"}}}
-        if behaviour.mode == "pull_error":
-            reason = "ErrImagePull" if elapsed < self.timing.backoff_base_s else "ImagePullBackOff"
-            return {**base, "state": {"waiting": {"reason": reason,
-                                                  "message": f'Back-off pulling image "{image}"'}}}
-        crash_reason = None
-        if behaviour.mode == "crash":
-            crash_reason, exit_code = "Error", 1
-        elif behaviour.mode == "oom":
-            limit = container.get("resources", {}).get("limits", {}).get("memory")
-            if limit is None or parse_quantity(limit) < parse_quantity(behaviour.memory):
-                crash_reason, exit_code = "OOMKilled", 137
-        started_at = format_time(self.clock() - timedelta(seconds=elapsed))
-        if crash_reason is None:
-            return {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started_at}}}
-        restarts = self.restarts_after(elapsed)
-        return {**base, "restartCount": restarts,
-                "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                      "message": f"back-off restarting failed container={container['name']} "
-                                                 f"pod={pod['metadata']['name']}"}},
-                "lastState": {"terminated": {"reason": crash_reason, "exitCode": exit_code,
-                                             "startedAt": started_at, "finishedAt": started_at}}}
-
     # -- disruption budgets -------------------------------------------------------------------------------
 
     def budget(self, pdb: Obj) -> Obj:
@@ -455,15 +363,3 @@ class Controllers:
 
     def _pdb_status(self, pdb: Obj) -> None:
         self._save_status(PDB, pdb, self.budget(pdb))
-
-
-def _condition(kind: str, status: str, reason: str | None, message: str | None, previous: Obj | None,
-               now: str) -> Obj:
-    changed = previous is None or previous.get("status") != status
-    result: Obj = {"type": kind, "status": status,
-                   "lastTransitionTime": now if changed else previous.get("lastTransitionTime", now)}  # type: ignore
-    if reason:
-        result["reason"] = reason
-    if message:
-        result["message"] = message
-    return result

@@ -27,12 +27,14 @@ def _create(cluster: Cluster, kind: str, obj: Obj) -> Obj:
 
 
 def deployment(name: str, image: str, *, replicas: int = 3, env: dict[str, str] | None = None,
-               memory_limit: str | None = None, config_map: str | None = None, secret: str | None = None) -> Obj:
+               memory_limit: str | None = None, cpu_limit: str | None = None, config_map: str | None = None,
+               secret: str | None = None) -> Obj:
     container: dict[str, Any] = {"name": name, "image": image, "ports": [{"containerPort": 8080}],
                                  "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
-    if memory_limit:
-        container["resources"] = {"requests": {"memory": memory_limit, "cpu": "100m"},
-                                  "limits": {"memory": memory_limit}}
+    if memory_limit or cpu_limit:
+        requests = {"memory": memory_limit or "64Mi", "cpu": "100m"}
+        limits = {k: v for k, v in (("memory", memory_limit), ("cpu", cpu_limit)) if v}
+        container["resources"] = {"requests": requests, "limits": limits}
     if config_map:
         container["envFrom"] = [{"configMapRef": {"name": config_map}}]
     if secret:
@@ -44,11 +46,20 @@ def deployment(name: str, image: str, *, replicas: int = 3, env: dict[str, str] 
                      "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}}}
 
 
-def set_image(cluster: Cluster, name: str, image: str, env: dict[str, str] | None = None) -> None:
-    """`kubectl set image` (+ env): a new pod template, hence a new ReplicaSet revision."""
+def set_image(cluster: Cluster, name: str, image: str, env: dict[str, str] | None = None,
+              env_from_config: dict[str, tuple[str, str]] | None = None) -> None:
+    """`kubectl set image` (+ env, + env from ConfigMap keys): a new pod template, hence a new ReplicaSet
+    revision."""
     patch: Obj = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
-    if env:
-        patch["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    variables = [{"name": k, "value": v} for k, v in (env or {}).items()]
+    variables += [{"name": k, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key}}}
+                  for k, (config_map, key) in (env_from_config or {}).items()]
+    if variables:
+        patch["spec"]["template"]["spec"]["containers"][0]["env"] = variables
+    patch_deployment(cluster, name, patch)
+
+
+def patch_deployment(cluster: Cluster, name: str, patch: Obj) -> None:
     cluster.patch(BY_KIND["Deployment"], NAMESPACE, name, patch, "application/strategic-merge-patch+json")
 
 
@@ -131,12 +142,61 @@ def replicas_mismatch(cluster: Cluster) -> list[Step]:
             (timedelta(minutes=20), lambda c: set_image(c, "payments", "shop/payments:5.1.0-rc"))]
 
 
+def rollout_stuck(cluster: Cluster) -> list[Step]:
+    """shop/reviews: revision 2 (40 minutes ago) never passes its readiness probe; the rollout is past its progress
+    deadline with the revision-1 pods still serving."""
+    cluster.images.set("shop/reviews:1.8.0", ImageBehaviour(log=["reviews 1.8.0 listening on :8080"]))
+    cluster.images.set("shop/reviews:1.9.0", ImageBehaviour(
+        mode="unready", log=["reviews 1.9.0 listening on :8080", "GET /ready 503: ratings-db connection refused"],
+        probe_failure="HTTP probe failed with statuscode: 503"))
+    return [(timedelta(days=3), lambda c: _create(c, "Deployment", deployment("reviews", "shop/reviews:1.8.0"))),
+            (timedelta(minutes=40), lambda c: set_image(c, "reviews", "shop/reviews:1.9.0"))]
+
+
+def config_error(cluster: Cluster) -> list[Step]:
+    """shop/orders: revision 2 (70 minutes ago) reads FEATURE_FLAGS from key `feature-flags` of ConfigMap
+    orders-config, which has no such key: CreateContainerConfigError."""
+    cluster.images.set("shop/orders:4.2.0", ImageBehaviour(log=["orders 4.2.0 listening on :8080"]))
+    cluster.images.set("shop/orders:4.3.0", ImageBehaviour(log=["orders 4.3.0 listening on :8080"]))
+
+    def first_release(cluster: Cluster) -> None:
+        _create(cluster, "ConfigMap", {"metadata": {"name": "orders-config", "namespace": NAMESPACE},
+                                       "data": {"db-host": "orders-db:5432"}})
+        _create(cluster, "Deployment", deployment("orders", "shop/orders:4.2.0", replicas=2))
+
+    return [(timedelta(days=3), first_release),
+            (timedelta(minutes=70), lambda c: set_image(c, "orders", "shop/orders:4.3.0", env_from_config={
+                "DB_HOST": ("orders-config", "db-host"), "FEATURE_FLAGS": ("orders-config", "feature-flags")}))]
+
+
+def unschedulable_rollout(cluster: Cluster) -> list[Step]:
+    """shop/ledger: revision 2 (25 minutes ago) asks for nodes labelled disktype=nvme, which no node has: the new
+    pod stays Pending (Unschedulable)."""
+    cluster.images.set("shop/ledger:2.0.3", ImageBehaviour(log=["ledger listening on :8080"]))
+    return [(timedelta(days=4), lambda c: _create(c, "Deployment", deployment("ledger", "shop/ledger:2.0.3",
+                                                                              replicas=2))),
+            (timedelta(minutes=25), lambda c: patch_deployment(c, "ledger", {"spec": {"template": {"spec": {
+                "nodeSelector": {"disktype": "nvme"}}}}}))]
+
+
+def cpu_throttling(cluster: Cluster) -> list[Step]:
+    """shop/recommend wants 600m of CPU since 2.3.0 but is limited to 400m: throttled a third of the time."""
+    cluster.images.set("shop/recommend:2.3.0", ImageBehaviour(cpu_demand="600m", memory="200Mi",
+                                                              log=["recommend 2.3.0 scoring with model v7"]))
+    return [(timedelta(days=2), lambda c: _create(c, "Deployment", deployment(
+        "recommend", "shop/recommend:2.3.0", replicas=2, memory_limit="512Mi", cpu_limit="400m")))]
+
+
 SCENARIOS: dict[str, Callable[[Cluster], list[Step]]] = {
     "healthy": lambda cluster: [],
     "bad-rollout": bad_rollout,
     "oom": oom,
     "node-not-ready": node_not_ready,
     "replicas-mismatch": replicas_mismatch,
+    "rollout-stuck": rollout_stuck,
+    "config-error": config_error,
+    "unschedulable-rollout": unschedulable_rollout,
+    "cpu-throttling": cpu_throttling,
 }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from activities.k8s.fields import format_time
+from incidentctl.k8ssim.units import format_time
 
 Obj = dict[str, Any]
 
