@@ -17,6 +17,8 @@ class ImageBehaviour:
     mode: str = "ok"
     cpu: str = "50m"  # usage reported by metrics.k8s.io
     memory: str = "64Mi"  # usage; with mode "oom" the container is killed when its limit is below this
+    # CPU the image wants; a CPU limit below it is throttled (cAdvisor: throttled/periods = 1 - limit/demand).
+    cpu_demand: str = ""
     log: list[str] = field(default_factory=lambda: ["listening on :8080"])
     crash_log: list[str] = field(default_factory=lambda: ["fatal: exiting"])
 
