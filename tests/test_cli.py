@@ -256,6 +256,19 @@ def test_the_demo_resolves_the_kubernetes_incident() -> None:
     assert "demo incident finished: resolved" in done.stdout
 
 
+def _interrupt(process: subprocess.Popen[str]) -> None:
+    """Stop `dev` as Ctrl-C does, so it stops the servers it started in their own sessions (a SIGKILL would
+    orphan them); SIGKILL only if it does not exit."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGINT)
+    try:
+        process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
                     reason="prometheus/prometheus-alertmanager not installed (bash scripts/setup.sh installs them)")
 def test_dev_with_prometheus_raises_the_crash_loop_incident_by_itself_and_stops_everything(tmp_path: Path) -> None:
@@ -288,8 +301,7 @@ def test_dev_with_prometheus_raises_the_crash_loop_incident_by_itself_and_stops_
         os.kill(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        _interrupt(process)
     assert process.returncode == 0, rest
     assert "prometheus and alertmanager stopped" in rest and "Traceback" not in rest
     for stopped in (prometheus_port, alertmanager_port, port):
