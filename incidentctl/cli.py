@@ -336,8 +336,14 @@ def cmd_alerts_unrouted(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from incidentctl.devloop import run_dev
+    from incidentctl.promstack import PromStackError
 
-    return run_dev(args)
+    if args.with_prometheus and not args.simulate_cluster:
+        raise CommandError("--with-prometheus scrapes the simulated cluster: add --simulate-cluster")
+    try:
+        return run_dev(args)
+    except PromStackError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -365,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--scenario", action="append", metavar="NAME",
                      help="simulated incident(s) to seed (bad-rollout [default], oom, node-not-ready, "
                           "replicas-mismatch, healthy); repeatable")
+    dev.add_argument("--with-prometheus", action="store_true",
+                     help="also run Prometheus (the shipped rules over the simulated cluster) and Alertmanager "
+                          "(posting to the receiver); needs --simulate-cluster and Debian's prometheus packages")
+    dev.add_argument("--prometheus-port", type=int, default=9090, help="(default %(default)s)")
+    dev.add_argument("--alertmanager-port", type=int, default=9093, help="(default %(default)s)")
     dev.set_defaults(handler=cmd_dev)
 
     demo = commands.add_parser("demo", help="run one sample incident end to end on an embedded server")

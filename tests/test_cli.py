@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from incidentctl.devserver import DevServer, free_port
 
@@ -268,3 +271,62 @@ def test_the_demo_resolves_the_kubernetes_incident() -> None:
     assert "APPROVAL REQUESTED  step approve_rollback: Roll back shop/cart from revision 2 to 1?" in done.stdout
     assert "shop/cart:1.4.2 -> shop/cart:1.4.3" in done.stdout
     assert "demo incident finished: resolved" in done.stdout
+
+
+def _interrupt(process: subprocess.Popen[str]) -> None:
+    """Stop `dev` as Ctrl-C does, so it stops the servers it started in their own sessions (a SIGKILL would
+    orphan them); SIGKILL only if it does not exit."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGINT)
+    try:
+        process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
+                    reason="prometheus/prometheus-alertmanager not installed (bash scripts/setup.sh installs them)")
+def test_dev_with_prometheus_raises_the_crash_loop_incident_by_itself_and_stops_everything(tmp_path: Path) -> None:
+    port, ui_port, receiver_port = free_port(), free_port(), free_port()
+    prometheus_port, alertmanager_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [*CLI, "dev", "--simulate-cluster", "--with-prometheus", "--port", str(port), "--ui-port", str(ui_port),
+         "--db-file", str(tmp_path / "dev.db"), "--receiver-port", str(receiver_port),
+         "--prometheus-port", str(prometheus_port), "--alertmanager-port", str(alertmanager_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    address = ["--address", f"127.0.0.1:{port}"]
+    try:
+        output = "".join(_lines_until_ready(process, 90))
+        assert f"prometheus       http://127.0.0.1:{prometheus_port}" in output, output
+        assert (f"alertmanager     http://127.0.0.1:{alertmanager_port}   -> "
+                f"http://127.0.0.1:{receiver_port}/alertmanager") in output
+        # Nobody posts an alert: the shipped rule fires in Prometheus and Alertmanager delivers it.
+        rows: list = []
+        deadline = time.monotonic() + 120
+        while not rows and time.monotonic() < deadline:
+            rows = json.loads(cli("incident", "list", "--runbook", "k8s-pod-crashlooping", *address, "-o",
+                                  "json").stdout)
+            time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=10) as answer:
+            targets = json.loads(answer.read())["data"]["activeTargets"]
+        assert {(t["labels"]["job"], t["health"]) for t in targets} == {("kube-state-metrics", "up"),
+                                                                         ("kubelet", "up")}
+        assert len(rows) == 1 and rows[0]["service"].startswith("shop/cart-"), rows
+        os.kill(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        _interrupt(process)
+    assert process.returncode == 0, rest
+    assert "prometheus and alertmanager stopped" in rest and "Traceback" not in rest
+    for stopped in (prometheus_port, alertmanager_port, port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", stopped)) != 0, f"port {stopped} is closed after Ctrl-C"
+
+
+def test_dev_with_prometheus_needs_the_simulated_cluster() -> None:
+    done = cli("dev", "--with-prometheus", check_ok=False)
+    assert done.returncode == 1
+    assert "error: --with-prometheus scrapes the simulated cluster: add --simulate-cluster" in done.stderr

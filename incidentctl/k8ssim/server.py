@@ -18,6 +18,7 @@ from aiohttp import web
 from incidentctl.k8ssim.cluster import Cluster, Fault, Identity
 from incidentctl.k8ssim.controllers import POD
 from incidentctl.k8ssim.images import ImageBehaviour
+from incidentctl.k8ssim.metrics import add_routes as add_metrics_routes
 from incidentctl.k8ssim.store import BY_PATH, ApiError, Obj, Resource
 
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
@@ -213,6 +214,7 @@ def make_app(cluster: Cluster) -> web.Application:
     app.router.add_post("/_sim/images", sim_image)
     app.router.add_post("/_sim/faults", sim_fault)
     app.router.add_get("/_sim/requests", sim_requests)
+    add_metrics_routes(app, cluster)  # before the catch-all API route
     app.router.add_route("*", "/{tail:.*}", handle_api)
     app.cleanup_ctx.append(_tick)
     return app
