@@ -69,10 +69,21 @@ class UnknownAction(KeyError):
     pass
 
 
+# Validators by schema identity: an action's schema is one object for the life of the process, and building a
+# validator for every call cost more than the validation.
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _VALIDATORS[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))
+    return cached[1]
+
+
 def params_errors(schema: dict[str, Any], params: Any) -> list[str]:
     """Plain-sentence errors of `params` against an action's schema, with the JSON path of each."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator(schema).iter_errors(params), key=lambda e: list(e.absolute_path))
     return [f"{json_path(error.absolute_path, root='params')}: {error.message}" for error in errors]
 
 

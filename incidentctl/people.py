@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def load_groups(path: Path | None = None) -> dict[str, list[str]]:
     path = path or people_file()
     if path is None:
         return {}
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise PeopleConfigError(f"cannot read people file {path}: {exc.strerror}") from None
+    # Read again only when the file changed: every incident start asks, the receiver many times a second.
+    groups = _parsed(path, stat.st_mtime_ns, stat.st_size)
+    return {name: list(users) for name, users in groups.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, list[str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:

@@ -123,7 +123,9 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, on_
                 run.event("approval_timed_out", key, {"outcome": pending.outcome, "timeout_s": timeout})
     finally:
         state.approvals.pop(key, None)
-        if not state.approvals:
+        # A worker that evicts a waiting incident from its cache closes this coroutine outside the workflow's
+        # event loop: there is no status to set then (the incident goes on where it was when replayed).
+        if not state.approvals and workflow.in_workflow():
             run.set_status(RUNNING)
     if pending.outcome == "pending":
         # Nobody decided and the alerts cleared: the runbook's on_alert_resolved policy takes over.

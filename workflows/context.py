@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import workflow
 
 from incidentctl.dsl.plan import Plan, Step
-from workflows.model import RUNBOOK_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR, IncidentInput
+from workflows.model import STATUS_ATTR, IncidentInput
 from workflows.state import IncidentState
 
 
@@ -59,13 +59,10 @@ class IncidentRun:
         self.state.event(self.now().isoformat(), kind, step, detail)
 
     def set_status(self, status: str) -> None:
+        """The status, for queries and for `incident list` (the other search attributes are set at start and
+        carried by continue-as-new)."""
         self.state.status = status
-        workflow.upsert_search_attributes([
-            STATUS_ATTR.value_set(status),
-            SEVERITY_ATTR.value_set(self.input.severity),
-            RUNBOOK_ATTR.value_set(self.plan.runbook.name),
-            SERVICE_ATTR.value_set(self.input.service or ""),
-        ])
+        workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
 
     def expression_context(self, scope: Scope) -> dict[str, Any]:
         inp = self.input

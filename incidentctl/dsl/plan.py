@@ -210,6 +210,11 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
 
+    @functools.cached_property
+    def wire_json(self) -> dict[str, Any]:
+        """`to_json()` made once per plan: what every incident started from this plan carries (do not mutate)."""
+        return self.to_json()
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         return from_json(cls, data)

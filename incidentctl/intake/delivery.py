@@ -34,7 +34,14 @@ from incidentctl.intake.routing import Route, Router, incident_key
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import load_groups
 from workflows.incident import IncidentWorkflow
-from workflows.model import RUNNING, TASK_QUEUE, AlertNotification, IncidentInput, incident_search_attributes
+from workflows.model import (
+    RUNNING,
+    TASK_QUEUE,
+    AlertNotification,
+    IncidentInput,
+    incident_search_attributes,
+    wire,
+)
 
 log = logging.getLogger("incidentctl.receiver")
 # Temporal refuses more than 10 in-flight updates per workflow (history.maxInFlightUpdates); stay below it
@@ -154,7 +161,7 @@ class AlertIntake:
                 self._unrouted(report, alert, f"runbook {route.runbook}: " + "; ".join(exc.problems))
             return None
         start = WithStartWorkflowOperation(
-            IncidentWorkflow.run, inp, id=workflow_id, task_queue=self.task_queue,
+            IncidentWorkflow.run, wire(inp), id=workflow_id, task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=incident_search_attributes(RUNNING, inp.severity, route.runbook, inp.service),
         )
@@ -202,7 +209,7 @@ class AlertIntake:
         plan = route.plan
         params = resolve_params(plan, {}, alert)
         service = str(expressions.render(plan.runbook.service or "", {"params": params, "alert": alert}) or "")
-        return IncidentInput(incident_id=workflow_id, plan=route.plan_json, params=params, alert=alert,
+        return IncidentInput(incident_id=workflow_id, plan=route.plan.wire_json, params=params, alert=alert,
                              severity=self.router.severity(route, alert["labels"]), service=service,
                              started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
                              groups=self.groups)

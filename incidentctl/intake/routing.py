@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -31,11 +30,6 @@ class Route:
     @property
     def runbook(self) -> str:
         return self.plan.runbook.name
-
-    @functools.cached_property
-    def plan_json(self) -> dict[str, Any]:
-        """The plan as the workflow input carries it, built once per route rather than once per alert."""
-        return self.plan.to_json()
 
     def matches(self, labels: dict[str, str]) -> bool:
         named = self.alertname is None or labels.get("alertname") == self.alertname
