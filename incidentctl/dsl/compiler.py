@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 
 from incidentctl.dsl import expressions
-from incidentctl.dsl.actions import ActionCatalog
+from incidentctl.dsl.actions import ActionCatalog, ActionInfo
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.dsl.errors import RunbookError, RunbookErrors
 from incidentctl.dsl.matchers import parse_matcher
@@ -133,10 +133,8 @@ class _Compiler:
             self.error((*path, key), f"unknown action {name!r}{hint}")
             return False, None
         literal = {k: v for k, v in params.items() if not _has_template(v)}
-        # Templated values are only known when the incident runs: count them present, check them then.
-        schema = _count_present(info.params_schema, set(params))
         where = path if kind == "channel" else (*path, "notify" if kind == "notify" else "params")
-        for raw in jsonschema.Draft202012Validator(schema).iter_errors(literal):
+        for raw in _params_validator(info, frozenset(params)).iter_errors(literal):
             for sub, message, at_key in explain(raw):
                 message = message.replace("required key", "parameter").replace("unknown key", "unknown parameter")
                 self.errors.append(self.source.error((*where, *sub), f"{name}: {message}", at_key=at_key))
@@ -328,7 +326,22 @@ def _on_failure(value: Any) -> OnFailure:
     return OnFailure(mode=value or "abort")
 
 
-def _count_present(schema: dict[str, Any], present: set[str]) -> dict[str, Any]:
+_PARAMS_VALIDATORS: dict[tuple[int, frozenset[str]], tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
+
+
+def _params_validator(info: ActionInfo, present: frozenset[str]) -> jsonschema.Draft202012Validator:
+    """The action's params schema with the params the step gives counted present: templated values are only
+    known when the incident runs, so `required` is satisfied by them and they are checked then. Kept per
+    schema and set of params, since a runbook directory names the same few actions over and over."""
+    key = (id(info.params_schema), present)
+    cached = _PARAMS_VALIDATORS.get(key)
+    if cached is None or cached[0] is not info.params_schema:
+        cached = _PARAMS_VALIDATORS[key] = (info.params_schema, jsonschema.Draft202012Validator(
+            _count_present(info.params_schema, present)))
+    return cached[1]
+
+
+def _count_present(schema: dict[str, Any], present: frozenset[str]) -> dict[str, Any]:
     """The schema with `present` keys taken as given in every `required` (also inside anyOf/oneOf/allOf)."""
     relaxed = dict(schema)
     relaxed["required"] = [k for k in schema.get("required", []) if k not in present]

@@ -220,7 +220,10 @@ class Plan:
         return from_json(cls, data)
 
     def with_hash(self) -> Plan:
-        return dataclasses.replace(self, hash=plan_hash(self.to_json()))
+        wire = self.to_json()
+        plan = dataclasses.replace(self, hash=plan_hash(wire))
+        plan.__dict__["wire_json"] = {**wire, "hash": plan.hash}  # the cached_property, filled while at hand
+        return plan
 
     def walk(self) -> Iterator[Step]:
         """Every step, nested ones included, main steps before the rollback section, in document order."""
@@ -255,12 +258,13 @@ def _fields(cls: type) -> tuple[tuple[str, str, Any, bool], ...]:
 
 
 def to_json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {key: to_json(getattr(value, name)) for name, key, _, _ in _fields(type(value))}
-    if isinstance(value, list):
+    kind = type(value)
+    if kind is list:
         return [to_json(v) for v in value]
-    if isinstance(value, dict):
+    if kind is dict:
         return {k: to_json(v) for k, v in value.items()}
+    if hasattr(kind, "__dataclass_fields__"):
+        return {key: to_json(getattr(value, name)) for name, key, _, _ in _fields(kind)}
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
@@ -28,7 +29,30 @@ _PATTERN_WORDS = {
 
 @functools.cache
 def _validator(directory: Path) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema("runbook.schema.json"))
+    return jsonschema.Draft202012Validator(_inline_refs(load_schema("runbook.schema.json")))
+
+
+# A step holds steps: those definitions stay references. The others are copied where they are used, because
+# resolving a `$ref` is a good part of what jsonschema spends validating a runbook.
+_RECURSIVE = ("step", "branch_case", "parallel_branch")
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        name = ref.removeprefix("#/$defs/") if isinstance(ref, str) else ""
+        # Only a reference with nothing beside it but a description: its meaning is exactly the definition's.
+        if name in defs and name not in _RECURSIVE and set(node) <= {"$ref", "description"}:
+            return walk(defs[name])
+        return {key: walk(value) for key, value in node.items()}
+
+    return walk(schema)
 
 
 def _unknown_keys(error: ValidationError) -> list[tuple[list[str | int], str]]:
