@@ -29,6 +29,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from incidentctl.process import log_tail
+
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "IncidentStatus": "Keyword",
     "IncidentSeverity": "Keyword",
@@ -193,10 +195,7 @@ class DevServer:
                 raise DevServerError(f"search attributes not registered yet: {sorted(missing)}")
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def stop(self) -> None:
         """SIGTERM the server's process group, wait up to 10s, then SIGKILL; reap it so the PID is gone."""

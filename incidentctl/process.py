@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -16,6 +17,14 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def log_tail(log_file: Path, lines: int = 20) -> str:
+    """The last lines a child process wrote to its log, for an error that says why it failed."""
+    try:
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
+    except OSError:
+        return "(no log)"
 
 
 def exit_without_finalizing(code: int) -> NoReturn:

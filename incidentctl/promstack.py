@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from incidentctl.devserver import free_port
+from incidentctl.process import log_tail
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -145,10 +146,7 @@ class ServerProcess:
         return self.process.pid
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after STOP_GRACE_S; reaped, so nothing holds its port afterwards."""
