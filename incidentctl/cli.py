@@ -160,9 +160,14 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
     else:
         print(f"{started.incident_id} is already running: not started again")
     if args.wait:
-        result = await client.get_workflow_handle(started.incident_id).result()
+        from incidentctl.client import wait_for_runbook
+
+        try:
+            result = await wait_for_runbook(client, started.incident_id, timeout=args.wait_timeout)
+        except IncidentError as exc:
+            raise CommandError(str(exc)) from None
         print(to_json(result) if args.output == "json" else incident_report(result))
-        return EXIT_OK if result["status"] == "resolved" else EXIT_FAILED
+        return EXIT_OK if result.get("outcome") == "succeeded" else EXIT_FAILED
     return EXIT_OK
 
 
@@ -271,6 +276,42 @@ async def cmd_incident_assign(args: argparse.Namespace) -> int:
         ack = (f"acknowledged by {roles['acknowledged_by']} after {roles['time_to_ack_s']}s"
                if roles.get("acknowledged_by") else "not acknowledged")
         print(f"commander {roles['commander'] or '-'}, assignee {roles['assignee'] or '-'}; {ack}")
+    return EXIT_OK
+
+
+async def cmd_incident_command(args: argparse.Namespace) -> int:
+    """note, severity, resolve, reopen, close, run: a person steers an open incident (validated updates)."""
+    from incidentctl import client as incidents
+    from incidentctl.params import ParameterError, parse_assignments
+    from workflows.model import Closure, Note, Reopening, Resolution, SeverityChange
+
+    client = await _client(args)
+    by = args.as_user
+    try:
+        if args.command == "note":
+            receipt = await incidents.add_note(client, args.incident, Note(by=by, text=" ".join(args.text)))
+        elif args.command == "severity":
+            receipt = await incidents.change_severity(client, args.incident, SeverityChange(
+                by=by, severity=args.severity, reason=args.reason or ""))
+        elif args.command == "resolve":
+            receipt = await incidents.resolve_incident(client, args.incident, Resolution(by=by,
+                                                                                         summary=args.summary or ""))
+        elif args.command == "reopen":
+            receipt = await incidents.reopen_incident(client, args.incident, Reopening(by=by, reason=args.reason or ""))
+        elif args.command == "close":
+            receipt = await incidents.close_incident(client, args.incident, Closure(
+                by=by, no_review=args.no_review, reason=args.reason or ""))
+        else:
+            plan = _load_plan(args.runbook)
+            receipt = await incidents.run_runbook(client, args.incident, plan, parse_assignments(args.param or []), by)
+    except ParameterError as exc:
+        raise CommandError("\n".join(exc.problems)) from None
+    except incidents.IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output == "json":
+        print(to_json(receipt.__dict__))
+    else:
+        print(f"{args.command}: done; incident {receipt.incident_id} is {receipt.status}")
     return EXIT_OK
 
 
@@ -413,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--severity", choices=("SEV1", "SEV2", "SEV3", "SEV4"))
     start.add_argument("--started-by", help="who starts it (default $USER)")
     start.add_argument("--dry-run", action="store_true", help="mutating actions only report what they would do")
-    start.add_argument("--wait", action="store_true", help="wait for the incident to finish and show it")
+    start.add_argument("--wait", action="store_true",
+                       help="wait for the runbook to finish and show the incident (exit 1 unless it succeeded)")
+    start.add_argument("--wait-timeout", type=float, default=3600.0, metavar="SECONDS")
     _connect_options(start)
     _output_option(start)
     start.set_defaults(handler=cmd_incident_start)
@@ -450,6 +493,35 @@ def build_parser() -> argparse.ArgumentParser:
         _connect_options(sub)
         _output_option(sub)
         sub.set_defaults(handler=cmd_incident_assign)
+
+    people = {
+        "note": "add a note to the incident's timeline",
+        "severity": "re-classify the incident (cadence and escalation follow; stakeholders are told)",
+        "resolve": "resolve the incident now (a person's call; its alerts need not have cleared)",
+        "reopen": "re-open a resolved incident",
+        "close": "close a resolved incident (SEV1/SEV2: after its review, or --no-review)",
+        "run": "run another runbook inside the open incident",
+    }
+    for name, helptext in people.items():
+        sub = incident_cmds.add_parser(name, help=helptext)
+        sub.add_argument("incident", help="incident id")
+        sub.add_argument("--as", dest="as_user", required=True, metavar="USER", help="who does it")
+        if name == "note":
+            sub.add_argument("text", nargs="+")
+        if name == "severity":
+            sub.add_argument("severity", choices=("SEV1", "SEV2", "SEV3", "SEV4"))
+        if name in ("severity", "reopen", "close"):
+            sub.add_argument("--reason")
+        if name == "resolve":
+            sub.add_argument("--summary", help="what was done and why it is over")
+        if name == "close":
+            sub.add_argument("--no-review", action="store_true", help="close a SEV1/SEV2 without its review")
+        if name == "run":
+            sub.add_argument("--runbook", required=True, help="runbook name or file path")
+            sub.add_argument("--param", action="append", metavar="NAME=VALUE")
+        _connect_options(sub)
+        _output_option(sub)
+        sub.set_defaults(handler=cmd_incident_command)
 
     pending = incident_cmds.add_parser("pending", help="every approval waiting across incidents, oldest first")
     pending.add_argument("--limit", type=int, default=200)

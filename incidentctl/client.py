@@ -5,6 +5,7 @@ The CLI, the demo and the tests all go through here, so there is one way to star
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -29,8 +30,8 @@ from incidentctl.params import resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
+    OPEN,
     RUNBOOK_ATTR,
-    RUNNING,
     SERVICE_ATTR,
     SEVERITY_ATTR,
     STATUS_ATTR,
@@ -39,7 +40,15 @@ from workflows.model import (
     ApprovalDecision,
     ApprovalReceipt,
     Assignment,
+    Closure,
+    CommandReceipt,
     IncidentInput,
+    Note,
+    Reopening,
+    Resolution,
+    ReviewEdit,
+    RunbookRequest,
+    SeverityChange,
     incident_search_attributes,
     wire,
 )
@@ -129,7 +138,7 @@ async def start_incident(
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=incident_search_attributes(RUNNING, severity, runbook.name, service),
+            search_attributes=incident_search_attributes(OPEN, severity, runbook.name, service),
             request_eager_start=eager_start,
         )
     except WorkflowAlreadyStartedError:
@@ -251,6 +260,63 @@ async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, 
         deadline = row.get("deadline")
         row["time_left_s"] = round((datetime.fromisoformat(deadline) - now).total_seconds()) if deadline else None
     return rows
+
+
+# Statuses in which a runbook of the incident is running (the lifecycle room's RUNBOOK_RUNNING).
+RUNBOOK_RUNNING = ("mitigating", "waiting_approval", "rolling_back")
+
+
+async def wait_for_runbook(client: Client, incident: str, timeout: float = 600.0, poll: float = 0.5
+                           ) -> dict[str, Any]:
+    """The incident's summary once its runbook has finished (the incident itself stays open)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            state = await show_incident(client, incident)
+        except IncidentError as exc:
+            if exc.kind == "not_found":
+                raise
+            state = None
+        if state and state.get("outcome") and state["status"] not in RUNBOOK_RUNNING:
+            return state
+        if state and (state["status"] in ("closed", "cancelled") or (
+                state["status"] in ("resolved", "failed", "rolled_back") and not state.get("runbook_runs"))):
+            return state  # ended (or, for an incident started before the lifecycle, ended by its runbook)
+        if asyncio.get_running_loop().time() > deadline:
+            raise IncidentError(f"incident {incident!r}: its runbook did not finish within {timeout:g}s", "unreachable")
+        await asyncio.sleep(poll)
+
+
+async def add_note(client: Client, incident: str, note: Note) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.note, note, "note refused")
+
+
+async def change_severity(client: Client, incident: str, change: SeverityChange) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.change_severity, change, "severity change refused")
+
+
+async def resolve_incident(client: Client, incident: str, resolution: Resolution) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.resolve, resolution, "resolve refused")
+
+
+async def reopen_incident(client: Client, incident: str, reopening: Reopening) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.reopen, reopening, "reopen refused")
+
+
+async def close_incident(client: Client, incident: str, closure: Closure) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.close, closure, "close refused")
+
+
+async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[str, Any] | None, by: str
+                      ) -> CommandReceipt:
+    """Run another runbook inside the open incident; its parameters are resolved here, as at start."""
+    resolved = resolve_params(plan, params or {}, None)
+    request = RunbookRequest(by=by, plan=plan.wire_json, params=resolved)
+    return await _update(client, incident, IncidentWorkflow.run_runbook, request, "run refused")
+
+
+async def update_review(client: Client, incident: str, edit: ReviewEdit) -> CommandReceipt:
+    return await _update(client, incident, IncidentWorkflow.update_review, edit, "review refused")
 
 
 async def assign_incident(client: Client, incident: str, assignment: Assignment) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def incident_report(state: dict[str, Any]) -> str:
     """`incidentctl incident show`: the header, every step's result, what is waiting."""
     lines = [
         f"incident   {state['incident_id']}",
-        f"status     {state['status']}  (workflow {state.get('workflow_status') or '?'})",
+        f"status     {state['status']}  (workflow {state.get('workflow_status') or '?'})"
+        + (f"   runbook outcome {state['outcome']}" if state.get("outcome") else ""),
         f"runbook    {state['runbook']} v{state.get('runbook_version')}  plan {str(state.get('plan_hash'))[:12]}",
         f"severity   {state['severity']}   service {state.get('service') or '-'}"
         + ("   DRY RUN" if state.get("dry_run") else ""),
@@ -46,6 +47,14 @@ def incident_report(state: dict[str, Any]) -> str:
                else "not acknowledged")
         lines.append(f"roles      commander {roles.get('commander') or '-'}, assignee {roles.get('assignee') or '-'}; "
                      f"{ack}")
+    times = {k.removesuffix("_at"): v for k, v in (state.get("times") or {}).items() if v}
+    if times:
+        lines.append("times      " + ", ".join(f"{k} {v}" for k, v in times.items()))
+    resolution = state.get("resolution")
+    if resolution:
+        lines.append(f"resolved   by {resolution.get('by')}: {resolution.get('summary') or '-'}")
+    for note in state.get("notes") or []:
+        lines.append(f"note       {note['at']} {note['by']}: {note['text']}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
     if state.get("failure"):

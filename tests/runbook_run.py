@@ -40,4 +40,4 @@ async def approve(client: Client, incident_id: str, step: str, who: str = "alice
 
 
 async def finished(client: Client, incident_id: str) -> dict[str, Any]:
-    return await client.get_workflow_handle(incident_id).result()
+    return await incidents.wait_for_runbook(client, incident_id)

@@ -68,11 +68,11 @@ async def test_escalation_lets_the_next_group_decide_then_times_out(client: Clie
     assert state["pending_approvals"][0]["groups"] == ["sre-leads"]
     receipt = await incidents.decide(client, incident, ApprovalDecision(approver="dana", approve=True))
     assert receipt.outcome == "approved"
-    assert (await client.get_workflow_handle(incident).result())["status"] == "resolved"
+    assert (await incidents.wait_for_runbook(client, incident))["outcome"] == "succeeded"
 
     silent = await start(client, ESCALATING, f"b{unique}")
-    summary = await client.get_workflow_handle(silent).result()
-    assert summary["status"] == "failed" and summary["failure"]["message"] == "approval timed out"
+    summary = await incidents.wait_for_runbook(client, silent)
+    assert summary["outcome"] == "failed" and summary["failure"]["message"] == "approval timed out"
     kinds = [e["kind"] for e in await incidents.incident_timeline(client, silent)]
     assert kinds.index("approval_escalated") < kinds.index("approval_timed_out")
 
@@ -87,7 +87,7 @@ async def test_the_incident_starter_may_not_approve_unless_allowed(client: Clien
     await eventually(lambda: incidents.show_incident(client, incident), waiting("relaxed"))
     receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
     assert receipt.outcome == "approved"
-    assert (await client.get_workflow_handle(incident).result())["status"] == "resolved"
+    assert (await incidents.wait_for_runbook(client, incident))["outcome"] == "succeeded"
 
 
 async def test_pending_lists_every_waiting_approval_oldest_first(client: Client, worker: Worker,
@@ -205,8 +205,8 @@ steps:
     assert "long_check" in state["current_steps"], "the activity is still running while we vote"
     receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
     assert receipt.outcome == "approved"
-    summary = await client.get_workflow_handle(incident).result()
-    assert summary["status"] == "resolved"
+    summary = await incidents.wait_for_runbook(client, incident)
+    assert summary["outcome"] == "succeeded"
     assert summary["steps"]["gate"]["finished_at"] < summary["steps"]["long_check"]["finished_at"]
 
 
@@ -225,4 +225,4 @@ async def test_malformed_approval_payloads_are_refused_not_crashing(client: Clie
     assert state["status"] == "waiting_approval" and state["pending_approvals"][0]["votes"] == []
     receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
     assert receipt.outcome == "approved"
-    assert (await handle.result())["status"] == "resolved"
+    assert (await incidents.wait_for_runbook(client, incident))["outcome"] == "succeeded"

@@ -76,14 +76,14 @@ async def test_incident_resumes_at_exact_step_after_worker_is_killed(
 
         second = _worker_process(dev_server, task_queue, tmp_path / "worker2.log")
         await incidents.decide(client, started.incident_id, ApprovalDecision(approver="alice", approve=True))
-        summary = await client.get_workflow_handle(started.incident_id).result()
+        summary = await incidents.wait_for_runbook(client, started.incident_id)
     finally:
         for process in (first, second):
             if process and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=10)
         await runner.cleanup()
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert hits == {"/contain": 1, "/resolve": 1}, "completed steps never re-run after a crash"
 
 
@@ -113,6 +113,6 @@ async def test_running_incident_keeps_its_plan_when_the_yaml_changes(
     assert plan_v2.hash != plan_v1.hash
 
     await incidents.decide(client, started.incident_id, ApprovalDecision(approver="anyone", approve=True))
-    summary = await client.get_workflow_handle(started.incident_id).result()
+    summary = await incidents.wait_for_runbook(client, started.incident_id)
     assert summary["steps"]["act"]["output"]["message"] == "from version 1"
     assert (summary["plan_hash"], summary["runbook_version"]) == (plan_v1.hash, "1")

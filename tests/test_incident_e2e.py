@@ -96,7 +96,7 @@ async def start(client: Client, yaml_text: str, key: str, **kwargs: Any) -> str:
 
 
 async def result_of(client: Client, incident_id: str) -> dict[str, Any]:
-    return await client.get_workflow_handle(incident_id).result()
+    return await incidents.wait_for_runbook(client, incident_id)
 
 
 def waiting_on(step: str):
@@ -128,7 +128,7 @@ async def test_full_runbook_runs_every_step_kind(client: Client, worker: Worker,
 
     summary = await result_of(client, incident_id)
     steps = summary["steps"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["service"] == "cart"
     assert steps["diagnose"]["output"] == {"crashlooping": 3}
     assert steps["note_crash"]["output"]["message"] == "crash x3"
@@ -148,7 +148,10 @@ async def test_full_runbook_runs_every_step_kind(client: Client, worker: Worker,
 
     timeline = await incidents.incident_timeline(client, incident_id)
     kinds = [e["kind"] for e in timeline]
-    assert kinds[0] == "incident_started" and kinds[-1] == "incident_resolved"
+    assert kinds[0] == "incident_started" and "runbook_finished" in kinds
+    # No alerts: the runbook's success resolves the incident; it stays open until a person closes it.
+    changes = [(e["detail"]["to"], e["detail"]["by"]) for e in timeline if e["kind"] == "status_changed"]
+    assert changes[-2:] == [("mitigated", "runbook"), ("resolved", "runbook")]
     refused = [e for e in timeline if e["kind"] == "approval_refused"]
     assert refused and refused[0]["detail"]["approver"] == "dave"
     assert any(e["kind"] == "step_goto" and e["detail"]["target"] == "recover" for e in timeline)
@@ -180,7 +183,7 @@ rollback:
 async def test_failed_check_runs_rollback(client: Client, worker: Worker, unique: str) -> None:
     incident_id = await start(client, ROLLBACK_RUNBOOK, unique)
     summary = await result_of(client, incident_id)
-    assert summary["status"] == "rolled_back"
+    assert summary["outcome"] == "rolled_back"
     assert summary["failure"]["step"] == "verify"
     assert summary["failure"]["message"] == "service still unhealthy: still broken"
     assert summary["steps"]["undo"]["output"]["message"] == "undo after service still unhealthy: still broken"
@@ -206,7 +209,7 @@ async def test_rejected_approval_fails_incident_with_reason(client: Client, work
                                                                             comment="too risky"))
     assert receipt.outcome == "rejected"
     summary = await result_of(client, incident_id)
-    assert summary["status"] == "failed"
+    assert summary["outcome"] == "failed"
     failure = summary["failure"]
     assert (failure["step"], failure["type"], failure["message"]) == ("gate", "ApprovalRejected",
                                                                       "rejected by alice: too risky")
@@ -224,7 +227,7 @@ async def test_starting_twice_gives_one_incident(client: Client, worker: Worker,
     assert first.incident_id == second.incident_id == f"incident-e2e-reject-{unique}"
     await incidents.cancel_incident(client, first.incident_id)
     with pytest.raises(WorkflowFailureError):
-        await result_of(client, first.incident_id)
+        await client.get_workflow_handle(first.incident_id).result()
     state = await incidents.show_incident(client, first.incident_id)
     assert state["status"] == "cancelled"
     assert state["workflow_status"] == "CANCELED"
@@ -240,7 +243,7 @@ async def test_long_incident_continues_as_new_without_losing_state(
 ) -> None:
     incident_id = await start(client, MANY_STEPS, unique, history_event_limit=40)
     summary = await result_of(client, incident_id)
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["runs"] > 2
     assert all(summary["steps"][f"s{i}"]["output"]["message"] == f"step {i}" for i in range(30))
     timeline = await incidents.incident_timeline(client, incident_id)
@@ -290,7 +293,7 @@ async def test_wait_until_polls_real_http_until_healthy(client: Client, worker: 
         summary = await result_of(client, incident_id)
     finally:
         await runner.cleanup()
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["steps"]["recovered"]["output"]["polls"] == 3
     assert hits["n"] == 3
     assert summary["steps"]["gave_up"]["status"] == "failed"

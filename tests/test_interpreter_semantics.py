@@ -17,7 +17,7 @@ from workflows.model import ApprovalDecision
 async def run_to_end(client: Client, text: str, key: str, **kwargs: Any) -> dict[str, Any]:
     plan = compile_text(text, "semantics.yaml")
     started = await incidents.start_incident(client, plan, key=key, task_queue=TEST_TASK_QUEUE, **kwargs)
-    return await client.get_workflow_handle(started.incident_id).result()
+    return await incidents.wait_for_runbook(client, started.incident_id)
 
 
 async def test_step_timeout_and_non_retryable_errors(client: Client, worker: Worker, unique: str) -> None:
@@ -47,7 +47,7 @@ steps:
     retry: {max_attempts: 2, initial_interval: 100ms}
 """, unique)
     steps = summary["steps"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert steps["too_slow"]["error"]["type"] == "Timeout"
     assert steps["permanent"]["error"]["type"] == "NotFound"
     assert steps["flag_permanent"]["error"]["type"] == "ActionFailed"
@@ -86,7 +86,7 @@ steps:
     params: {message: never}
 """, unique)
     steps = summary["steps"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert steps["skipped"]["status"] == "skipped"
     assert "jumped_over" not in steps and "after_end" not in steps
     assert steps["finish_early"]["output"]["message"] == "done early, skipped=skipped"
@@ -105,7 +105,7 @@ steps:
     params: {url: "http://127.0.0.1:9/restart", method: POST}
 """, unique, dry_run=True)
     steps = summary["steps"]
-    assert summary["status"] == "resolved" and summary["dry_run"] is True
+    assert summary["outcome"] == "succeeded" and summary["dry_run"] is True
     assert steps["observe"]["output"]["ok"] is False, "observations really run in dry-run"
     assert steps["change"]["output"] == {"dry_run": True, "would_send": {"method": "POST", "json": None,
                                                                          "url": "http://127.0.0.1:9/restart"}}
@@ -135,7 +135,7 @@ steps:
     params: {message: never}
 """, unique)
     steps = summary["steps"]
-    assert summary["status"] == "failed"
+    assert summary["outcome"] == "failed"
     assert steps["fan"]["error"]["type"] == "ParallelBranchFailed" and steps["fan"]["error"]["branches"] == ["bad"]
     assert steps["fine"]["status"] == "succeeded"
     assert steps["divide[0]"]["status"] == "succeeded" and steps["divide[1]"]["status"] == "failed"
@@ -170,10 +170,10 @@ async def test_approval_timeout_defaults_and_group_quorum(client: Client, worker
     first = await incidents.decide(client, incident, ApprovalDecision(approver="carol", approve=True))
     second = await incidents.decide(client, incident, ApprovalDecision(approver="erin", approve=True))
     assert (first.outcome, second.outcome, second.approvals) == ("pending", "approved", 2)
-    summary = await client.get_workflow_handle(incident).result()
+    summary = await incidents.wait_for_runbook(client, incident)
     assert summary["steps"]["auto"]["output"]["approved"] is True
     assert summary["steps"]["by_group"]["status"] == "succeeded"
-    assert summary["status"] == "failed"
+    assert summary["outcome"] == "failed"
     assert summary["failure"]["message"] == "approval timed out"
     timeline = await incidents.incident_timeline(client, incident)
     timeouts = [e["detail"]["outcome"] for e in timeline if e["kind"] == "approval_timed_out"]

@@ -53,7 +53,7 @@ async def test_a_stuck_rollout_is_rolled_back_with_approval(client: Client, work
     assert "containers with unready status: [reviews]" in asked["message"]
     assert "shop/reviews:1.8.0 -> shop/reviews:1.9.0" in asked["message"]
     assert "ratings-db connection refused" in asked["message"]  # what the unready pod logs
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert steps["status"]["output"]["rollout"] == "stalled"
     assert steps["verify_stable"]["output"]["ok"] is True
     assert container(cluster, "reviews")["image"] == "shop/reviews:1.8.0"
@@ -91,7 +91,7 @@ async def test_a_missing_config_map_key_is_named_and_its_rollout_rolled_back(cli
     missing = "couldn't find key feature-flags in ConfigMap shop/orders-config"
     assert missing in steps["diagnosis"]["output"]["message"]
     assert missing in asked["message"] and "Revision 2 brought it in; roll back to revision 1" in asked["message"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert container(cluster, "orders")["image"] == "shop/orders:4.2.0"
     assert "env" not in container(cluster, "orders") or not any(
         e["name"] == "FEATURE_FLAGS" for e in container(cluster, "orders")["env"])
@@ -111,7 +111,7 @@ async def test_an_image_that_cannot_be_pulled_is_named_and_rolled_back(client: C
     summary = await finished(client, incident)
     assert "container payments cannot pull image shop/payments:5.1.0-rc" in asked["message"]
     assert summary["steps"]["pods"]["output"]["cause"] in ("ImagePullBackOff", "ErrImagePull")
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert container(cluster, "payments")["image"] == "shop/payments:5.0.1"
     assert deployment(cluster, "payments")["status"]["availableReplicas"] == 4
 
@@ -147,7 +147,7 @@ async def test_an_unschedulable_rollout_is_rolled_back(client: Client, worker: W
     assert "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector" in asked["message"]
     assert "spec.nodeSelector" in asked["message"] and "disktype" in asked["message"]
     assert summary["steps"]["nodes"]["output"]["bad_node"] is False
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert "nodeSelector" not in deployment(cluster, "ledger")["spec"]["template"]["spec"]
     assert {p["status"]["phase"] for p in pods(cluster, "ledger")} == {"Running"}
     assert deployment(cluster, "ledger")["status"]["availableReplicas"] == 2
@@ -185,7 +185,7 @@ async def test_a_throttled_container_gets_a_bounded_cpu_raise(client: Client, wo
     steps = summary["steps"]
     assert "Raise its CPU limit 400m -> 600m (x1.5, never above 2)?" in asked["message"]
     assert steps["current"]["output"]["cores"] == 0.4
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert steps["raise_limit"]["output"]["after"]["resources"]["recommend"]["limits"]["cpu"] == "600m"
     assert container(cluster, "recommend")["resources"]["limits"] == {"cpu": "600m", "memory": "512Mi"}
     assert {p["spec"]["containers"][0]["resources"]["limits"]["cpu"] for p in pods(cluster, "recommend")} == {"600m"}
@@ -215,7 +215,7 @@ async def test_a_cpu_raise_that_cannot_roll_out_puts_the_old_limit_back(client: 
     await approve(client, incident, "approve_raise")
     summary = await finished(client, incident)
     steps = summary["steps"]
-    assert summary["status"] == "rolled_back"
+    assert summary["outcome"] == "rolled_back"
     assert steps["raise_limit"]["output"]["after"]["resources"]["recommend"]["limits"]["cpu"] == "600m"
     assert "not complete after 5s" in steps["verify_rollout"]["error"]["message"]
     assert steps["restore_limit"]["output"]["after"]["resources"]["recommend"]["limits"]["cpu"] == "400m"

@@ -54,7 +54,7 @@ async def test_a_wait_resumes_on_another_worker_with_its_original_deadline(
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
             second = _worker(dev_server, task_queue, sim.kubeconfig, tmp_path / "worker2.log")
-            summary = await client.get_workflow_handle(started.incident_id).result()
+            summary = await incidents.wait_for_runbook(client, started.incident_id)
             total = time.monotonic() - began
         finally:
             for process in (first, second):
@@ -62,7 +62,7 @@ async def test_a_wait_resumes_on_another_worker_with_its_original_deadline(
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(timeout=10)
     output = summary["steps"]["stable"]["output"]
-    assert summary["status"] == "resolved" and output["ok"] is True
+    assert summary["outcome"] == "succeeded" and output["ok"] is True
     # The second attempt started only after the 30s heartbeat timeout noticed the dead worker, and its clock
     # counts from the first attempt's start (carried in heartbeat details), not from its own.
     assert output["waited_s"] >= 30 + 10

@@ -93,7 +93,7 @@ async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
     assert "shop/cart:1.4.2 -> shop/cart:1.4.3" in asked["message"]
     assert "panic: assignment to entry in nil map" in asked["message"]
     steps = summary["steps"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert steps["owner"]["output"]["name"] == "cart"
     assert steps["changes"]["output"]["recent_rollout"] is True
     assert steps["rollback"]["output"]["before"]["images"] == {"cart": "shop/cart:1.4.3"}
@@ -113,7 +113,7 @@ async def test_rejected_rollback_changes_nothing(client: Client, worker: Worker,
     await incidents.decide(client, incident, ApprovalDecision(approver="bob", approve=False, step="approve_rollback",
                                                               comment="the fix-forward is on its way"))
     summary = await finished(client, incident)
-    assert summary["status"] == "failed"
+    assert summary["outcome"] == "failed"
     assert summary["failure"]["message"] == "rejected by bob: the fix-forward is on its way"
     assert "rollback" not in summary["steps"]
     deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
@@ -130,7 +130,7 @@ async def test_replicas_mismatch_from_a_bad_image_is_rolled_back(client: Client,
     summary = await finished(client, incident)
     deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/payments")
     assert "ImagePullBackOff" in asked["message"] or "ErrImagePull" in asked["message"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["steps"]["status"]["output"]["mismatch"]["missing"] == 1
     assert deployment["status"]["availableReplicas"] == 4
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/payments:5.0.1"
@@ -147,7 +147,7 @@ async def test_node_not_ready_is_cordoned_and_drained(client: Client, worker: Wo
     on_node = cluster.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-3")["items"]
     inventory = cluster.get("/apis/apps/v1/namespaces/shop/deployments/inventory")
     assert "NotReady" in asked["message"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["steps"]["drain"]["output"]["evicted"]
     assert node["spec"]["unschedulable"] is True
     assert on_node == []
@@ -165,7 +165,7 @@ async def test_oom_killed_container_gets_a_bounded_memory_raise(client: Client, 
     summary = await finished(client, incident)
     deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/search")
     assert "OOMKilled" in asked["message"] and "512Mi" in asked["message"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert summary["steps"]["raise_limit"]["output"]["before"]["resources"]["search"]["limits"]["memory"] == "256Mi"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"
 
@@ -185,7 +185,7 @@ async def test_security_containment_isolates_then_lifts(client: Client, worker: 
     assert policies[0]["spec"]["policyTypes"] == ["Ingress"]
     await approve(client, incident, "approve_lift", who="dana")
     summary = await finished(client, incident)
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert cluster.get("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")["items"] == []
 
 
@@ -237,7 +237,7 @@ async def test_a_raise_that_does_not_stop_the_oom_kills_is_put_back(client: Clie
     summary = await finished(client, incident)
     deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/search")
     steps = summary["steps"]
-    assert summary["status"] == "rolled_back"
+    assert summary["outcome"] == "rolled_back"
     assert steps["raise_limit"]["output"]["after"]["resources"]["search"]["limits"]["memory"] == "282Mi"
     # The new pods still crash (282Mi < the 300Mi the image needs), so the rollout never completes.
     assert steps["verify_rollout"]["status"] == "failed"
@@ -281,7 +281,7 @@ async def test_an_oom_loop_reported_as_crash_looping_gets_the_memory_raise(clien
     # search 3.1.0 went out a day ago: no rollout to blame, so the OOM kills decide.
     assert steps["changes"]["output"]["recent_rollout"] is False
     assert "crash-loop on OOM kills (container search)" in asked["message"] and "512Mi" in asked["message"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded"
     assert "approve_rollback" not in steps and "no_rollout" not in steps
     assert steps["raise_memory"]["output"]["before"]["resources"]["search"]["limits"]["memory"] == "256Mi"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "384Mi"

@@ -6,6 +6,7 @@ and the interpreter call them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from incidentctl.dsl.plan import AlertPolicy, Step
@@ -35,23 +36,44 @@ def record_notification(state: IncidentState, notification: AlertNotification, n
     new_alerts = 0
     for alert in notification.alerts:
         fingerprint, status = alert["fingerprint"], alert.get("status", "firing")
+        starts_at = alert.get("startsAt")
         known = state.alerts.get(fingerprint)
         if known is None:
             new_alerts += 1
             state.alerts[fingerprint] = {"status": status, "labels": alert.get("labels", {}), "first_seen": now,
-                                         "last_seen": now, "notifications": 1, "refired": 0}
+                                         "last_seen": now, "notifications": 1, "refired": 0, "starts_at": starts_at}
             state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "labels": alert.get("labels")})
+            _detected(state, starts_at)
             continue
         known["notifications"] += 1
         known["last_seen"] = now
-        if known["status"] != status:
-            if status == "firing":
-                known["refired"] += 1
-            known["status"] = status
-            state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "repeat": known["notifications"]})
+        if known["status"] == status:
+            continue
+        if status == "firing" and starts_at and starts_at == known.get("starts_at"):
+            # The same firing, sent again after its resolve (a late or repeated notification): counted only.
+            continue
+        if status == "firing":
+            known["refired"] += 1
+            known["starts_at"] = starts_at or known.get("starts_at")
+            state.refire_pending = state.refire_pending or state.status == "resolved"
+        known["status"] = status
+        state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "repeat": known["notifications"]})
     if firing_count(state) == 0 and state.alerts and not state.resolved_handled:
         state.event(now, "alerts_all_resolved", detail={"policy": {"mode": policy.mode, "target": policy.target}})
     return new_alerts
+
+
+def _detected(state: IncidentState, starts_at: Any) -> None:
+    """Time to detect starts when the first alert started firing (Alertmanager's startsAt)."""
+    if not isinstance(starts_at, str) or starts_at.startswith("0001-"):
+        return  # Go's zero time: not set
+    try:
+        started = datetime.fromisoformat(starts_at.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return
+    earliest = state.times.get("detected_at")
+    if earliest is None or started < datetime.fromisoformat(earliest):
+        state.times["detected_at"] = started.isoformat()
 
 
 def firing_count(state: IncidentState) -> int:

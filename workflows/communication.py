@@ -22,7 +22,7 @@ from incidentctl.dsl.plan import Channel, Step
 from workflows import messages
 from workflows.context import IncidentRun, Scope
 from workflows.errors import error_of
-from workflows.model import RESOLVED
+from workflows.model import CANCELLED, CLOSED, RESOLVED
 
 SEND_ATTEMPTS = 5
 
@@ -80,15 +80,19 @@ class Communicator:
 
     async def _status_updates(self) -> None:
         assert self.spec is not None
-        cadence = self.spec.cadence_s.get(self.run.input.severity)
-        if not cadence:
-            return
         while not self._finishing:
+            # The severity may change while the incident is open (`incident severity`): so does the cadence.
+            severity = self.run.state.severity or self.run.input.severity
+            cadence = self.spec.cadence_s.get(severity)
             try:
-                await workflow.wait_condition(lambda: self._finishing, timeout=timedelta(seconds=cadence))
+                await workflow.wait_condition(lambda s=severity: self._finishing or self._severity_changed(s),
+                                              timeout=timedelta(seconds=cadence) if cadence else None)
             except builtins.TimeoutError:
                 await self.broadcast("update", messages.status_update(self.run.summary(), self.statement("impact"),
                                                                       cadence))
+
+    def _severity_changed(self, severity: str) -> bool:
+        return (self.run.state.severity or self.run.input.severity) != severity
 
     async def stop_status_updates(self) -> None:
         self._finishing = True
@@ -108,10 +112,24 @@ class Communicator:
         await self.broadcast("approval_requested", text)
 
     async def close(self) -> None:
+        """The last message: how the incident ended (resolved, failed, rolled back, closed, cancelled)."""
         if not self.spec:
             return
         await self.stop_status_updates()
         state = self.run.state
         duration = (self.run.now() - datetime.fromisoformat(state.started_at)).total_seconds()
         text = messages.closed(self.run.summary(), self.statement("impact"), self.statement("root_cause"), duration)
-        await self.broadcast("resolved" if state.status == RESOLVED else "failed", text)
+        event = {RESOLVED: "resolved", CLOSED: "closed", CANCELLED: "cancelled"}.get(state.status, "failed")
+        await self.broadcast(event, text)
+
+    async def tell(self, event: str, reason: str) -> None:
+        """A change people must hear about while the incident stays open (resolved, needs attention)."""
+        if not self.spec:
+            return
+        if event == "resolved":
+            started = datetime.fromisoformat(self.run.state.started_at)
+            text = messages.closed(self.run.summary(), self.statement("impact"), self.statement("root_cause"),
+                                   (self.run.now() - started).total_seconds()) + f"\nWhy: {reason}"
+        else:
+            text = messages.lifecycle(self.run.summary(), event, reason)
+        await self.broadcast(event, text)

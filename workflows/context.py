@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import workflow
 
 from incidentctl.dsl.plan import Plan, Step
-from workflows.model import STATUS_ATTR, IncidentInput
+from workflows.model import SEVERITY_ATTR, STATUS_ATTR, IncidentInput
 from workflows.state import IncidentState
 
 
@@ -21,9 +21,11 @@ class Scope:
     variables: dict[str, Any] = field(default_factory=dict)
     key_suffix: str = ""
     parent: Scope | None = None
+    key_prefix: str = ""  # "<runbook>/" for the steps of another runbook run inside the incident
 
     def child(self, variables: dict[str, Any], key_suffix: str) -> Scope:
-        return Scope(results={}, variables=variables, key_suffix=self.key_suffix + key_suffix, parent=self)
+        return Scope(results={}, variables=variables, key_suffix=self.key_suffix + key_suffix, parent=self,
+                     key_prefix=self.key_prefix)
 
     def visible_results(self) -> dict[str, dict[str, Any]]:
         merged = self.parent.visible_results() if self.parent else {}
@@ -35,7 +37,7 @@ class Scope:
 
     def key(self, step: Step) -> str:
         """The step's name in records and the timeline: its id, plus `[i]` per enclosing foreach iteration."""
-        return step.id + self.key_suffix
+        return self.key_prefix + step.id + self.key_suffix
 
 
 class IncidentRun:
@@ -49,7 +51,11 @@ class IncidentRun:
         # The runbook owner commands by default; the alert's team label routes the work, else the runbook's team.
         self.state = IncidentState(roles={"commander": runbook.owner or "",
                                           "assignee": labels.get("team") or runbook.team or "",
-                                          "acknowledged_by": None, "acknowledged_at": None, "time_to_ack_s": None})
+                                          "acknowledged_by": None, "acknowledged_at": None, "time_to_ack_s": None},
+                                   severity=inp.severity)
+        # The runbook being run: the incident's own, or another one a person runs inside the incident.
+        self.active_plan: Plan = self.plan
+        self.active_params: dict[str, Any] = inp.params
 
     @staticmethod
     def now() -> datetime:
@@ -64,15 +70,19 @@ class IncidentRun:
         self.state.status = status
         workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
 
+    def set_severity(self, severity: str) -> None:
+        self.state.severity = severity
+        workflow.upsert_search_attributes([SEVERITY_ATTR.value_set(severity)])
+
     def expression_context(self, scope: Scope) -> dict[str, Any]:
         inp = self.input
         return {
-            "params": inp.params,
+            "params": self.active_params,
             "alert": inp.alert or {},
             "steps": scope.visible_results(),
             "incident": {
                 "id": inp.incident_id,
-                "severity": inp.severity,
+                "severity": self.state.severity or inp.severity,
                 "runbook": self.plan.runbook.name,
                 "service": inp.service,
                 "dry_run": inp.dry_run,

@@ -26,7 +26,12 @@ class RollbackRequested(Exception):
 
 
 class RunbookEnded(Exception):
-    """A step with `end: true` succeeded: the runbook is finished, wherever that step was nested."""
+    """A step with `end` succeeded: the runbook is finished, wherever that step was nested. `outcome` is
+    "succeeded", or "needs_attention" for `end: needs_attention` (the runbook hands the incident to people)."""
+
+    def __init__(self, outcome: str = "succeeded") -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 class StepError(Exception):

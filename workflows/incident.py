@@ -1,10 +1,13 @@
-"""IncidentWorkflow: one durable workflow per incident, interpreting a compiled runbook plan.
+"""IncidentWorkflow: one durable workflow per incident, open until a person closes it.
 
 This module holds the Temporal surface only (run, updates, signal, queries); the work is done in the rooms:
-interpreter (steps and control flow), approvals, alerts, communication, state. The plan arrives as workflow
-input (and is carried across continue-as-new), so editing a runbook file never changes a running incident.
-Everything here is deterministic: time comes from `workflow.now()`, expressions are pure, and all I/O happens
-in activities named after actions.
+interpreter (steps and control flow), lifecycle (mitigated -> monitoring -> resolved -> closed), approvals,
+alerts, communication, state. The plan arrives as workflow input (and is carried across continue-as-new), so
+editing a runbook file never changes a running incident. Everything here is deterministic: time comes from
+`workflow.now()`, expressions are pure, and all I/O happens in activities named after actions.
+
+Incidents started before the lifecycle existed ended with their runbook; `workflow.patched(LIFECYCLE)` keeps
+their histories replaying on that path (`_run_to_end_of_runbook`).
 """
 
 from __future__ import annotations
@@ -18,26 +21,44 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from incidentctl.dsl.plan import Plan
     from workflows import alerts
     from workflows.approvals import apply_decision, decision_problem
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
     from workflows.interpreter import Interpreter
+    from workflows.lifecycle import RUNBOOK_RUNNING, Lifecycle, Transition, after_runbook, command_problem
     from workflows.model import (
         CANCELLED,
         FAILED,
+        MITIGATED,
+        MITIGATING,
         RESOLVED,
         ROLLED_BACK,
         ROLLING_BACK,
+        RUNNING,
+        SUCCEEDED,
         Acknowledgement,
         AlertNotification,
         AlertReceipt,
         ApprovalDecision,
         ApprovalReceipt,
         Assignment,
+        Closure,
+        CommandReceipt,
         IncidentInput,
+        Note,
+        Reopening,
+        Resolution,
+        ReviewEdit,
+        RunbookRequest,
+        SeverityChange,
     )
+    from workflows.review import review_problem
+
+LIFECYCLE = "incident-lifecycle"
+SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 
 
 @workflow.defn
@@ -48,6 +69,8 @@ class IncidentWorkflow:
         self._run = IncidentRun(inp)
         self._comms = Communicator(self._run)
         self._interpreter = Interpreter(self._run, self._comms, self._continue_as_new_due)
+        self._lifecycle = Lifecycle(self._run, self._run_runbook, self._comms.tell, self._continue_as_new_due)
+        self._with_lifecycle: bool | None = None  # known once run() starts
         state = self._run.state
         if inp.carried:
             state.restore(inp.carried)
@@ -64,6 +87,11 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, inp: IncidentInput) -> dict[str, Any]:
         run, state = self._run, self._run.state
+        self._with_lifecycle = workflow.patched(LIFECYCLE)
+        if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
+            state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
+            state.mark("opened_at", state.started_at)
+            self._start_runbook_record(inp.started_by or "incidentctl")
         run.set_status(state.status)
         if not inp.carried and inp.track_refires:
             state.refires = await workflow.execute_activity(
@@ -74,6 +102,25 @@ class IncidentWorkflow:
                 run.event("incident_refired", detail=state.refires)
         scope = Scope(results=state.results)
         await self._comms.open(first_run=not inp.carried)
+        if not self._with_lifecycle:
+            return await self._run_to_end_of_runbook(inp, scope)
+        try:
+            if state.status in RUNBOOK_RUNNING:
+                await self._execute_runbook(scope)
+            await self._lifecycle.serve()
+        except ContinueAsNewRequested:
+            await self._continue_as_new(inp)
+        except (asyncio.CancelledError, CancelledError):
+            await self._cancel(scope)
+            raise
+        state.finished_at = workflow.now().isoformat()
+        await self._comms.close()
+        await workflow.wait_condition(workflow.all_handlers_finished)  # the closing person's update answers
+        return run.summary()
+
+    async def _run_to_end_of_runbook(self, inp: IncidentInput, scope: Scope) -> dict[str, Any]:
+        """Incidents started before the lifecycle: they ended with their runbook, and still replay so."""
+        state = self._run.state
         try:
             await self._interpreter.run_top_level(scope)
             self._finish(RESOLVED)
@@ -84,30 +131,91 @@ class IncidentWorkflow:
             self._finish(FAILED)
         except RollbackRequested as request:
             state.failure = {"step": request.step, **request.error}
-            await self._rollback(scope)
+            self._finish(ROLLED_BACK if await self._rollback(scope) else FAILED)
         except ContinueAsNewRequested:
-            await self._comms.stop_status_updates()
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            state.runs += 1
-            run.event("continued_as_new", detail={"next_step_index": state.pc, "run": state.runs})
-            workflow.continue_as_new(IncidentInput(**{**inp.__dict__, "carried": state.carry()}))
+            await self._continue_as_new(inp)
         except (asyncio.CancelledError, CancelledError):
-            run.event("incident_cancelled")
+            self._run.event("incident_cancelled")
             self._finish(CANCELLED)
             raise
         await self._comms.close()
-        return run.summary()
+        return self._run.summary()
 
-    async def _rollback(self, scope: Scope) -> None:
+    # ---------------------------------------------------------------- runbooks
+
+    def _start_runbook_record(self, by: str) -> None:
+        state, plan = self._run.state, self._run.active_plan
+        now = workflow.now().isoformat()
+        state.mark("mitigating_at", now)
+        state.runbook_runs.append({"runbook": plan.runbook.name, "version": plan.runbook.version,
+                                   "plan_hash": plan.hash or None, "started_at": now, "finished_at": None,
+                                   "outcome": None, "by": by})
+        self._run.event("runbook_started", detail={"runbook": plan.runbook.name, "by": by})
+
+    async def _run_runbook(self, request: RunbookRequest | None) -> None:
+        """Run a runbook inside the open incident: another one a person asked for, or this one again."""
+        run = self._run
+        if request is not None:
+            run.active_plan, run.active_params = Plan.from_json(request.plan), request.params
+        run.state.pc = 0
+        self._start_runbook_record(request.by if request else "alerts")
+        run.set_status(MITIGATING)
+        name = run.active_plan.runbook.name
+        # Another runbook's step ids may repeat this one's: its records are kept under "<runbook>/<step>".
+        prefix = f"{name}/" if run.active_plan is not run.plan else f"run{len(run.state.runbook_runs)}/"
+        try:
+            await self._execute_runbook(Scope(results={}, key_prefix=prefix))
+        finally:
+            run.active_plan, run.active_params = run.plan, run.input.params
+
+    async def _execute_runbook(self, scope: Scope) -> None:
+        """The active runbook from where it stands; its outcome moves the incident on (never ends it)."""
+        state = self._run.state
+        try:
+            await self._interpreter.run_top_level(scope)
+            outcome = SUCCEEDED
+        except RunbookEnded as ended:
+            outcome = ended.outcome
+        except StepFailed as failed:
+            state.failure = {"step": failed.step, **failed.error}
+            outcome = FAILED
+        except RollbackRequested as request:
+            state.failure = {"step": request.step, **request.error}
+            outcome = ROLLED_BACK if await self._rollback(scope) else FAILED
+        record = state.runbook_runs[-1]
+        record.update(finished_at=workflow.now().isoformat(), outcome=outcome)
+        state.outcome = outcome
+        self._run.event("runbook_finished", detail={"runbook": record["runbook"], "outcome": outcome,
+                                                    **({"failure": state.failure} if outcome != SUCCEEDED else {})})
+        status = after_runbook(state)
+        reason = f"runbook {record['runbook']}: {outcome}"
+        self._lifecycle.move(Transition(status, reason, by="runbook"))
+        if status != MITIGATED:
+            await self._comms.tell("needs_attention", reason + (f" ({state.failure.get('message')})"
+                                                                  if state.failure and outcome != SUCCEEDED else ""))
+
+    async def _rollback(self, scope: Scope) -> bool:
+        """The active runbook's rollback section; whether it completed."""
         self._run.set_status(ROLLING_BACK)
         self._run.event("rollback_started", detail={"after": self._run.state.failure})
         try:
-            await self._interpreter.run_list(self._run.plan.rollback, scope)
+            await self._interpreter.run_list(self._run.active_plan.rollback, scope)
         except (StepFailed, RollbackRequested, RunbookEnded) as exc:
             self._run.event("rollback_failed", detail={"error": str(exc)})
-            self._finish(FAILED)
-            return
-        self._finish(ROLLED_BACK)
+            return False
+        return True
+
+    async def _cancel(self, scope: Scope) -> None:
+        """A person cancelled the incident: its on_cancel section runs, then it ends as cancelled."""
+        run = self._run
+        run.event("incident_cancelled")
+        if run.plan.on_cancel:
+            try:
+                await self._interpreter.run_list(run.plan.on_cancel, Scope(results={}, parent=scope))
+            except (StepFailed, RollbackRequested, RunbookEnded) as exc:
+                run.event("on_cancel_failed", detail={"error": str(exc)})
+        self._finish(CANCELLED)
+        await self._comms.close()
 
     def _finish(self, status: str) -> None:
         state = self._run.state
@@ -115,10 +223,130 @@ class IncidentWorkflow:
         self._run.event(f"incident_{status}", detail={"failure": state.failure} if state.failure else None)
         self._run.set_status(status)
 
+    async def _continue_as_new(self, inp: IncidentInput) -> None:
+        state = self._run.state
+        await self._comms.stop_status_updates()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state.runs += 1
+        self._run.event("continued_as_new", detail={"next_step_index": state.pc, "run": state.runs})
+        workflow.continue_as_new(IncidentInput(**{**inp.__dict__, "carried": state.carry()}))
+
     def _continue_as_new_due(self) -> bool:
+        state = self._run.state
+        if state.status in RUNBOOK_RUNNING and len(state.runbook_runs) > 1:
+            return False  # a runbook run again or run by a person is not carried: it finishes in this run
         info = workflow.info()
         return (info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > self._run.input.history_event_limit)
+
+    # ---------------------------------------------------------------- people's commands
+
+    def _command_problem(self, command: Any) -> str | None:
+        if not self._with_lifecycle:
+            return ("the incident is starting" if self._with_lifecycle is None
+                    else "this incident was started before incidents had a lifecycle: it ends with its runbook")
+        return command_problem(self._run.state, command)
+
+    def _receipt(self, **detail: Any) -> CommandReceipt:
+        return CommandReceipt(incident_id=self._run.input.incident_id, status=self._run.state.status, detail=detail)
+
+    @workflow.update
+    def note(self, note: Note) -> CommandReceipt:
+        entry = {"at": workflow.now().isoformat(), "by": note.by, "text": note.text}
+        self._run.state.notes.append(entry)
+        self._run.event("note_added", detail={"by": note.by, "text": note.text})
+        return self._receipt(notes=len(self._run.state.notes))
+
+    @note.validator
+    def _validate_note(self, note: Note) -> None:
+        problem = self._command_problem(note) or (None if note.text.strip() else "the note is empty")
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update
+    def change_severity(self, change: SeverityChange) -> CommandReceipt:
+        state = self._run.state
+        entry = {"at": workflow.now().isoformat(), "by": change.by, "from": state.severity, "to": change.severity,
+                 "reason": change.reason}
+        state.severity_changes.append(entry)
+        self._run.set_severity(change.severity)
+        self._run.event("severity_changed", detail={k: v for k, v in entry.items() if k != "at"})
+        return self._receipt(severity=change.severity)
+
+    @change_severity.validator
+    def _validate_severity(self, change: SeverityChange) -> None:
+        problem = self._command_problem(change)
+        if not problem and change.severity not in SEVERITIES:
+            problem = f"severity must be one of {', '.join(SEVERITIES)}, not {change.severity!r}"
+        if not problem and change.severity == self._run.state.severity:
+            problem = f"the incident is already {change.severity}"
+        if problem:
+            raise ValueError(problem)
+
+    async def _carry_out(self, command: Any) -> CommandReceipt:
+        """Hand a command to the lifecycle's loop and answer once it took effect (or was refused there)."""
+        number = self._lifecycle.enqueue(command)
+        await workflow.wait_condition(lambda: number in self._lifecycle.carried_out)
+        result = self._lifecycle.carried_out.pop(number)
+        if result != "done":
+            raise ApplicationError(result, type="CommandRefused", non_retryable=True)
+        return self._receipt()
+
+    @workflow.update
+    async def resolve(self, resolution: Resolution) -> CommandReceipt:
+        return await self._carry_out(resolution)
+
+    @workflow.update
+    async def reopen(self, reopening: Reopening) -> CommandReceipt:
+        return await self._carry_out(reopening)
+
+    @workflow.update
+    async def close(self, closure: Closure) -> CommandReceipt:
+        return await self._carry_out(closure)
+
+    @workflow.update
+    async def run_runbook(self, request: RunbookRequest) -> CommandReceipt:
+        return await self._carry_out(request)
+
+    @resolve.validator
+    def _validate_resolve(self, resolution: Resolution) -> None:
+        self._refuse_if(resolution)
+
+    @reopen.validator
+    def _validate_reopen(self, reopening: Reopening) -> None:
+        self._refuse_if(reopening)
+
+    @close.validator
+    def _validate_close(self, closure: Closure) -> None:
+        self._refuse_if(closure)
+
+    @run_runbook.validator
+    def _validate_run_runbook(self, request: RunbookRequest) -> None:
+        self._refuse_if(request)
+
+    def _refuse_if(self, command: Any) -> None:
+        pending = [type(c).__name__ for c in self._lifecycle.commands]
+        problem = self._command_problem(command) or (
+            f"another command is being carried out ({', '.join(pending)})" if pending else None)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update
+    def update_review(self, edit: ReviewEdit) -> CommandReceipt:
+        review, now = self._run.state.review, workflow.now().isoformat()
+        for key, value in edit.fields.items():
+            if key == "completed":
+                review.update(completed_by=edit.by if value else None, completed_at=now if value else None)
+            else:
+                review[key] = value
+        self._run.event("review_updated", detail={"by": edit.by, "fields": sorted(edit.fields)})
+        return self._receipt(review=dict(review))
+
+    @update_review.validator
+    def _validate_review(self, edit: ReviewEdit) -> None:
+        problem = self._command_problem(edit) or review_problem(edit.fields)
+        if problem:
+            raise ValueError(problem)
 
     # ---------------------------------------------------------------- approvals
 
@@ -190,6 +418,7 @@ class IncidentWorkflow:
         started = datetime.fromisoformat(state.started_at) if state.started_at else now
         state.roles.update(acknowledged_by=ack.by, acknowledged_at=now.isoformat(),
                            time_to_ack_s=round((now - started).total_seconds(), 3))
+        state.mark("acknowledged_at", now.isoformat())
         self._run.event("acknowledged", detail={"by": ack.by, "time_to_ack_s": state.roles["time_to_ack_s"]})
         return dict(state.roles)
 

@@ -50,8 +50,9 @@ class Interpreter:
     # ---------------------------------------------------------------- step lists
 
     async def run_top_level(self, scope: Scope) -> None:
-        """The runbook's steps from where the incident stands (`state.pc`), between each the alert policy."""
-        steps, state = self.run.plan.steps, self.run.state
+        """The active runbook's steps from where the incident stands (`state.pc`), between each the alert
+        policy (the incident's own runbook's)."""
+        steps, state = self.run.active_plan.steps, self.run.state
         index = state.pc
         while index < len(steps):
             jump = alerts.apply_resolve_policy(state, self.run.plan.on_alert_resolved, steps, index,
@@ -83,7 +84,7 @@ class Interpreter:
             return index + 1
         if outcome == "succeeded":
             if step.end:
-                raise RunbookEnded()
+                raise RunbookEnded(step.end_outcome or "succeeded")
             return _position(steps, step.next) if step.next else index + 1
         error = scope.results[step.id]["error"]
         key = scope.key(step)

@@ -53,6 +53,18 @@ def approval_request(state: dict[str, Any], pending: dict[str, Any], upcoming: S
     return "\n".join(lines)
 
 
+def lifecycle(state: dict[str, Any], event: str, reason: str) -> str:
+    """An open incident changed in a way people must hear: needs attention (paged), resolved."""
+    roles = state["roles"]
+    lines = [f"[INCIDENT {event.upper().replace('_', ' ')}] {headline(state)}", f"Why: {reason}"]
+    if event == "needs_attention":
+        who = roles.get("assignee") or roles.get("commander") or "the on-call"
+        lines.append(f"Paging {who}: the automation stopped here and a person is needed "
+                     f"(last runbook outcome: {state.get('outcome') or '-'}).")
+    lines.append(f"Status: {state['status']}")
+    return "\n".join(lines)
+
+
 def closed(state: dict[str, Any], impact: str, root_cause: str, duration_s: float) -> str:
     kind = "RESOLVED" if state["status"] == "resolved" else state["status"].upper().replace("_", " ")
     failure = state.get("failure")

@@ -23,14 +23,25 @@ def incident_search_attributes(status: str, severity: str, runbook: str, service
     ])
 
 
-# Incident statuses, in the order an incident normally moves through them.
-RUNNING = "running"
+# Incident statuses (docs/lifecycle.md), in the order an incident normally moves through them. An incident is
+# open until a person closes it; while its runbook runs it is mitigating (waiting_approval or rolling_back at
+# times), then mitigated or needs_attention, monitoring while its alerts stay quiet, resolved, closed.
+OPEN = "open"
+MITIGATING = "mitigating"
 WAITING_APPROVAL = "waiting_approval"
 ROLLING_BACK = "rolling_back"
+MITIGATED = "mitigated"
+NEEDS_ATTENTION = "needs_attention"
+MONITORING = "monitoring"
 RESOLVED = "resolved"
+CLOSED = "closed"
+CANCELLED = "cancelled"
+# Incidents started before the lifecycle ended with their runbook; kept so their histories replay.
+RUNNING = "running"
 FAILED = "failed"
 ROLLED_BACK = "rolled_back"
-CANCELLED = "cancelled"
+# Runbook outcomes (`outcome` of an incident's last runbook run).
+SUCCEEDED = "succeeded"
 
 
 @dataclass
@@ -97,6 +108,62 @@ class AlertReceipt:
     resolved: int
     new_alerts: int
     status: str
+
+
+@dataclass
+class Note:
+    by: str
+    text: str
+
+
+@dataclass
+class SeverityChange:
+    by: str
+    severity: str
+    reason: str = ""
+
+
+@dataclass
+class Resolution:
+    by: str
+    summary: str = ""
+
+
+@dataclass
+class Reopening:
+    by: str
+    reason: str = ""
+
+
+@dataclass
+class Closure:
+    by: str
+    no_review: bool = False  # SEV1/SEV2 incidents are closed after their review unless this says otherwise
+    reason: str = ""
+
+
+@dataclass
+class RunbookRequest:
+    """Run another runbook inside an open incident (its compiled plan as JSON, pinned like the first one's)."""
+
+    by: str
+    plan: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReviewEdit:
+    """Fields of the post-incident review set by a person (docs/lifecycle.md, "Post-incident review")."""
+
+    by: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CommandReceipt:
+    incident_id: str
+    status: str
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

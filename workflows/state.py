@@ -18,6 +18,13 @@ MAX_TIMELINE_EVENTS = 2000
 TIMELINE_HEAD = 100
 
 _TRANSIENT = {"transient": True}
+TIMES = ("detected_at", "opened_at", "acknowledged_at", "mitigating_at", "mitigated_at", "needs_attention_at",
+         "monitoring_at", "resolved_at", "closed_at")
+
+
+def empty_review() -> dict[str, Any]:
+    return {"summary": None, "impact": None, "root_cause": None, "what_went_well": [], "what_to_improve": [],
+            "action_items": [], "completed_by": None, "completed_at": None}
 
 
 @dataclass
@@ -39,6 +46,19 @@ class IncidentState:
     comms_seq: int = 0
     resolved_handled: bool = False
     refires: dict[str, Any] = field(default_factory=lambda: {"count": 0, "previous_run_id": None})
+    # The lifecycle (docs/lifecycle.md); empty for incidents started before it, whose runbook ended them.
+    severity: str = ""
+    outcome: str | None = None  # of the last runbook run
+    times: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(TIMES))
+    severity_changes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    runbook_runs: list[dict[str, Any]] = field(default_factory=list)
+    resolution: dict[str, Any] | None = None
+    review: dict[str, Any] = field(default_factory=empty_review)
+    closed_by: str | None = None
+    quiet_until: str | None = None  # while monitoring: resolved unless an alert fires before then
+    reopen_until: str | None = None  # once resolved: a re-fire before then re-opens this incident
+    refire_pending: bool = False  # an alert fired again after the incident resolved; the lifecycle decides
     # Only while a run is under way (continue-as-new happens between top-level steps, when none is set).
     running: list[str] = field(default_factory=list, metadata=_TRANSIENT)
     approvals: dict[str, Any] = field(default_factory=dict, metadata=_TRANSIENT)  # key -> PendingApproval
@@ -87,4 +107,18 @@ class IncidentState:
             "notifications": self.notifications,
             "refires": self.refires,
             "roles": self.roles,
+            "severity": self.severity or identity.get("severity"),
+            "outcome": self.outcome,
+            "times": self.times,
+            "severity_changes": self.severity_changes,
+            "notes": self.notes,
+            "runbook_runs": self.runbook_runs,
+            "resolution": self.resolution,
+            "review": self.review,
+            "closed_by": self.closed_by,
         }
+
+    def mark(self, name: str, at: str) -> None:
+        """Record when the incident first reached a stage (times keep the first, for durations)."""
+        if not self.times.get(name):
+            self.times[name] = at

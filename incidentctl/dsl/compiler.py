@@ -37,6 +37,7 @@ from incidentctl.dsl.plan import (
     OnFailure,
     Parameter,
     Plan,
+    Resolve,
     Retry,
     RunbookInfo,
     Source,
@@ -84,6 +85,7 @@ class _Compiler:
         step.timeout_s = self.duration(raw, "timeout", path, DEFAULT_TIMEOUT_S if action else None)
         step.on_failure = _on_failure(raw.get("on_failure"))
         step.next, step.end = raw.get("next"), bool(raw.get("end"))
+        step.end_outcome = raw["end"] if isinstance(raw.get("end"), str) else None
         step.outputs = raw.get("outputs")
         step.when, step.assert_, step.until = _bare(raw.get("when")), _bare(raw.get("assert")), _bare(raw.get("until"))
         step.message = raw.get("message")
@@ -260,6 +262,12 @@ class _Compiler:
             return AlertPolicy(mode="goto", target=policy["goto"])
         return AlertPolicy(mode=policy)
 
+    def resolve(self, spec: dict[str, Any]) -> Resolve:
+        resolve = Resolve(requires=spec.get("requires"), on_refire=spec.get("on_refire", "notify"),
+                          quiet_for_s=self.duration(spec, "quiet_for", ("resolve",), None))
+        resolve.reopen_window_s = self.duration(spec, "reopen_window", ("resolve",), resolve.reopen_window_s) or 0.0
+        return resolve
+
     def communication(self, spec: dict[str, Any] | None) -> Communication | None:
         """Channels as (action, params) with their params checked now; cadence in seconds per severity."""
         if not spec:
@@ -378,8 +386,12 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
     parameters = compiler.parameters(data.get("parameters") or {})
     compiler.scope.collect(data["steps"], ("steps",), "steps")
     compiler.scope.collect(data.get("rollback") or [], ("rollback",), "rollback")
+    compiler.scope.collect(data.get("on_cancel") or [], ("on_cancel",), "on_cancel")
     steps = compiler.compile_steps(data["steps"], ("steps",), frozenset())
     rollback = compiler.compile_steps(data["rollback"], ("rollback",), frozenset()) if data.get("rollback") else []
+    on_cancel = (compiler.compile_steps(data["on_cancel"], ("on_cancel",), frozenset())
+                 if data.get("on_cancel") else [])
+    resolve = compiler.resolve(data.get("resolve") or {})
     compiler.check_service(data.get("service"))
     on_alert_resolved = compiler.alert_policy(data)
     communication = compiler.communication(data.get("communication"))
@@ -389,7 +401,8 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
                           owner=data.get("owner"), team=data.get("team"), severity=data.get("severity", "SEV3"),
                           service=data.get("service"))
     return Plan(runbook=runbook, source=Source(path=file), trigger=data.get("trigger"), parameters=parameters,
-                steps=steps, rollback=rollback, on_alert_resolved=on_alert_resolved,
+                steps=steps, rollback=rollback, on_cancel=on_cancel, on_alert_resolved=on_alert_resolved,
+                resolve=resolve,
                 communication=communication).with_hash()
 
 

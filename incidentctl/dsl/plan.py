@@ -40,6 +40,11 @@ DEFAULT_SEND_TIMEOUT_S = 30.0
 MUTATING_MAX_ATTEMPTS = 1
 # Status updates to stakeholders, per severity (None: none).
 DEFAULT_CADENCE_S: dict[str, float | None] = {"SEV1": 900.0, "SEV2": 1800.0, "SEV3": 3600.0, "SEV4": None}
+# How long every alert must stay resolved before the incident is, per severity (docs/lifecycle.md).
+DEFAULT_QUIET_S: dict[str, float] = {"SEV1": 1800.0, "SEV2": 900.0, "SEV3": 600.0, "SEV4": 300.0}
+DEFAULT_REOPEN_WINDOW_S = 3600.0
+# Severities whose incidents are closed only after their review (or with an explicit --no-review).
+REVIEW_REQUIRED = ("SEV1", "SEV2")
 
 
 def _json_name(name: str) -> dict[str, str]:
@@ -105,6 +110,7 @@ class Step:
     on_failure: OnFailure = field(default_factory=OnFailure)
     next: str | None = None
     end: bool = False
+    end_outcome: str | None = None  # with `end`: "needs_attention" hands the incident to people
     outputs: Any = None
     # action, check, wait_until, notify
     action: str | None = None
@@ -174,6 +180,19 @@ class AlertPolicy:
 
 
 @dataclass
+class Resolve:
+    """When an incident counts as resolved, and what a re-fire does afterwards."""
+
+    requires: str | None = None  # alerts | runbook | person; None: alerts when the incident has some, else runbook
+    quiet_for_s: float | None = None  # None: DEFAULT_QUIET_S of the incident's severity
+    reopen_window_s: float = DEFAULT_REOPEN_WINDOW_S
+    on_refire: str = "notify"  # rerun | notify
+
+    def quiet_s(self, severity: str) -> float:
+        return self.quiet_for_s if self.quiet_for_s is not None else DEFAULT_QUIET_S.get(severity, 600.0)
+
+
+@dataclass
 class Channel:
     action: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -203,7 +222,9 @@ class Plan:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     rollback: list[Step] = field(default_factory=list)
+    on_cancel: list[Step] = field(default_factory=list)
     on_alert_resolved: AlertPolicy = field(default_factory=AlertPolicy)
+    resolve: Resolve = field(default_factory=Resolve)
     communication: Communication | None = None
     hash: str = ""
 
@@ -226,9 +247,10 @@ class Plan:
         return plan
 
     def walk(self) -> Iterator[Step]:
-        """Every step, nested ones included, main steps before the rollback section, in document order."""
+        """Every step, nested ones included, main steps before the rollback and on_cancel sections."""
         yield from walk_steps(self.steps)
         yield from walk_steps(self.rollback)
+        yield from walk_steps(self.on_cancel)
 
 
 def walk_steps(steps: list[Step]) -> Iterator[Step]:

@@ -18,6 +18,8 @@ from typing import Any
 from incidentctl.dsl import expressions
 from incidentctl.dsl.source import Path_
 
+# The sections run after the main steps, and when (a main step cannot read them; they may read the main steps).
+SECTION_WHEN = {"rollback": "after a failure", "on_cancel": "when a person cancels the incident"}
 # What `steps.<id>` exposes (design.md, "Context roots").
 STEP_RESULT_FIELDS = ("output", "status", "error")
 # Fields evaluated with the step's own action result in scope.
@@ -41,8 +43,8 @@ class StepInfo:
     path: Path_
     ancestors: tuple[str, ...]
     outputs: set[str] | None
-    order: int  # position in document order, main steps first, then the rollback section
-    section: str  # "steps" or "rollback"
+    order: int  # position in document order, main steps first, then the rollback and on_cancel sections
+    section: str  # "steps", "rollback" or "on_cancel"
     lanes: tuple[Lane, ...]
     loops: tuple[str, ...]  # the foreach steps it runs inside (once per item, in a scope of its own)
 
@@ -186,8 +188,8 @@ class Scope:
                         f"time as {here!r}")
             return (f"step {name!r} is in another case of branch step {lane.container!r}: it never runs in the "
                     f"same incident as {here!r}")
-        if target.section == "rollback" and reader.section == "steps":
-            return f"step {name!r} is in the rollback section, which runs only after a failure"
+        if target.section != reader.section and target.section in SECTION_WHEN:
+            return f"step {name!r} is in the {target.section} section, which runs only {SECTION_WHEN[target.section]}"
         if not nested and target.order > reader.order:
             line = self.position(target.path)
             return (f"step {name!r} (line {line}) comes after {here!r}: it has no result yet when "
