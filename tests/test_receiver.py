@@ -22,6 +22,7 @@ from incidentctl.devserver import DevServer
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth, ReceiverLimits
 from tests.conftest import TEST_TASK_QUEUE, eventually
+from workflows.model import Closure
 
 TOKEN = "s3cret-token"
 HMAC_SECRET = "hmac-key"
@@ -39,6 +40,7 @@ parameters:
   namespace: {type: string, required: true, default: "${{ alert.labels.namespace }}"}
   pod: {type: string, default: "${{ alert.labels.pod }}"}
 on_alert_resolved: {goto: verify}
+resolve: {quiet_for: 2s, reopen_window: 1h}
 steps:
   - id: diagnose
     action: util.echo
@@ -85,7 +87,8 @@ def alertmanager(status: str, alerts: list[dict[str, Any]], group: dict[str, str
         "commonLabels": {"alertname": "KubePodCrashLooping", **group}, "commonAnnotations": {},
         "externalURL": "http://alertmanager:9093",
         "alerts": [{"status": a.get("status", status), "labels": a["labels"],
-                    "annotations": {"summary": "Pod is crash looping."}, "startsAt": "2026-11-23T08:00:00Z",
+                    "annotations": {"summary": "Pod is crash looping."},
+                    "startsAt": a.get("startsAt", "2026-11-23T08:00:00Z"),
                     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph",
                     **({"fingerprint": a["fingerprint"]} if "fingerprint" in a else {})} for a in alerts],
     }
@@ -132,7 +135,7 @@ async def test_concurrent_identical_notifications_make_one_incident(
     await incidents.cancel_incident(client, incident)
 
 
-async def test_resolve_skips_to_verification_and_refire_starts_a_linked_incident(
+async def test_resolve_monitor_reopen_close_and_a_refire_after_close_starts_a_linked_incident(
     receiver: RunningReceiver, client: Client, unique: str
 ) -> None:
     group = {"namespace": f"prod-{unique}"}
@@ -144,18 +147,41 @@ async def test_resolve_skips_to_verification_and_refire_starts_a_linked_incident
     status, resolved = await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
     assert status == 200 and resolved["incidents"][0]["result"] == "updated"
     assert resolved["incidents"][0]["firing"] == 0
-    # Nobody needs to approve a restart any more: the waiting approval stands down by itself.
-    summary = await client.get_workflow_handle(incident).result()
-    assert summary["status"] == "resolved" and summary["alert_status"] == "resolved"
+    # Nobody needs to approve a restart any more: the waiting approval stands down by itself, the runbook goes
+    # on to verification, and the incident resolves once its alert stayed quiet for the runbook's 2s.
+    summary = await incidents.wait_for_runbook(client, incident)
+    assert summary["outcome"] == "succeeded" and summary["alert_status"] == "resolved"
     assert summary["steps"]["gate"]["status"] == "superseded"
     assert "fix" not in summary["steps"], "on_alert_resolved jumped over the remediation"
     assert summary["steps"]["verify"]["output"]["message"] == "alerts are resolved, re-fires 0"
+    state = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    assert state["resolution"]["by"] == "alerts" and state["times"]["monitoring_at"] < state["times"]["resolved_at"]
+
+    # A late resolved notification is counted on the open incident; a re-fire (new startsAt) inside the reopen
+    # window re-opens it for people (on_refire: notify); the same firing sent again changes nothing.
+    status, late = await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
+    assert status == 200 and late["incidents"][0]["result"] == "updated"
+    refire = {**alert, "startsAt": "2026-11-23T09:00:00Z"}
+    for _ in range(2):
+        status, _ = await post(receiver, "/alertmanager", alertmanager("firing", [refire], group))
+        assert status == 200
+    state = await eventually(lambda: incidents.show_incident(client, incident),
+                             lambda s: s["status"] == "needs_attention")
+    assert next(iter(state["alerts"].values()))["refired"] == 1
+    kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
+    assert kinds.count("reopened") == 1
+    await post(receiver, "/alertmanager", alertmanager("resolved", [refire], group))
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    await incidents.close_incident(client, incident, Closure(by="alice", no_review=True))
+    summary = await client.get_workflow_handle(incident).result()
+    assert summary["status"] == "closed" and summary["closed_by"] == "alice"
 
     # A late resolved notification for the closed incident starts nothing.
     status, late = await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
     assert status == 200 and late["incidents"][0]["result"] == "closed"
 
-    status, again = await post(receiver, "/alertmanager", alertmanager("firing", [alert], group))
+    status, again = await post(receiver, "/alertmanager",
+                               alertmanager("firing", [{**alert, "startsAt": "2026-11-23T10:00:00Z"}], group))
     assert status == 200 and again["incidents"][0] == {**again["incidents"][0], "incident_id": incident,
                                                        "result": "started"}
     state = await eventually(lambda: incidents.show_incident(client, incident),
@@ -319,16 +345,17 @@ async def test_resolved_alert_stands_down_a_waiting_approval(client: Client, wor
         await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
         status, _ = await post(running, "/alerts", {**alert, "status": "resolved"})
         assert status == 200
-        summary = await client.get_workflow_handle(incident).result()
+        summary = await incidents.wait_for_runbook(client, incident)
     finally:
         await running.stop()
     steps = summary["steps"]
-    assert summary["status"] == "resolved"
+    assert summary["outcome"] == "succeeded" and summary["status"] == "monitoring"
     assert steps["gate"]["status"] == "superseded" and steps["decide"]["status"] == "superseded"
     assert "wipe" not in steps, "the remediation did not run after the alert cleared"
     assert steps["verify"]["output"]["message"] == "alerts resolved"
     kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
-    assert kinds.index("alert_resolved") < kinds.index("approval_superseded") < kinds.index("incident_resolved")
+    assert kinds.index("alert_resolved") < kinds.index("approval_superseded") < kinds.index("runbook_finished")
+    await incidents.cancel_incident(client, incident)
 
 
 def kube_alert(namespace: str, pod: str, **labels: str) -> dict[str, Any]:

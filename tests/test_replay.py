@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
@@ -17,9 +18,14 @@ from incidentctl.library import compile_text
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_incident_e2e import FULL_RUNBOOK
 from workflows.incident import IncidentWorkflow
-from workflows.model import ApprovalDecision
+from workflows.model import ApprovalDecision, Closure, Note, ReviewEdit
 
-HISTORY = Path(__file__).parent / "histories" / "full_runbook.json"
+HISTORIES = Path(__file__).parent / "histories"
+# Recorded before incidents had a lifecycle (the workflow ended with its runbook): still replays on that path.
+BEFORE_LIFECYCLE = HISTORIES / "full_runbook.json"
+# Recorded with the lifecycle: runbook, resolved (no alerts: by the runbook's success), a note, the review,
+# closed by a person.
+WITH_LIFECYCLE = HISTORIES / "full_runbook_lifecycle.json"
 
 
 async def _record(client: Client, key: str) -> WorkflowHistory:
@@ -31,22 +37,28 @@ async def _record(client: Client, key: str) -> WorkflowHistory:
                          lambda s, step=step: any(p["step"] == step for p in s["pending_approvals"]))
         for approver in approvers:
             await incidents.decide(client, incident, ApprovalDecision(approver=approver, approve=True, step=step))
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    await incidents.add_note(client, incident, Note(by="bob", text="verified by hand"))
+    await incidents.update_review(client, incident, ReviewEdit(by="alice", fields={
+        "root_cause": "a flaky dependency", "completed": True}))
+    await incidents.close_incident(client, incident, Closure(by="alice"))
     handle = client.get_workflow_handle(incident)
-    await handle.result()
+    assert (await handle.result())["status"] == "closed"
     return await handle.fetch_history()
 
 
 async def test_fresh_history_replays(client: Client, worker: Worker, unique: str) -> None:
     history = await _record(client, unique)
     if os.environ.get("INCIDENTCTL_RECORD_HISTORY"):
-        HISTORY.write_text(history.to_json())
+        WITH_LIFECYCLE.write_text(history.to_json())
     result = await Replayer(workflows=[IncidentWorkflow]).replay_workflow(history)
     assert result.replay_failure is None
 
 
-async def test_recorded_history_still_replays() -> None:
-    assert HISTORY.exists(), "record it once with INCIDENTCTL_RECORD_HISTORY=1"
-    history = WorkflowHistory.from_json("recorded-full-runbook", HISTORY.read_text())
+@pytest.mark.parametrize("recorded", [BEFORE_LIFECYCLE, WITH_LIFECYCLE], ids=lambda p: p.stem)
+async def test_recorded_history_still_replays(recorded: Path) -> None:
+    assert recorded.exists(), "record it once with INCIDENTCTL_RECORD_HISTORY=1"
+    history = WorkflowHistory.from_json(recorded.stem, recorded.read_text())
     result = await Replayer(workflows=[IncidentWorkflow]).replay_workflow(history)
     assert result.replay_failure is None
     assert len(history.events) > 50
