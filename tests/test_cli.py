@@ -155,10 +155,26 @@ def _lifecycle(dev_server: DevServer, tmp_path: Path, unique: str, task_queue: s
     approved = cli("incident", "approve", incident, "--as", "alice", "--comment", "go", *conn[:2])
     assert "approved step gate as alice: 1/1 approvals, outcome approved" in approved.stdout
 
+    # No alerts: the runbook's success resolves the incident, which stays open until a person closes it.
     state = _show_until(incident, conn[:2], "resolved")
-    assert state["status"] == "resolved" and state["workflow_status"] == "COMPLETED"
+    assert state["workflow_status"] == "RUNNING" and state["resolution"]["by"] == "runbook"
+    noted = cli("incident", "note", incident, "--as", "bob", "checked", "the", "dashboards", *conn[:2])
+    assert "note: done" in noted.stdout
+    cli("incident", "severity", incident, "SEV1", "--as", "bob", "--reason", "customers affected", *conn[:2])
+    same = cli("incident", "severity", incident, "SEV1", "--as", "bob", *conn[:2], check_ok=False)
+    assert same.returncode == 1 and "the incident is already SEV1" in same.stderr
+    refused = cli("incident", "close", incident, "--as", "bob", *conn[:2], check_ok=False)
+    assert refused.returncode == 1 and "a SEV1 incident is closed after its review" in refused.stderr
+    closed = cli("incident", "close", incident, "--as", "bob", "--no-review", *conn[:2])
+    assert f"close: done; incident {incident} is closed" in closed.stdout
+    state = _show_until(incident, conn[:2], "closed")
+    assert state["workflow_status"] == "COMPLETED" and state["severity"] == "SEV1"
+    assert state["notes"][0]["text"] == "checked the dashboards" and state["closed_by"] == "bob"
     timeline = json.loads(cli("incident", "timeline", incident, *conn[:2], "-o", "json").stdout)
-    assert [e["kind"] for e in timeline][-1] == "incident_resolved"
+    kinds = [e["kind"] for e in timeline]
+    assert kinds[-1] == "incident_closed" and "severity_changed" in kinds and "note_added" in kinds
+    late = cli("incident", "note", incident, "--as", "bob", "too late", *conn[:2], check_ok=False)
+    assert late.returncode == 1 and "is closed" in late.stderr
 
     unknown = cli("incident", "show", "incident-nope", *conn[:2], check_ok=False)
     assert unknown.returncode == 1 and "no incident 'incident-nope'" in unknown.stderr

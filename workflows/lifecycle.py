@@ -202,6 +202,8 @@ class Lifecycle:
         elif isinstance(command, Closure):
             state.closed_by = command.by
             self.move(Transition(CLOSED, command.reason or "closed", by=command.by))
+            self.run.event("incident_closed", detail={"by": command.by, "review": bool(state.review.get(
+                "completed_at")), **({"reason": command.reason} if command.reason else {})})
         elif isinstance(command, RunbookRequest):
             await self.run_runbook(command)
 
