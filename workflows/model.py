@@ -109,3 +109,12 @@ class Assignment:
 @dataclass
 class Acknowledgement:
     by: str
+
+
+@dataclass
+class ReviewEdit:
+    """A person's edit of the post-incident review: `fields` may hold summary, impact, root_cause (str),
+    what_went_well, what_to_improve (list[str]), action_items (list[{text, owner}]) and completed (bool)."""
+
+    by: str
+    fields: dict[str, Any] = field(default_factory=dict)
