@@ -300,7 +300,7 @@ async def cmd_incident_review(args: argparse.Namespace) -> int:
         print(f"note: {problem}", file=sys.stderr)
     if args.post_github:
         try:
-            posted = await post_to_github(history, markdown)
+            posted = await post_to_github(history, review, markdown)
         except IncidentError as exc:
             raise CommandError(str(exc)) from None
         print(f"posted the review to GitHub issue #{posted['issue']}", file=sys.stderr if not args.file else sys.stdout)

@@ -9,11 +9,13 @@ are missing instead of failing. `review_markdown` (incidentctl.review_markdown) 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from incidentctl.client import IncidentError
 from incidentctl.dsl import expressions
+from incidentctl.dsl.durations import format_duration
 from incidentctl.dsl.plan import Plan
 from incidentctl.history import IncidentHistory, incident_history
 from incidentctl.incident_times import approval_waits, durations, incident_times, parse_time, seconds_between
@@ -41,7 +43,7 @@ async def load_review(client: Client, incident_id: str) -> tuple[dict[str, Any],
     try:
         history = await incident_history(client, incident_id)
     except LookupError as exc:
-        raise IncidentError(str(exc).strip("'\""), "not_found") from None
+        raise IncidentError(str(exc), "not_found") from None
     found = await find_summary(client, incident_id, run_id=history.runs[-1] if history.runs else None,
                                closed=history.closed, task_queue=history.task_queue, result=history.result,
                                latest_input=history.latest_input)
@@ -254,7 +256,9 @@ def _observations(summary: dict[str, Any], steps: list[dict[str, Any]], approval
         well.append("the runbook's rollback ran and completed")
     roles = summary.get("roles") or {}
     if roles.get("acknowledged_by"):
-        well.append(f"acknowledged after {roles.get('time_to_ack_s')}s")
+        seconds = roles.get("time_to_ack_s")
+        took = f" {format_duration(seconds)} after it opened" if isinstance(seconds, int | float) else ""
+        well.append(f"the incident was acknowledged{took}")
     elif summary:
         improve.append("the incident was never acknowledged")
     for approval in approvals:
@@ -324,9 +328,10 @@ def _action_item(value: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- GitHub
 
 
-async def post_to_github(history: IncidentHistory, markdown: str) -> dict[str, Any]:
-    """Post the review as a comment on the incident's GitHub issue, through the runbook's own `notify.github`
-    channel (its repo, API URL and token variable). The same text posted twice is one comment."""
+async def post_to_github(history: IncidentHistory, review: dict[str, Any], markdown: str) -> dict[str, Any]:
+    """Post the review's Markdown as a comment on the incident's GitHub issue, through the runbook's own
+    `notify.github` channel (its repo, API URL and token variable). The same review posted twice is one comment;
+    a review that changed since (new edits, new events) is a new one."""
     from activities.base import ActionInput
     from activities.notify.github import github_issue
 
@@ -336,7 +341,8 @@ async def post_to_github(history: IncidentHistory, markdown: str) -> dict[str, A
     if not channels:
         raise IncidentError(f"the runbook of {incident_id} has no GitHub channel (communication.channels with "
                             "type: github), so it has no issue to post the review to")
-    digest = hashlib.sha256(markdown.encode()).hexdigest()[:16]
+    content = {k: v for k, v in review.items() if k != "generated_at"}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
     inp = ActionInput(action="notify.github", incident_id=incident_id, step_id="review",
                       params={**channels[0].params, "message": markdown, "event": "message",
                               "key": f"{incident_id}/review/{digest}"})

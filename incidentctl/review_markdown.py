@@ -77,6 +77,12 @@ def _event_text(entry: dict[str, Any]) -> str:
     if kind in ("workflow_closed", "continued_as_new"):
         return "continued in a new run (continue-as-new)" if kind == "continued_as_new" else (
             f"workflow ended: {entry.get('how')}" + (f": {entry['message']}" if entry.get("message") else ""))
+    if kind == "acknowledged":
+        return f"acknowledged by {entry.get('by')}" + (f" — refused: {entry.get('reason')}"
+                                                      if entry.get("outcome") == "refused" else "")
+    if kind == "review_updated":
+        fields = ", ".join(sorted((entry.get("args") or {}).get("fields") or {}))
+        return f"review edited by {entry.get('by')}: {fields}"
     if "by" in entry or "name" in entry:  # a people command
         args = {k: v for k, v in (entry.get("args") or {}).items() if k != "by"}
         refused = f" — refused: {entry.get('reason')}" if entry.get("outcome") == "refused" else ""
