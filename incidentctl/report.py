@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.incident_times import approval_waits, durations, incident_times, parse_time
+from incidentctl.review_timeline import AUTOMATED_KINDS
 from incidentctl.summaries import RESULT, find_summary
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 GROUPINGS = ("severity", "runbook", "service")
 # report name -> the incident duration it summarises
 MEASURES = {"mtta": "time_to_acknowledge_s", "mttm": "time_to_mitigate_s", "mttr": "time_to_resolve_s"}
-AUTOMATED_KINDS = ("action", "check", "wait_until", "notify")
 RAN = ("succeeded", "failed")
 NO_GROUP = "(none)"
 ALL = "all"
@@ -50,7 +50,7 @@ class IncidentFigures:
     automated_steps: int = 0
     manual_steps: int = 0
     approval_waits_s: list[float] = field(default_factory=list)
-    summary_source: str = RESULT  # or why there is none
+    summary_source: str = RESULT  # where the summary came from; "" when there was none
     missing: list[str] = field(default_factory=list)
 
 
@@ -83,6 +83,7 @@ def incident_figures(summary: dict[str, Any] | None, listed: dict[str, Any]) -> 
         opened_at=listed.get("started_at"),
     )
     if summary is None:
+        figures.summary_source = ""
         return figures
     times, _ = incident_times(summary)
     figures.opened_at = times["opened_at"] or figures.opened_at
@@ -185,7 +186,8 @@ async def _figures_of(client: Client, execution: WorkflowExecution, gate: asynci
                                    task_queue=execution.task_queue or TASK_QUEUE, result=result,
                                    latest_input=None)
     figures = incident_figures(found.summary, listed)
-    figures.summary_source = found.source if found.summary is not None else ""
+    if found.summary is not None:
+        figures.summary_source = found.source
     figures.missing = found.missing
     return figures
 

@@ -18,8 +18,8 @@ from incidentctl.dsl import expressions
 from incidentctl.dsl.durations import format_duration
 from incidentctl.dsl.plan import Plan
 from incidentctl.history import IncidentHistory, incident_history
-from incidentctl.incident_times import approval_waits, durations, incident_times, parse_time, seconds_between
-from incidentctl.review_timeline import NEVER, Story, plan_of, story_of
+from incidentctl.incident_times import approval_waits, durations, incident_times, seconds_between
+from incidentctl.review_timeline import AUTOMATED_KINDS, Story, chronological, plan_of, story_of
 from incidentctl.summaries import FoundSummary, find_summary
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ ROOT_CAUSE_OUTPUTS = ("root_cause", "summary")
 SLOW_APPROVAL_S = 300.0
 TEXT_FIELDS = ("summary", "impact", "root_cause")
 LIST_FIELDS = ("what_went_well", "what_to_improve")
-ACTION_STEP_KINDS = ("action", "check", "wait_until", "notify")
 
 
 class ReviewEditError(ValueError):
@@ -230,9 +229,7 @@ def _timeline(story: Story, summary: dict[str, Any]) -> list[dict[str, Any]]:
             extra.append({"at": record["started_at"], "kind": "approval_requested", "step": key, "source": "summary"})
         extra.append({"at": record["started_at"], "kind": "step", "step": key, "step_kind": record.get("kind"),
                       "finished_at": record.get("finished_at"), "outcome": record.get("status"), "source": "summary"})
-    merged = story.timeline + extra
-    order = {id(e): i for i, e in enumerate(merged)}
-    return sorted(merged, key=lambda e: (parse_time(e["at"]) or NEVER, order[id(e)]))
+    return chronological(story.timeline + extra)
 
 
 def _observations(summary: dict[str, Any], steps: list[dict[str, Any]], approvals: list[dict[str, Any]],
@@ -241,7 +238,7 @@ def _observations(summary: dict[str, Any], steps: list[dict[str, Any]], approval
     writing the review, never a verdict on anyone."""
     well: list[str] = []
     improve: list[str] = []
-    automated = [s for s in steps if s.get("kind") in ACTION_STEP_KINDS or (s.get("kind") is None and s.get("action"))]
+    automated = [s for s in steps if s.get("kind") in AUTOMATED_KINDS or (s.get("kind") is None and s.get("action"))]
     succeeded = [s for s in automated if (s.get("status") or s.get("outcome")) == "succeeded"]
     if succeeded:
         well.append(f"{len(succeeded)} of {len(automated)} automated steps succeeded without a person's hand")

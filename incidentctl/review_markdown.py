@@ -107,6 +107,9 @@ def review_markdown(review: dict[str, Any]) -> str:
         ["Service(s)", ", ".join(review["services"]) or None],
         ["Runbook", f"{runbook.get('name')} v{runbook.get('version')}"
          + (f", plan {str(runbook['plan_hash'])[:12]}" if runbook.get("plan_hash") else "")],
+        ["Runbook runs", "; ".join(f"{r.get('runbook')} v{r.get('version')} {_time(r.get('started_at'))}: "
+                                   f"{r.get('outcome') or 'running'}" + (f" (by {r['by']})" if r.get("by") else "")
+                                   for r in runbook.get("runs") or []) or None],
         ["Commander / assignee", f"{roles.get('commander') or '—'} / {roles.get('assignee') or '—'}"],
         ["Resolved", (f"by {review['resolution'].get('by')}: {review['resolution'].get('summary') or ''}"
                       if review.get("resolution") else None)],

@@ -23,6 +23,8 @@ APPROVAL_UPDATE, APPROVAL_SIGNAL, ALERT_UPDATE = "decide_approval", "approve", "
 # Timeline kinds of people commands the review knows by name; any other update is a "command" with its name.
 COMMAND_KINDS = {"assign": "assigned", "acknowledge": "acknowledged", "update_review": "review_updated"}
 STATUS_KEY, SEVERITY_KEY = "IncidentStatus", "IncidentSeverity"
+# Step kinds whose work is an action's (not approvals, sleeps or the containers around other steps).
+AUTOMATED_KINDS = ("action", "check", "wait_until", "notify")
 NEVER = datetime.min.replace(tzinfo=UTC)
 ACTIVITY_ENDS = {"ACTIVITY_TASK_COMPLETED": "succeeded", "ACTIVITY_TASK_FAILED": "failed",
                  "ACTIVITY_TASK_TIMED_OUT": "timed_out", "ACTIVITY_TASK_CANCELED": "cancelled"}
@@ -272,7 +274,10 @@ def story_of(history: IncidentHistory, plan: Plan | None = None) -> Story:
     _lifecycle(story, events, history.first_input)
     _updates(story, events)
     _activities(story, events, plan if plan is not None else plan_of(history))
-    # Stable: events at the same instant keep the order the server recorded them in.
-    order = {id(entry): index for index, entry in enumerate(story.timeline)}
-    story.timeline.sort(key=lambda e: (parse_time(e["at"]) or NEVER, order[id(e)]))
+    story.timeline = chronological(story.timeline)
     return story
+
+
+def chronological(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ordered by time (a time-zone-aware sort, not by text); entries at the same instant keep their order."""
+    return sorted(entries, key=lambda e: parse_time(e["at"]) or NEVER)

@@ -138,7 +138,7 @@ def test_figures_by_severity_runbook_and_service() -> None:
 def test_an_incident_without_summary_is_counted_not_measured() -> None:
     listed = {"incident_id": "G", "severity": "SEV1", "runbook": "crash", "service": "", "status": "mitigating"}
     blind = incident_figures(None, listed)
-    blind.summary_source = ""
+    assert blind.summary_source == "" and blind.time_to_resolve_s is None
     (row,) = group_figures([*figures(), blind], None)
     assert (row["incidents"], row["with_summary"], row["mtta_n"]) == (7, 6, 5)
     report = build_report([*figures(), blind], "service", OPENED, OPENED + timedelta(days=30))
@@ -147,6 +147,14 @@ def test_an_incident_without_summary_is_counted_not_measured() -> None:
     text = report_table(report)
     assert "without a summary (no worker answered; counted, not measured): G" in text
     assert "11m40s / 45m" in text, "the all row's MTTR p50 / p90 (700 s, 2700 s)"
+
+
+def test_a_period_without_incidents_is_a_report_of_none(tmp_path: Path) -> None:
+    report = build_report([], "runbook", OPENED, OPENED + timedelta(days=1))
+    assert (report["incidents"], report["groups"], report["total"]["mttr_p50_s"]) == (0, [], None)
+    assert report_table(report).splitlines()[-1].split()[:2] == ["all", "0"]
+    render_png(report, tmp_path / "none.png")
+    assert png_size(tmp_path / "none.png")[0] > 0
 
 
 def test_since_takes_a_duration_or_a_date() -> None:

@@ -237,3 +237,37 @@ def test_the_state_carried_by_continue_as_new_is_a_summary() -> None:
     assert (summary["runbook"], summary["runbook_version"], summary["runs"]) == ("carry", "2", 2)
     assert summary["steps"]["a"]["output"] == {"m": 1}
     assert summary_from_carried({"plan": plan.wire_json}) is None
+
+
+async def test_the_lifecycle_fields_of_the_summary_flow_into_the_review() -> None:
+    """A summary shaped as docs/review.md and the lifecycle interface describe it (fields today's engine lacks)."""
+    history = await recorded()
+    summary = dict(history.result or {})
+    opened, finished = summary["started_at"], summary["finished_at"]
+    summary.update(
+        status="closed", outcome="succeeded", closed_by="alice",
+        times={"opened_at": opened, "acknowledged_at": None, "mitigated_at": finished, "resolved_at": finished,
+               "closed_at": finished},
+        severity_changes=[{"at": opened, "by": "bob", "from": "SEV3", "to": "SEV2", "reason": "checkout fails"}],
+        notes=[{"at": opened, "by": "bob", "text": "looking at the rollout"}],
+        runbook_runs=[{"runbook": "e2e-full", "version": "1", "started_at": opened, "finished_at": finished,
+                       "outcome": "succeeded", "by": "receiver"}],
+        resolution={"at": finished, "by": "alerts", "summary": "alerts resolved"},
+        review={"summary": "A bad rollout of cart.", "impact": "checkout errors for 3 minutes",
+                "root_cause": "image 1.4.3", "what_went_well": ["the rollback"], "what_to_improve": ["canaries"],
+                "action_items": [{"text": "add a canary step", "owner": "dana"}], "completed_by": "alice",
+                "completed_at": finished})
+    review = build_review(history, FoundSummary(summary, RESULT))
+    assert (review["summary"], review["impact"], review["root_cause"]["stated"]) == (
+        "A bad rollout of cart.", "checkout errors for 3 minutes", "image 1.4.3")
+    assert review["inferred_times"] == [], "every milestone the summary has is recorded, none inferred"
+    assert review["durations"]["time_to_acknowledge_s"] is None and review["durations"]["time_to_close_s"] > 0
+    assert review["to_do"] == []
+    text = review_markdown(review)
+    for line in ("| Status | closed (outcome: succeeded) |", "| Closed by | alice |",
+                 "SEV3 → SEV2 at", "by bob (checkout fails)", "- **Stated:** image 1.4.3",
+                 "| add a canary step | dana |",
+                 "bob: looking at the rollout", "- the rollback\n", "- canaries\n", "Review completed by alice",
+                 "| Resolved | by alerts: alerts resolved |", "e2e-full v1", ": succeeded (by receiver)"):
+        assert line in text, line
+    assert "## Still to do" not in text
