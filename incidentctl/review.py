@@ -30,6 +30,8 @@ ROOT_CAUSE_OUTPUTS = ("root_cause", "summary")
 # Approval waits at least this long are worth a line under "what to improve".
 SLOW_APPROVAL_S = 300.0
 TEXT_FIELDS = ("summary", "impact", "root_cause")
+# An approval step's record status, as its outcome reads (a decided one says approved or rejected).
+APPROVAL_OUTCOMES = {"running": "waiting", "superseded": "stood down", "succeeded": "approved", "failed": "rejected"}
 LIST_FIELDS = ("what_went_well", "what_to_improve")
 
 
@@ -201,8 +203,10 @@ def _steps(summary: dict[str, Any], story: Story) -> list[dict[str, Any]]:
 def _approvals(summary: dict[str, Any], story: Story) -> list[dict[str, Any]]:
     """Each approval step: asked when, decided when, the wait, and every vote with who, what and why."""
     waits = {w["step"]: w for w in approval_waits(summary)}
-    steps = list(dict.fromkeys([*waits, *(a["step"] for a in story.approvals if a.get("step"))]))
     records = summary.get("steps") or {}
+    asked = [key for key, record in sorted(records.items(), key=lambda item: item[1].get("seq", 0))
+             if record.get("kind") == "approval" and record.get("status") != "skipped"]
+    steps = list(dict.fromkeys([*asked, *waits, *(a["step"] for a in story.approvals if a.get("step"))]))
     approvals = []
     for step in steps:
         wait = waits.get(step, {})
@@ -214,7 +218,8 @@ def _approvals(summary: dict[str, Any], story: Story) -> list[dict[str, Any]]:
         decided = settling[-1]["at"] if settling else wait.get("decided_at")
         approvals.append({"step": step, "requested_at": requested, "decided_at": decided,
                           "wait_s": seconds_between(requested, decided),
-                          "outcome": wait.get("outcome") or records.get(step, {}).get("status"), "votes": votes})
+                          "outcome": wait.get("outcome") or APPROVAL_OUTCOMES.get(records.get(step, {}).get("status")),
+                          "votes": votes})
     return approvals
 
 

@@ -26,7 +26,7 @@ from incidentctl.localhttp import serve
 from incidentctl.report import collect_figures
 from incidentctl.review import load_review, post_to_github
 from incidentctl.review_markdown import review_markdown
-from incidentctl.summaries import NONE, RESULT
+from incidentctl.summaries import NONE, QUERY, RESULT
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_communication import Sink, sink  # noqa: F401 (the GitHub REST fake, a fixture)
 from workflows.incident import IncidentWorkflow
@@ -142,6 +142,12 @@ async def test_review_timeline_matches_the_history_event_by_event(client: Client
                                     AlertNotification(alerts=[{**other, "status": "firing"}]))
         await handle.execute_update(IncidentWorkflow.alert_notification,
                                     AlertNotification(alerts=[{**other, "status": "resolved"}]))
+        # While open and waiting, the summary is the worker's answer to the state query.
+        waiting, _ = await load_review(client, incident)
+        assert (waiting["sources"]["summary"], waiting["sources"]["open"], waiting["missing"]) == (QUERY, True, [])
+        assert [s["step"] for s in waiting["steps"]] == ["diagnose", "gate"]
+        assert waiting["steps"][1]["status"] == "running"
+        assert [(a["step"], a["outcome"], a["votes"]) for a in waiting["approvals"]] == [("gate", "waiting", [])]
         await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True,
                                                                    comment="roll it back"))
         summary = await handle.result()
