@@ -312,6 +312,95 @@ async def cmd_incident_command(args: argparse.Namespace) -> int:
         print(to_json(receipt.__dict__))
     else:
         print(f"{args.command}: done; incident {receipt.incident_id} is {receipt.status}")
+
+
+async def cmd_incident_review(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError
+    from incidentctl.review import load_review, post_to_github
+    from incidentctl.review_markdown import review_markdown
+
+    if args.set:
+        return await _edit_review(args)
+    client = await _client(args)
+    try:
+        review, history = await load_review(client, args.incident)
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    markdown = review_markdown(review)
+    text = to_json(review) if args.format == "json" else markdown
+    if args.file:
+        try:
+            Path(args.file).write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.file}: {exc.strerror}") from None
+        print(f"wrote the review of {args.incident} to {args.file} ({args.format})")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    for problem in review["missing"]:
+        print(f"note: {problem}", file=sys.stderr)
+    if args.post_github:
+        try:
+            posted = await post_to_github(history, review, markdown)
+        except IncidentError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"posted the review to GitHub issue #{posted['issue']}", file=sys.stderr if not args.file else sys.stdout)
+    return EXIT_OK
+
+
+async def _edit_review(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError, incident_state, update_review
+    from incidentctl.review import LIST_FIELDS, ReviewEditError, review_fields
+    from workflows.model import ReviewEdit
+
+    by = (args.as_user or os.environ.get("USER", "")).strip()
+    if not by:
+        raise CommandError("say who edits the review (--as NAME)")
+    try:
+        fields = review_fields(args.set, replace=True)  # refuses a bad --set before anything is asked
+    except ReviewEditError as exc:
+        raise CommandError(str(exc)) from None
+    client = await _client(args)
+    try:
+        if not args.replace and set(fields) & {*LIST_FIELDS, "action_items"}:
+            # A list grows by what is given here, and the edit carries the whole list: read it first.
+            current = (await incident_state(client, args.incident)).get("review") or {}
+            fields = review_fields(args.set, current)
+        answer = await update_review(client, args.incident, ReviewEdit(by=by, fields=fields))
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
+    if args.format == "json":
+        print(to_json({"incident_id": args.incident, "by": by, "fields": fields, "answer": answer}))
+    else:
+        print(f"review of {args.incident} updated by {by}: {', '.join(sorted(fields))}")
+    return EXIT_OK
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from incidentctl.output import report_table
+    from incidentctl.report import ReportError, build_report, collect_figures, parse_since
+
+    until = datetime.now(UTC)
+    try:
+        since = parse_since(args.since, until)
+        client = await _client(args)
+        incidents = await collect_figures(client, since, limit=args.limit)
+        report = build_report(incidents, args.by, since, until)
+    except ReportError as exc:
+        raise CommandError(str(exc)) from None
+    if args.output == "json":
+        print(to_json(report))
+    else:
+        print(report_table(report))
+    if args.png:
+        from incidentctl.report_chart import render_png
+
+        try:
+            render_png(report, Path(args.png))
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.png}: {exc.strerror}") from None
+        print(f"wrote the chart to {args.png}", file=sys.stderr if args.output == "json" else sys.stdout)
     return EXIT_OK
 
 
@@ -523,6 +612,25 @@ def build_parser() -> argparse.ArgumentParser:
         _output_option(sub)
         sub.set_defaults(handler=cmd_incident_command)
 
+
+    review = incident_cmds.add_parser(
+        "review", help="the blameless post-incident review from the incident's history; --set edits it",
+        description="Print (or write) the post-incident review built from the incident's Temporal history and "
+                    "summary, or edit the parts people write with --set.")
+    review.add_argument("incident", help="incident id")
+    review.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+    review.add_argument("-o", dest="file", metavar="FILE", help="write the review to FILE instead of printing it")
+    review.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="edit the review: summary, impact, root_cause, what_went_well, what_to_improve, "
+                             "action_items (\"TEXT @OWNER\"), completed (true|false); repeat; a list field takes "
+                             "one item per --set, added to the items it has")
+    review.add_argument("--replace", action="store_true", help="with --set: list fields replace the items it has")
+    review.add_argument("--as", dest="as_user", metavar="NAME", help="who edits (default $USER)")
+    review.add_argument("--post-github", action="store_true",
+                        help="also post the Markdown to the incident's GitHub issue (the runbook's github channel)")
+    _connect_options(review)
+    review.set_defaults(handler=cmd_incident_review)
+
     pending = incident_cmds.add_parser("pending", help="every approval waiting across incidents, oldest first")
     pending.add_argument("--limit", type=int, default=200)
     _connect_options(pending)
@@ -538,6 +646,16 @@ def build_parser() -> argparse.ArgumentParser:
         _connect_options(sub)
         _output_option(sub)
         sub.set_defaults(handler=cmd_incident_decide)
+
+    report = commands.add_parser("report", help="MTTA/MTTM/MTTR, automation and approval waits over a period")
+    report.add_argument("--since", default="30d", help="a duration before now (30d, 12h, 2w) or a date "
+                                                       "(2024-05-01); default %(default)s")
+    report.add_argument("--by", choices=("severity", "runbook", "service"), help="one row per group")
+    report.add_argument("--png", metavar="FILE", help="also draw the figures as a PNG chart")
+    report.add_argument("--limit", type=int, default=1000, help="at most this many incidents (default %(default)s)")
+    _connect_options(report)
+    _output_option(report)
+    report.set_defaults(handler=cmd_report)
 
     receiver = commands.add_parser("receiver", help="the HTTP alert receiver (Alertmanager webhooks, /alerts)")
     receiver.add_argument("--host", default="127.0.0.1")

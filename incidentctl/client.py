@@ -194,6 +194,27 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
         raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
 
 
+async def incident_state(client: Client, incident: str, run_id: str | None = None) -> dict[str, Any]:
+    """The `state` query of one run of an incident (its newest without `run_id`); a worker must answer it."""
+    return await _query(client.get_workflow_handle(incident, run_id=run_id), IncidentWorkflow.state, incident)
+
+
+async def worker_polling(client: Client, task_queue: str) -> bool:
+    """Whether any worker has polled the task queue lately (the server remembers pollers for a few minutes), so
+    a query can be answered; False saves waiting for a query timeout that is sure to come."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    try:
+        described = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    except RPCError:
+        return True  # cannot tell: let the query find out
+    return bool(described.pollers)
+
+
 async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any]]:
     return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident)
 
@@ -316,7 +337,8 @@ async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[st
 
 
 async def update_review(client: Client, incident: str, edit: ReviewEdit) -> CommandReceipt:
-    return await _update(client, incident, IncidentWorkflow.update_review, edit, "review refused")
+    """Set parts of the post-incident review (the workflow validates the fields and who edits)."""
+    return await _update(client, incident, IncidentWorkflow.update_review, edit, "review edit refused")
 
 
 async def assign_incident(client: Client, incident: str, assignment: Assignment) -> dict[str, Any]:

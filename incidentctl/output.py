@@ -79,3 +79,33 @@ def incident_report(state: dict[str, Any]) -> str:
 def timeline_report(events: Sequence[dict[str, Any]]) -> str:
     rows = [{"at": e["at"], "event": e["kind"], "step": e.get("step"), "detail": e.get("detail")} for e in events]
     return table(rows, ["at", "event", "step", "detail"])
+
+
+def _span(seconds: float | None) -> str | None:
+    from incidentctl.dsl.durations import format_duration
+
+    if seconds is None:
+        return None
+    return f"{seconds:.1f}s" if seconds < 10 else format_duration(seconds)
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """`incidentctl report`: one row per group and one for all, durations as p50 / p90."""
+    rows = []
+    for group in [*report["groups"], *([report["total"]] if report.get("by") else [])]:
+        row = {"group": group["group"], "incidents": group["incidents"]}
+        for short in ("mtta", "mttm", "mttr"):
+            p50, p90 = _span(group[f"{short}_p50_s"]), _span(group[f"{short}_p90_s"])
+            row[f"{short} p50/p90"] = f"{p50} / {p90}" if p50 else None
+        share = group["automated_share"]
+        row["steps auto/manual"] = (f"{group['automated_steps']}/{group['manual_steps']}"
+                                    + (f" ({share * 100:.0f}% auto)" if share is not None else ""))
+        wait50, wait90 = _span(group["approval_wait_p50_s"]), _span(group["approval_wait_p90_s"])
+        row["approval wait p50/p90"] = f"{wait50} / {wait90} (n={group['approvals']})" if wait50 else None
+        rows.append(row)
+    header = f"incidents opened {report['since']} .. {report['until']}: {report['incidents']}"
+    lines = [header, "", table(rows, list(rows[0]))]
+    if report["without_summary"]:
+        ids = ", ".join(item["incident_id"] for item in report["without_summary"])
+        lines += ["", f"without a summary (no worker answered; counted, not measured): {ids}"]
+    return "\n".join(lines)

@@ -22,9 +22,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("actions", ("activities",)),
     ("engine", ("workflows",)),
     ("service", ("incidentctl.client", "incidentctl.params", "incidentctl.people", "incidentctl.intake",
-                 "incidentctl.library", "incidentctl.workers", "worker")),
+                 "incidentctl.library", "incidentctl.workers", "worker", "incidentctl.history",
+                 "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",
+                 "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",
-               "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim")),
+               "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim",
+               "incidentctl.report_chart")),
 ]
 STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp")}
 

@@ -152,14 +152,6 @@ class RunbookRequest:
 
 
 @dataclass
-class ReviewEdit:
-    """Fields of the post-incident review set by a person (docs/lifecycle.md, "Post-incident review")."""
-
-    by: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class CommandReceipt:
     incident_id: str
     status: str
@@ -176,3 +168,12 @@ class Assignment:
 @dataclass
 class Acknowledgement:
     by: str
+
+
+@dataclass
+class ReviewEdit:
+    """A person's edit of the post-incident review: `fields` may hold summary, impact, root_cause (str),
+    what_went_well, what_to_improve (list[str]), action_items (list[{text, owner}]) and completed (bool)."""
+
+    by: str
+    fields: dict[str, Any] = field(default_factory=dict)
