@@ -25,7 +25,9 @@ from incidentctl.devserver import DevServer
 from incidentctl.k8ssim.process import crash_looping_pod, start_simulator
 from incidentctl.library import load_plan
 from incidentctl.output import incident_report, timeline_report
-from workflows.model import ApprovalDecision
+from incidentctl.review import load_review
+from incidentctl.review_markdown import review_markdown
+from workflows.model import ApprovalDecision, Closure, ReviewEdit
 
 DEMO_APPROVER = "demo-oncall"
 K8S_APPROVER = "alice"
@@ -82,7 +84,7 @@ async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
             print(f"incident started {started.incident_id}  (runbook {demo.runbook})\n")
             while True:
                 state = await incidents.show_incident(client, started.incident_id)
-                if state["pending_approvals"] or state["status"] in ("resolved", "failed", "rolled_back"):
+                if state["pending_approvals"] or state.get("outcome"):
                     break
                 await asyncio.sleep(0.2)
             for pending in state["pending_approvals"]:
@@ -91,12 +93,39 @@ async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
                 await incidents.decide(client, started.incident_id,
                                        ApprovalDecision(approver=demo.approver, approve=True,
                                                         step=pending["step"], comment="approved in the demo"))
-            result = await client.get_workflow_handle(started.incident_id).result()
-            state = await incidents.show_incident(client, started.incident_id)
+            state = await incidents.wait_for_runbook(client, started.incident_id)
             print("\n" + incident_report(state))
-            print("\nTimeline")
-            print(timeline_report(await incidents.incident_timeline(client, started.incident_id)))
-            return str(result["status"])
+            if state["outcome"] != "succeeded":
+                return str(state["outcome"])
+            return await _review_and_close(client, started.incident_id, demo.approver)
+
+
+async def _review_and_close(client: Client, incident: str, person: str) -> str:
+    """What people do once the incident is resolved: the review (required for SEV1/SEV2), then close it."""
+    state = await _until(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    changes = (state["steps"].get("changes") or {}).get("output") or {}
+    cause = changes.get("summary") or "see the runbook's diagnosis"
+    await incidents.update_review(client, incident, ReviewEdit(by=person, fields={
+        "summary": f"{state['service'] or state['runbook']} recovered after the incident's runbook ran",
+        "root_cause": cause, "what_went_well": ["the runbook found the change and proposed the fix"],
+        "action_items": [{"text": "add a canary stage to this deployment", "owner": "sre"}], "completed": True}))
+    print(f"\nREVIEW written by {person}; closing the incident")
+    await incidents.close_incident(client, incident, Closure(by=person))
+    result = await client.get_workflow_handle(incident).result()
+    print("\nTimeline")
+    print(timeline_report(await incidents.incident_timeline(client, incident)))
+    review, _ = await load_review(client, incident)
+    print("\n" + review_markdown(review))
+    return str(result["status"])
+
+
+async def _until(probe: Any, check: Any, timeout: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if check(value) or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.2)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -121,4 +150,4 @@ def run_demo(args: argparse.Namespace) -> int:
                     pass
         finally:
             server.stop()
-    return 0 if status == "resolved" else 1
+    return 0 if status == "closed" else 1

@@ -286,7 +286,7 @@ def test_the_demo_resolves_the_kubernetes_incident() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "APPROVAL REQUESTED  step approve_rollback: Roll back shop/cart from revision 2 to 1?" in done.stdout
     assert "shop/cart:1.4.2 -> shop/cart:1.4.3" in done.stdout
-    assert "demo incident finished: resolved" in done.stdout
+    assert "demo incident finished: closed" in done.stdout
 
 
 def _interrupt(process: subprocess.Popen[str]) -> None:

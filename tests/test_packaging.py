@@ -56,4 +56,4 @@ def test_installed_wheel_validates_and_runs_the_demo_without_the_source_tree(whe
     validated = run(venv / "bin" / "incidentctl", "runbook", "validate", cwd=elsewhere, env=env).stdout
     assert "ok  " in validated and "k8s-pod-crashlooping" in validated
     demo = run(venv / "bin" / "incidentctl", "demo", cwd=elsewhere, env=env, timeout=600).stdout
-    assert "demo incident finished: resolved" in demo
+    assert "demo incident finished: closed" in demo
