@@ -40,7 +40,7 @@ from incidentctl.promstack import (
 )
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
-from workflows.model import ApprovalDecision
+from workflows.model import ApprovalDecision, Closure
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_TESTS = RULES_DIR / "tests"
@@ -218,19 +218,74 @@ async def test_a_bad_rollout_fires_the_real_rule_and_the_approved_rollback_clear
                              ("KubeDeploymentRolloutStuck", "firing"), ("KubeDeploymentRolloutStuck", "resolved")},
                          timeout=60, interval=0.5)
 
-        summary = await eventually(lambda: client.get_workflow_handle(incident).result(), lambda s: True,
-                                   timeout=240, interval=1)
-        assert summary["status"] == "resolved", summary.get("failure")
+        summary = await incidents.wait_for_runbook(client, incident, timeout=240)
+        assert summary["outcome"] == "succeeded", summary.get("failure")
         steps = summary["steps"]
         assert steps["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
         assert steps["verify_stable"]["status"] == "succeeded"
         # The real rule keeps KubePodCrashLooping firing for 5 minutes after the last CrashLoopBackOff
-        # (max_over_time over [5m]); the runbook's 2-minute stability check ends first, so the incident closes
-        # while its alert still fires and the resolved notification arrives later as `closed` (docs/alerts.md).
+        # (max_over_time over [5m]); the runbook's 2-minute stability check ends first, so the incident is
+        # mitigated and stays open for its alert (the stuck-rollout test below follows an alert that clears at
+        # once all the way to resolved).
         firing = {a["labels"]["alertname"] for a in await _prometheus_alerts(stack.prometheus)}
         assert "KubePodCrashLooping" in firing
-        assert summary["alert_status"] == "firing"
+        assert summary["alert_status"] == "firing" and summary["status"] == "mitigated"
         assert await _metric(receiver.url, "incidentctl_requests_rejected_total") == 0
+
+
+@pytest.fixture
+def stuck_rollout_runbook(tmp_path: Path) -> list[Path]:
+    """The shipped stuck-rollout runbook with CI-sized windows: 5s of stability, 2s of quiet alerts."""
+    text = (ROOT / "runbooks" / "k8s-deployment-rollout-stuck.yaml").read_text()
+    shortened = text.replace("stable_for: {type: string, default: 2m,", "stable_for: {type: string, default: 5s,")
+    assert shortened != text
+    path = tmp_path / "runbooks" / "k8s-deployment-rollout-stuck.yaml"
+    path.parent.mkdir()
+    path.write_text(shortened + "resolve: {quiet_for: 2s}\n")
+    return [path.parent]
+
+
+@needs_servers
+async def test_a_stuck_rollout_fires_the_real_rule_and_the_incident_resolves_when_its_alert_does(
+        client: Client, worker: Worker, bad_rollout: SimCluster, tmp_path: Path,
+        stuck_rollout_runbook: list[Path]) -> None:
+    """bad rollout -> KubeDeploymentRolloutStuck in Prometheus -> Alertmanager -> receiver -> incident ->
+    approved rollback -> the series recover -> the alert resolves -> Alertmanager's resolved notification ->
+    the incident monitors its quiet window and resolves -> a person closes it."""
+    receiver = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
+                                    runbook_paths=stuck_rollout_runbook)
+    try:
+        with PromStack(tmp_path / "stack", bad_rollout.url, receiver.url, TOKEN):
+            listed = await eventually(lambda: incidents.list_incidents(client, runbook="k8s-deployment-rollout-stuck",
+                                                                       service="shop/cart"),
+                                      lambda rows: len(rows) == 1, timeout=120, interval=0.5)
+            incident = listed[0]["incident_id"]
+            await eventually(lambda: incidents.show_incident(client, incident),
+                             lambda s: any(p["step"] == "approve_rollback" for p in s["pending_approvals"]),
+                             timeout=120, interval=0.5)
+            await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True,
+                                                                      step="approve_rollback"))
+            summary = await incidents.wait_for_runbook(client, incident, timeout=180)
+            assert summary["outcome"] == "succeeded", summary.get("failure")
+            assert summary["steps"]["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
+            state = await eventually(lambda: incidents.show_incident(client, incident),
+                                     lambda s: s["status"] == "resolved", timeout=120, interval=0.5)
+    finally:
+        await receiver.stop()
+    [alert] = state["alerts"].values()
+    assert alert["labels"]["alertname"] == "KubeDeploymentRolloutStuck" and alert["status"] == "resolved"
+    assert state["resolution"]["by"] == "alerts" and state["notifications"] >= 2
+    times = {k: datetime.fromisoformat(v) for k, v in state["times"].items() if v}
+    assert times["detected_at"] <= times["opened_at"] <= times["mitigated_at"] <= times["monitoring_at"] \
+        <= times["resolved_at"]
+    changes = [e["detail"]["to"] for e in await incidents.incident_timeline(client, incident)
+               if e["kind"] == "status_changed"]
+    assert changes[-3:] == ["mitigated", "monitoring", "resolved"] or changes[-2:] == ["monitoring", "resolved"]
+    await incidents.close_incident(client, incident, Closure(by="alice"))
+    closed = await client.get_workflow_handle(incident).result()
+    assert closed["status"] == "closed"
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{incident}'")]
+    assert len(runs) == 1, "one incident from firing to closed"
 
 
 async def _async(value: Any) -> Any:
@@ -242,6 +297,7 @@ name: alert-storm
 version: 1
 trigger: {alertname: PipelineStorm, group_by: [namespace]}
 on_alert_resolved: finish
+resolve: {quiet_for: 1s}
 steps:
   - id: hold
     approval: {message: "hold until the alerts resolve", approvers: [alice], timeout: 10m}
@@ -304,8 +360,10 @@ async def _storm(client: Client, receiver: RunningReceiver, alertmanager: Server
     # runbook (on_alert_resolved: finish) stands its approval down and finishes.
     ended = datetime.now(UTC).isoformat()
     await _post_alerts(alertmanager, [{**a, "endsAt": ended} for a in alerts])
-    summary = await eventually(lambda: client.get_workflow_handle(incident).result(), lambda s: True, timeout=60)
-    assert summary["alert_status"] == "resolved"
-    assert summary["status"] == "resolved"
+    # The incident watches its alerts stay quiet for the runbook's 1s, then resolves by itself.
+    summary = await eventually(lambda: incidents.show_incident(client, incident),
+                               lambda s: s["status"] == "resolved", timeout=60)
+    assert summary["alert_status"] == "resolved" and summary["resolution"]["by"] == "alerts"
+    assert summary["times"]["monitoring_at"] <= summary["times"]["resolved_at"]
     assert sum(a["status"] == "resolved" for a in summary["alerts"].values()) == 600
     assert json.dumps(summary["steps"]["hold"]).count("superseded") >= 1
