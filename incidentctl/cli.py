@@ -312,6 +312,7 @@ async def cmd_incident_command(args: argparse.Namespace) -> int:
         print(to_json(receipt.__dict__))
     else:
         print(f"{args.command}: done; incident {receipt.incident_id} is {receipt.status}")
+    return EXIT_OK
 
 
 async def cmd_incident_review(args: argparse.Namespace) -> int:

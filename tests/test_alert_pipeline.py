@@ -367,3 +367,64 @@ async def _storm(client: Client, receiver: RunningReceiver, alertmanager: Server
     assert summary["times"]["monitoring_at"] <= summary["times"]["resolved_at"]
     assert sum(a["status"] == "resolved" for a in summary["alerts"].values()) == 600
     assert json.dumps(summary["steps"]["hold"]).count("superseded") >= 1
+
+
+REPEATS_RUNBOOK = """\
+name: pipeline-repeats
+version: 1
+trigger: {alertname: PipelineRepeats}
+resolve: {quiet_for: 1s}
+steps:
+  - {id: look, action: util.echo, params: {message: "looking at ${{ alert.labels.pod }}"}}
+"""
+
+
+@needs_servers
+async def test_real_alertmanager_repeats_group_changes_and_resolve_make_one_incident_lifecycle(
+        client: Client, worker: Worker, tmp_path: Path) -> None:
+    """Alertmanager re-sends the group every repeat_interval and when the group changes: all of it lands on the
+    one open incident, counted, and its resolve ends the incident's quiet window: firing -> resolved, one run."""
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "repeats.yaml").write_text(REPEATS_RUNBOOK)
+    receiver = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
+                                    runbook_paths=[books])
+    alertmanager = start_alertmanager(tmp_path / "alertmanager", receiver.url, TOKEN,
+                                      Timings(rule_for=None, group_wait="1s", group_interval="1s",
+                                              repeat_interval="2s"))
+    namespace = f"repeats-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(UTC)
+
+    def alert(pod: str) -> dict[str, Any]:
+        return {"labels": {"alertname": "PipelineRepeats", "namespace": namespace, "pod": pod},
+                "startsAt": started.isoformat(), "endsAt": (started + timedelta(hours=1)).isoformat()}
+
+    try:
+        await _post_alerts(alertmanager, [alert("a")])
+        listed = await eventually(lambda: incidents.list_incidents(client, runbook="pipeline-repeats"),
+                                  lambda rows: any(namespace in r["incident_id"] for r in rows), timeout=60)
+        incident = next(r["incident_id"] for r in listed if namespace in r["incident_id"])
+        # Repeats: the same firing alert, sent again and again, only counted.
+        state = await eventually(lambda: incidents.show_incident(client, incident),
+                                 lambda s: s["notifications"] >= 3 and s["status"] == "mitigated", timeout=60)
+        assert len(state["alerts"]) == 1
+        # A group change: a second alert of the same group reaches the same incident.
+        await _post_alerts(alertmanager, [alert("a"), alert("b")])
+        state = await eventually(lambda: incidents.show_incident(client, incident),
+                                 lambda s: len(s["alerts"]) == 2, timeout=60)
+        # Both end: Alertmanager's resolved notification starts the quiet window, which ends the incident.
+        ended = datetime.now(UTC).isoformat()
+        await _post_alerts(alertmanager, [{**alert(p), "endsAt": ended} for p in ("a", "b")])
+        state = await eventually(lambda: incidents.show_incident(client, incident),
+                                 lambda s: s["status"] == "resolved", timeout=60)
+    finally:
+        alertmanager.stop()
+        await receiver.stop()
+    assert all(a["refired"] == 0 and a["status"] == "resolved" for a in state["alerts"].values())
+    assert state["refires"]["count"] == 0 and state["resolution"]["by"] == "alerts"
+    changes = [e["detail"]["to"] for e in await incidents.incident_timeline(client, incident)
+               if e["kind"] == "status_changed"]
+    assert changes == ["mitigated", "monitoring", "resolved"]
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{incident}'")]
+    assert len(runs) == 1
+    await incidents.close_incident(client, incident, Closure(by="alice"))
