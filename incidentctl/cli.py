@@ -370,7 +370,7 @@ async def _edit_review(args: argparse.Namespace) -> int:
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
     if args.format == "json":
-        print(to_json({"incident_id": args.incident, "by": by, "fields": fields, "answer": answer}))
+        print(to_json({"incident_id": args.incident, "by": by, "fields": fields, "answer": answer.__dict__}))
     else:
         print(f"review of {args.incident} updated by {by}: {', '.join(sorted(fields))}")
     return EXIT_OK

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -26,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.incident_history import visibility_quote
 from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Plan
-from incidentctl.params import resolve_params
+from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
@@ -287,25 +288,41 @@ async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, 
 RUNBOOK_RUNNING = ("mitigating", "waiting_approval", "rolling_back")
 
 
-async def wait_for_runbook(client: Client, incident: str, timeout: float = 600.0, poll: float = 0.5
-                           ) -> dict[str, Any]:
-    """The incident's summary once its runbook has finished (the incident itself stays open)."""
+async def wait_for_runbook(client: Client, incident: str, timeout: float = 600.0) -> dict[str, Any]:
+    """The incident's summary once its runbook has finished (the incident itself stays open).
+
+    The workflow answers a `runbook_outcome` update when that happens; an incident that ended (closed,
+    cancelled, or started before the lifecycle) answers with its final summary.
+    """
+    handle = _handle(client, incident)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        try:
-            state = await show_incident(client, incident)
-        except IncidentError as exc:
-            if exc.kind == "not_found":
-                raise
-            state = None
-        if state and state.get("outcome") and state["status"] not in RUNBOOK_RUNNING:
-            return state
-        if state and (state["status"] in ("closed", "cancelled") or (
-                state["status"] in ("resolved", "failed", "rolled_back") and not state.get("runbook_runs"))):
-            return state  # ended (or, for an incident started before the lifecycle, ended by its runbook)
-        if asyncio.get_running_loop().time() > deadline:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
             raise IncidentError(f"incident {incident!r}: its runbook did not finish within {timeout:g}s", "unreachable")
-        await asyncio.sleep(poll)
+        try:
+            async with asyncio.timeout(left):
+                return await handle.execute_update(IncidentWorkflow.runbook_outcome)
+        except TimeoutError:
+            continue  # the deadline check above says so
+        except WorkflowUpdateFailedError as exc:
+            if getattr(exc.cause, "type", None) != "ContinuedAsNew":
+                raise IncidentError(f"incident {incident!r}: {getattr(exc.cause, 'message', exc)}", "refused") from None
+        except RPCError as exc:
+            if "already completed" in exc.message:
+                return await _final_summary(client, incident)
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise IncidentError(f"no incident {incident!r}", "not_found") from None
+            raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}", "unreachable") from None
+
+
+async def _final_summary(client: Client, incident: str) -> dict[str, Any]:
+    """An ended incident's summary: its result, or (cancelled, failed) what it answers to the state query."""
+    try:
+        result = await _handle(client, incident).result()
+    except WorkflowFailureError:
+        return await show_incident(client, incident)
+    return result if isinstance(result, dict) else await show_incident(client, incident)
 
 
 async def add_note(client: Client, incident: str, note: Note) -> CommandReceipt:
@@ -331,7 +348,10 @@ async def close_incident(client: Client, incident: str, closure: Closure) -> Com
 async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[str, Any] | None, by: str
                       ) -> CommandReceipt:
     """Run another runbook inside the open incident; its parameters are resolved here, as at start."""
-    resolved = resolve_params(plan, params or {}, None)
+    try:
+        resolved = resolve_params(plan, params or {}, None)
+    except ParameterError as exc:
+        raise IncidentError("; ".join(exc.problems), "invalid") from None
     request = RunbookRequest(by=by, plan=plan.wire_json, params=resolved)
     return await _update(client, incident, IncidentWorkflow.run_runbook, request, "run refused")
 

@@ -60,7 +60,7 @@ def manual_steps(summary: dict[str, Any]) -> int:
     count += 1 if (summary.get("roles") or {}).get("acknowledged_by") else 0
     count += len(summary.get("notes") or []) + len(summary.get("severity_changes") or [])
     resolution = summary.get("resolution") or {}
-    count += 1 if resolution.get("by") and resolution.get("by") != "alerts" else 0
+    count += 1 if resolution.get("by") and resolution.get("by") not in ("alerts", "runbook") else 0
     count += 1 if summary.get("closed_by") else 0
     return count
 

@@ -139,6 +139,7 @@ FAILING = """
 name: lc-failing
 version: 1
 severity: SEV2
+resolve: {requires: person}
 steps:
   - {id: diagnose, action: util.fail, params: {times: -1, message: "broken"}, retry: {max_attempts: 1}}
 """

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
@@ -30,7 +29,7 @@ from incidentctl.summaries import NONE, QUERY, RESULT
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_communication import Sink, sink  # noqa: F401 (the GitHub REST fake, a fixture)
 from workflows.incident import IncidentWorkflow
-from workflows.model import AlertNotification, ApprovalDecision, ReviewEdit
+from workflows.model import AlertNotification, ApprovalDecision, Closure, Resolution, ReviewEdit
 
 
 def runbook(url: str) -> str:
@@ -113,6 +112,18 @@ def approval_facts(events: list[Any]) -> list[dict[str, Any]]:
     return facts
 
 
+
+async def finish(client: Client, incident: str) -> dict[str, Any]:
+    """What people do after the runbook: resolve it if it needs them, close it, and take the final summary."""
+    state = await incidents.wait_for_runbook(client, incident)
+    if state["status"] != "resolved":
+        state = await eventually(lambda: incidents.show_incident(client, incident),
+                                 lambda s: s["status"] in ("resolved", "needs_attention", "mitigated", "monitoring"))
+        if state["status"] != "resolved":
+            await incidents.resolve_incident(client, incident, Resolution(by="tester"))
+    await incidents.close_incident(client, incident, Closure(by="tester", no_review=True))
+    return await client.get_workflow_handle(incident).result()
+
 async def test_review_timeline_matches_the_history_event_by_event(client: Client, worker: Worker,
                                                                   unique: str) -> None:
     received: list[dict[str, Any]] = []
@@ -150,10 +161,10 @@ async def test_review_timeline_matches_the_history_event_by_event(client: Client
         assert [(a["step"], a["outcome"], a["votes"]) for a in waiting["approvals"]] == [("gate", "waiting", [])]
         await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True,
                                                                    comment="roll it back"))
-        summary = await handle.result()
+        summary = await finish(client, incident)
     finally:
         await runner.cleanup()
-    assert summary["status"] == "resolved"
+    assert summary["status"] == "closed" and summary["outcome"] == "succeeded"
 
     review, _ = await load_review(client, incident)
     events = await raw_history(client, incident)
@@ -188,7 +199,7 @@ async def test_review_timeline_matches_the_history_event_by_event(client: Client
     assert [(m["channel"], m["event"], m["at"]) for m in review["messages"]] == [
         ("notify.webhook", f["step"].split(":")[1], f["scheduled"]) for f in messages]
     assert {m["event"] for m in received} == {m["event"] for m in review["messages"]} == {
-        "opened", "approval_requested", "resolved"}
+        "opened", "approval_requested", "resolved", "closed"}
     kinds = [e["kind"] for e in review["timeline"]]
     assert kinds[0] == "incident_opened" and kinds[-1] == "workflow_closed"
     assert [(e["kind"], e["alertname"]) for e in review["timeline"] if e["kind"].startswith("alert_")] == [
@@ -208,7 +219,8 @@ async def test_review_timeline_matches_the_history_event_by_event(client: Client
     mine = figures[incident]
     assert (mine.severity, mine.runbook, mine.service, mine.summary_source) == ("SEV2", "review-e2e", "cart", RESULT)
     assert mine.time_to_resolve_s == review["durations"]["time_to_resolve_s"]
-    assert mine.approval_waits_s and mine.automated_steps == 4 and mine.manual_steps == 1
+    # manual: the vote, then resolving and closing it by hand (finish)
+    assert mine.approval_waits_s and mine.automated_steps == 4 and mine.manual_steps == 3
 
 
 MANY_STEPS = "name: review-long\nversion: 1\nsteps:\n" + "".join(
@@ -220,7 +232,7 @@ async def test_review_reads_every_run_of_an_incident_that_continued_as_new(clien
     plan = compile_text(MANY_STEPS, "long.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE,
                                              history_event_limit=30)
-    summary = await client.get_workflow_handle(started.incident_id).result()
+    summary = await finish(client, started.incident_id)
     assert summary["runs"] > 2
     review, history = await load_review(client, started.incident_id)
     assert review["sources"]["history_runs"] == summary["runs"] == len(set(history.runs))
@@ -264,7 +276,7 @@ async def test_review_is_posted_once_to_the_incidents_github_issue(dev_server: D
                                                                    unique: str) -> None:
     plan = compile_text(GITHUB_RUNBOOK.format(url=sink.url), "github.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
-    await client.get_workflow_handle(started.incident_id).result()
+    await finish(client, started.incident_id)
     (issue,) = sink.issues.values()
     messages = len(issue["comments"])  # the incident's own messages (the first one opened the issue)
 
@@ -290,72 +302,43 @@ async def test_review_is_posted_once_to_the_incidents_github_issue(dev_server: D
 async def test_posting_needs_a_github_channel(client: Client, worker: Worker, unique: str) -> None:
     plan = compile_text(MANY_STEPS, "long.yaml")
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
-    await client.get_workflow_handle(started.incident_id).result()
+    await finish(client, started.incident_id)
     review, history = await load_review(client, started.incident_id)
     with pytest.raises(incidents.IncidentError, match="has no GitHub channel"):
         await post_to_github(history, review, review_markdown(review))
 
 
-@workflow.defn(name="ReviewEditStandIn")
-class ReviewEditStandIn:
-    """Stands in for the incident workflow's `update_review` (the lifecycle engine's, not on this branch yet):
-    it keeps the edits it is sent, answers `state` with the review so far, and refuses an edit without `by`."""
+async def test_review_set_edits_the_incidents_review_with_the_lists_grown(dev_server: DevServer, client: Client,
+                                                                          worker: Worker, unique: str) -> None:
+    text = "name: review-edit\nversion: 1\nseverity: SEV2\nsteps:\n  - {id: only, action: util.echo}\n"
+    started = await incidents.start_incident(client, compile_text(text, "e.yaml"), key=unique,
+                                             task_queue=TEST_TASK_QUEUE)
+    incident = started.incident_id
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    await incidents.update_review(client, incident, ReviewEdit(by="carol", fields={
+        "what_went_well": ["the alert fired at once"]}))
 
-    def __init__(self) -> None:
-        self.review: dict[str, Any] = {"what_went_well": ["the alert fired at once"]}
-        self.edits: list[dict[str, Any]] = []
+    async def run_cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "incidentctl.cli", "incident", "review", incident, *args, "--address",
+            dev_server.address, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        return process.returncode or 0, out.decode(), err.decode()
 
-    @workflow.run
-    async def run(self) -> list[dict[str, Any]]:
-        await workflow.wait_condition(lambda: len(self.edits) >= 2)
-        return self.edits
-
-    @workflow.update
-    def update_review(self, edit: ReviewEdit) -> dict[str, Any]:
-        self.edits.append({"by": edit.by, "fields": edit.fields})
-        self.review.update(edit.fields)
-        return dict(self.review)
-
-    @update_review.validator
-    def _check(self, edit: ReviewEdit) -> None:
-        if "root_cause" in edit.fields and len(edit.fields["root_cause"]) > 200:
-            raise ValueError("root_cause is longer than 200 characters")
-
-    @workflow.query
-    def state(self) -> dict[str, Any]:
-        return {"review": self.review}
-
-
-async def test_review_set_sends_one_review_edit_with_the_lists_grown(dev_server: DevServer, client: Client,
-                                                                     unique: str) -> None:
-    task_queue = f"review-edit-{unique}"
-    async with Worker(client, task_queue=task_queue, workflows=[ReviewEditStandIn],
-                      workflow_runner=UnsandboxedWorkflowRunner()):
-        handle = await client.start_workflow(ReviewEditStandIn.run, id=f"incident-edit-{unique}",
-                                             task_queue=task_queue)
-
-        async def run_cli(*args: str) -> tuple[int, str, str]:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "incidentctl.cli", "incident", "review", handle.id, *args, "--address",
-                dev_server.address, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-            return process.returncode or 0, out.decode(), err.decode()
-
-        code, out, err = await run_cli("--set", "root_cause=image 1.4.3 crashes on start", "--set",
-                                       "what_went_well=rollback took 40s", "--set", "action_items=pin digests @erin",
-                                       "--as", "alice")
-        assert code == 0, err
-        assert out == f"review of {handle.id} updated by alice: action_items, root_cause, what_went_well\n"
-        code, _, err = await run_cli("--set", f"root_cause={'x' * 201}", "--as", "bob")
-        assert code == 1 and "error: review edit refused: root_cause is longer than 200 characters" in err
-        code, out, err = await run_cli("--set", "what_went_well=only this", "--replace", "--set", "completed=true",
-                                       "--as", "bob", "--format", "json")
-        assert code == 0, err
-        assert json.loads(out)["answer"]["what_went_well"] == ["only this"]
-        edits = await handle.result()
-    assert edits == [
-        {"by": "alice", "fields": {"root_cause": "image 1.4.3 crashes on start",
-                                   "what_went_well": ["the alert fired at once", "rollback took 40s"],
-                                   "action_items": [{"text": "pin digests", "owner": "erin"}]}},
-        {"by": "bob", "fields": {"what_went_well": ["only this"], "completed": True}},
-    ]
+    code, out, err = await run_cli("--set", "root_cause=image 1.4.3 crashes on start", "--set",
+                                   "what_went_well=rollback took 40s", "--set", "action_items=pin digests @erin",
+                                   "--as", "alice")
+    assert code == 0, err
+    assert out == f"review of {incident} updated by alice: action_items, root_cause, what_went_well\n"
+    code, _, err = await run_cli("--set", f"root_cause={'x' * 20_001}", "--as", "bob")
+    assert code == 1 and "error: review edit refused: root_cause must be text of at most 20000" in err
+    code, out, err = await run_cli("--set", "what_went_well=only this", "--replace", "--set", "completed=true",
+                                   "--as", "bob", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["answer"]["detail"]["review"]["what_went_well"] == ["only this"]
+    review = (await incidents.show_incident(client, incident))["review"]
+    assert (review["root_cause"], review["what_went_well"], review["action_items"], review["completed_by"]) == (
+        "image 1.4.3 crashes on start", ["only this"], [{"text": "pin digests", "owner": "erin"}], "bob")
+    # A completed review lets the SEV2 incident be closed without --no-review.
+    await incidents.close_incident(client, incident, Closure(by="bob"))
+    assert (await client.get_workflow_handle(incident).result())["status"] == "closed"

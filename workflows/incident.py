@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
     from workflows.interpreter import Interpreter
-    from workflows.lifecycle import RUNBOOK_RUNNING, Lifecycle, Transition, after_runbook, command_problem
+    from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, Transition, after_runbook, command_problem
     from workflows.model import (
         CANCELLED,
         FAILED,
@@ -70,7 +70,9 @@ class IncidentWorkflow:
         self._comms = Communicator(self._run)
         self._interpreter = Interpreter(self._run, self._comms, self._continue_as_new_due)
         self._lifecycle = Lifecycle(self._run, self._run_runbook, self._comms.tell, self._continue_as_new_due)
-        self._with_lifecycle: bool | None = None  # known once run() starts
+        # Decided before any handler runs (an update may arrive with the start, or right after continue-as-new).
+        self._with_lifecycle = workflow.patched(LIFECYCLE)
+        self._continuing = False
         state = self._run.state
         if inp.carried:
             state.restore(inp.carried)
@@ -87,7 +89,6 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, inp: IncidentInput) -> dict[str, Any]:
         run, state = self._run, self._run.state
-        self._with_lifecycle = workflow.patched(LIFECYCLE)
         if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
             state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
             state.mark("opened_at", state.started_at)
@@ -225,6 +226,7 @@ class IncidentWorkflow:
 
     async def _continue_as_new(self, inp: IncidentInput) -> None:
         state = self._run.state
+        self._continuing = True  # waiting `runbook_outcome` updates answer, so every handler can finish
         await self._comms.stop_status_updates()
         await workflow.wait_condition(workflow.all_handlers_finished)
         state.runs += 1
@@ -239,12 +241,23 @@ class IncidentWorkflow:
         return (info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > self._run.input.history_event_limit)
 
+    @workflow.update
+    async def runbook_outcome(self) -> dict[str, Any]:
+        """Answers once the runbook running now has finished (the incident itself stays open): `start --wait`
+        and tools wait on this instead of polling. Before continue-as-new it answers ContinuedAsNew: ask again."""
+        state = self._run.state
+        await workflow.wait_condition(lambda: self._continuing or state.status in FINAL or (
+            state.outcome is not None and state.status not in RUNBOOK_RUNNING))
+        if self._continuing and state.status not in FINAL:
+            raise ApplicationError("the incident continued as new: ask again", type="ContinuedAsNew",
+                                   non_retryable=True)
+        return self._run.summary()
+
     # ---------------------------------------------------------------- people's commands
 
     def _command_problem(self, command: Any) -> str | None:
         if not self._with_lifecycle:
-            return ("the incident is starting" if self._with_lifecycle is None
-                    else "this incident was started before incidents had a lifecycle: it ends with its runbook")
+            return "this incident was started before incidents had a lifecycle: it ends with its runbook"
         return command_problem(self._run.state, command)
 
     def _receipt(self, **detail: Any) -> CommandReceipt:
