@@ -21,24 +21,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from incidentctl.dsl.plan import Plan
     from workflows import alerts
     from workflows.approvals import apply_decision, decision_problem
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
     from workflows.interpreter import Interpreter
-    from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, Transition, after_runbook, command_problem
+    from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, command_problem
     from workflows.model import (
         CANCELLED,
         FAILED,
-        MITIGATED,
         MITIGATING,
         RESOLVED,
         ROLLED_BACK,
-        ROLLING_BACK,
         RUNNING,
-        SUCCEEDED,
         Acknowledgement,
         AlertNotification,
         AlertReceipt,
@@ -56,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         SeverityChange,
     )
     from workflows.review import review_problem
+    from workflows.runbooks import Runbooks
 
 LIFECYCLE = "incident-lifecycle"
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -69,7 +66,9 @@ class IncidentWorkflow:
         self._run = IncidentRun(inp)
         self._comms = Communicator(self._run)
         self._interpreter = Interpreter(self._run, self._comms, self._continue_as_new_due)
-        self._lifecycle = Lifecycle(self._run, self._run_runbook, self._comms.tell, self._continue_as_new_due)
+        self._runbooks = Runbooks(self._run, self._interpreter, self._comms)
+        self._lifecycle = Lifecycle(self._run, self._runbooks.run_again, self._comms.tell, self._continue_as_new_due)
+        self._runbooks.lifecycle = self._lifecycle
         # Decided before any handler runs (an update may arrive with the start, or right after continue-as-new).
         self._with_lifecycle = workflow.patched(LIFECYCLE)
         self._continuing = False
@@ -92,7 +91,7 @@ class IncidentWorkflow:
         if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
             state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
             state.mark("opened_at", state.started_at)
-            self._start_runbook_record(inp.started_by or "incidentctl")
+            self._runbooks.start_record(inp.started_by or "incidentctl")
         run.set_status(state.status)
         if not inp.carried and inp.track_refires:
             state.refires = await workflow.execute_activity(
@@ -107,12 +106,12 @@ class IncidentWorkflow:
             return await self._run_to_end_of_runbook(inp, scope)
         try:
             if state.status in RUNBOOK_RUNNING:
-                await self._execute_runbook(scope)
+                await self._runbooks.execute(scope)
             await self._lifecycle.serve()
         except ContinueAsNewRequested:
             await self._continue_as_new(inp)
         except (asyncio.CancelledError, CancelledError):
-            await self._cancel(scope)
+            await self._runbooks.cancel(scope)
             raise
         state.finished_at = workflow.now().isoformat()
         await self._comms.close()
@@ -124,105 +123,23 @@ class IncidentWorkflow:
         state = self._run.state
         try:
             await self._interpreter.run_top_level(scope)
-            self._finish(RESOLVED)
+            self._runbooks.finish(RESOLVED)
         except RunbookEnded:
-            self._finish(RESOLVED)
+            self._runbooks.finish(RESOLVED)
         except StepFailed as failed:
             state.failure = {"step": failed.step, **failed.error}
-            self._finish(FAILED)
+            self._runbooks.finish(FAILED)
         except RollbackRequested as request:
             state.failure = {"step": request.step, **request.error}
-            self._finish(ROLLED_BACK if await self._rollback(scope) else FAILED)
+            self._runbooks.finish(ROLLED_BACK if await self._runbooks.rollback(scope) else FAILED)
         except ContinueAsNewRequested:
             await self._continue_as_new(inp)
         except (asyncio.CancelledError, CancelledError):
             self._run.event("incident_cancelled")
-            self._finish(CANCELLED)
+            self._runbooks.finish(CANCELLED)
             raise
         await self._comms.close()
         return self._run.summary()
-
-    # ---------------------------------------------------------------- runbooks
-
-    def _start_runbook_record(self, by: str) -> None:
-        state, plan = self._run.state, self._run.active_plan
-        now = workflow.now().isoformat()
-        state.mark("mitigating_at", now)
-        state.runbook_runs.append({"runbook": plan.runbook.name, "version": plan.runbook.version,
-                                   "plan_hash": plan.hash or None, "started_at": now, "finished_at": None,
-                                   "outcome": None, "by": by})
-        self._run.event("runbook_started", detail={"runbook": plan.runbook.name, "by": by})
-
-    async def _run_runbook(self, request: RunbookRequest | None) -> None:
-        """Run a runbook inside the open incident: another one a person asked for, or this one again."""
-        run = self._run
-        if request is not None:
-            run.active_plan, run.active_params = Plan.from_json(request.plan), request.params
-        run.state.pc = 0
-        self._start_runbook_record(request.by if request else "alerts")
-        run.set_status(MITIGATING)
-        name = run.active_plan.runbook.name
-        # Another runbook's step ids may repeat this one's: its records are kept under "<runbook>/<step>".
-        prefix = f"{name}/" if run.active_plan is not run.plan else f"run{len(run.state.runbook_runs)}/"
-        try:
-            await self._execute_runbook(Scope(results={}, key_prefix=prefix))
-        finally:
-            run.active_plan, run.active_params = run.plan, run.input.params
-
-    async def _execute_runbook(self, scope: Scope) -> None:
-        """The active runbook from where it stands; its outcome moves the incident on (never ends it)."""
-        state = self._run.state
-        try:
-            await self._interpreter.run_top_level(scope)
-            outcome = SUCCEEDED
-        except RunbookEnded as ended:
-            outcome = ended.outcome
-        except StepFailed as failed:
-            state.failure = {"step": failed.step, **failed.error}
-            outcome = FAILED
-        except RollbackRequested as request:
-            state.failure = {"step": request.step, **request.error}
-            outcome = ROLLED_BACK if await self._rollback(scope) else FAILED
-        record = state.runbook_runs[-1]
-        record.update(finished_at=workflow.now().isoformat(), outcome=outcome)
-        state.outcome = outcome
-        self._run.event("runbook_finished", detail={"runbook": record["runbook"], "outcome": outcome,
-                                                    **({"failure": state.failure} if outcome != SUCCEEDED else {})})
-        status = after_runbook(state)
-        reason = f"runbook {record['runbook']}: {outcome}"
-        self._lifecycle.move(Transition(status, reason, by="runbook"))
-        if status != MITIGATED:
-            await self._comms.tell("needs_attention", reason + (f" ({state.failure.get('message')})"
-                                                                  if state.failure and outcome != SUCCEEDED else ""))
-
-    async def _rollback(self, scope: Scope) -> bool:
-        """The active runbook's rollback section; whether it completed."""
-        self._run.set_status(ROLLING_BACK)
-        self._run.event("rollback_started", detail={"after": self._run.state.failure})
-        try:
-            await self._interpreter.run_list(self._run.active_plan.rollback, scope)
-        except (StepFailed, RollbackRequested, RunbookEnded) as exc:
-            self._run.event("rollback_failed", detail={"error": str(exc)})
-            return False
-        return True
-
-    async def _cancel(self, scope: Scope) -> None:
-        """A person cancelled the incident: its on_cancel section runs, then it ends as cancelled."""
-        run = self._run
-        run.event("incident_cancelled")
-        if run.plan.on_cancel:
-            try:
-                await self._interpreter.run_list(run.plan.on_cancel, Scope(results={}, parent=scope))
-            except (StepFailed, RollbackRequested, RunbookEnded) as exc:
-                run.event("on_cancel_failed", detail={"error": str(exc)})
-        self._finish(CANCELLED)
-        await self._comms.close()
-
-    def _finish(self, status: str) -> None:
-        state = self._run.state
-        state.finished_at = workflow.now().isoformat()
-        self._run.event(f"incident_{status}", detail={"failure": state.failure} if state.failure else None)
-        self._run.set_status(status)
 
     async def _continue_as_new(self, inp: IncidentInput) -> None:
         state = self._run.state
