@@ -215,6 +215,8 @@ async def test_no_duplicate_message_after_worker_killed_mid_send(dev_server: Dev
                          lambda s: s["pending_approvals"], timeout=60)
         await incidents.decide(client, started.incident_id, ApprovalDecision(approver="alice", approve=True))
         await incidents.wait_for_runbook(client, started.incident_id)
+        # The runbook's success resolves the incident (no alerts): that message comes from the new worker too.
+        await eventually(lambda: asyncio.sleep(0, sink.events()), lambda e: e and e[-1] == "resolved", timeout=30)
     finally:
         for process in (first, second):
             if process and process.poll() is None:
