@@ -157,6 +157,9 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
         description = await handle.describe()
     except RPCError as exc:
         raise IncidentError(f"no incident {incident!r}: {exc.message}", "not_found") from None
+    # Asking the server first answers at once, where a query nobody takes waits out its whole timeout.
+    if description.task_queue and not await worker_polling(client, description.task_queue):
+        raise _no_worker(incident)
     state: dict[str, Any] = await _query(handle, IncidentWorkflow.state, incident)
     state["workflow_status"] = description.status.name if description.status else None
     if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
@@ -171,7 +174,13 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 
 # A query is a read: when the connection is reset under it (seen on a loaded dev server as
 # "h2 protocol error"), asking once more is safe and gives a real answer or a real timeout.
-_TRANSPORT_FAILURES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN)
+_TRANSPORT_FAILURES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN,
+                       RPCStatusCode.CANCELLED)
+
+
+def _no_worker(incident: str) -> IncidentError:
+    return IncidentError(f"incident {incident!r} did not answer: no worker is polling its task queue "
+                         "(start one with `python worker.py` or `incidentctl dev`)", "unreachable")
 
 
 async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) -> Any:
@@ -187,11 +196,8 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
             raise IncidentError(f"no incident {incident!r}", "not_found") from None
         # A stream reset twice in a row is the server giving up on the query at its own deadline.
         if (exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, *_TRANSPORT_FAILURES)
-                or "Timeout" in exc.message):
-            raise IncidentError(
-                f"incident {incident!r} did not answer: no worker is polling its task queue "
-                "(start one with `python worker.py` or `incidentctl dev`)", "unreachable"
-            ) from None
+                or "Timeout" in exc.message or "h2 protocol error" in exc.message):
+            raise _no_worker(incident) from None
         raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
 
 
