@@ -48,6 +48,7 @@ class ActionSpec:
     mutates: bool
     activity: ActionFn
     heartbeat_timeout_s: float | None = None
+    lease: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -127,11 +128,14 @@ def action(
     mutates: bool = False,
     description: str = "",
     heartbeat_timeout: float | None = None,
+    lease: str | None = None,
 ) -> Callable[[ActionFn], ActionFn]:
     """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params.
 
     `heartbeat_timeout` (seconds) is for long actions that heartbeat: a worker that dies mid-action is then
     noticed after that long, not after the step's whole timeout.
+    `lease` (mutating actions) names the object changed, a template over the params such as
+    "k8s/{context}/{namespace}/deployments/{deployment}": a step holds that object's lease while it runs.
     The schema is checked against the metaschema by tests/test_actions.py, not here: at import, every
     `incidentctl` command paid for it.
     """
@@ -167,6 +171,7 @@ def action(
             mutates=mutates,
             activity=run,
             heartbeat_timeout_s=heartbeat_timeout,
+            lease=lease,
         )
         return run
 

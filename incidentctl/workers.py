@@ -1,4 +1,5 @@
-"""Building an incidentctl worker: the incident workflow and every installed action, on one task queue."""
+"""Building an incidentctl worker: the incident and target workflows and every installed action, on one task
+queue."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
+from incidentctl.target_leases import TargetLeases
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
+from workflows.targets import TargetWorkflow
 
 # The sandbox re-imports a workflow's module for every workflow run (and re-runs `@workflow.defn` on it): for
 # IncidentWorkflow that cost more than the incident's own work, halving throughput. Our modules are passed
@@ -23,8 +26,8 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[IncidentWorkflow],
+        workflows=[IncidentWorkflow, TargetWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[*all_activities(), *IncidentHistory(client).activities()],
+        activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

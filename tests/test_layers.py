@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("actions", ("activities",)),
     ("engine", ("workflows",)),
     ("service", ("incidentctl.client", "incidentctl.params", "incidentctl.people", "incidentctl.intake",
-                 "incidentctl.library", "incidentctl.workers", "worker", "incidentctl.history",
+                 "incidentctl.library", "incidentctl.workers", "incidentctl.target_leases", "worker", "incidentctl.history",
                  "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",
                  "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",

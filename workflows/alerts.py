@@ -34,6 +34,12 @@ def record_notification(state: IncidentState, notification: AlertNotification, n
     """
     state.notifications += 1
     new_alerts = 0
+    joined = notification.joined
+    if joined and not any(j.get("incident_key") == joined.get("incident_key") for j in state.joined):
+        names = sorted({str(a.get("labels", {}).get("alertname", "?")) for a in notification.alerts})
+        entry = {**joined, "alertnames": names, "at": now}
+        state.joined.append(entry)
+        state.event(now, "alerts_joined", detail=entry)
     for alert in notification.alerts:
         fingerprint, status = alert["fingerprint"], alert.get("status", "firing")
         starts_at = alert.get("startsAt")
@@ -42,6 +48,8 @@ def record_notification(state: IncidentState, notification: AlertNotification, n
             new_alerts += 1
             state.alerts[fingerprint] = {"status": status, "labels": alert.get("labels", {}), "first_seen": now,
                                          "last_seen": now, "notifications": 1, "refired": 0, "starts_at": starts_at}
+            if joined:
+                state.alerts[fingerprint]["joined_from"] = joined.get("runbook")
             state.event(now, f"alert_{status}", detail={"fingerprint": fingerprint, "labels": alert.get("labels")})
             _detected(state, starts_at)
             continue

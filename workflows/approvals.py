@@ -86,11 +86,13 @@ def apply_decision(state: IncidentState, pending: PendingApproval, decision: App
 
 
 async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, on_requested: Any,
-                       alerts_cleared: Any) -> dict[str, Any]:
-    """Wait for the decision; `on_requested(pending)` tells stakeholders, `alerts_cleared()` stands it down."""
+                       alerts_cleared: Any, *, literal_message: bool = False) -> dict[str, Any]:
+    """Wait for the decision; `on_requested(pending)` tells stakeholders, `alerts_cleared()` stands it down.
+    `literal_message`: the message is text made by the engine (it may quote alert data), never a template."""
     spec = step.approval
     assert spec is not None
-    message = expressions.render(spec.message or "", run.expression_context(scope))
+    message = spec.message if literal_message else expressions.render(spec.message or "",
+                                                                      run.expression_context(scope))
     pending = PendingApproval(step=key, approvers=list(spec.approvers), groups=list(spec.groups),
                               required=spec.required, message=str(message), requested_at=run.now().isoformat(),
                               allow_self_approval=spec.allow_self_approval)

@@ -53,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.review import review_problem
     from workflows.runbooks import Runbooks
+    from workflows.target_state import LeaseAnswer
+    from workflows.targets import LEASE_ANSWER_SIGNAL, RELEASE_INCIDENT_SIGNAL, target_workflow_id
 
 LIFECYCLE = "incident-lifecycle"
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -112,8 +114,10 @@ class IncidentWorkflow:
             await self._continue_as_new(inp)
         except (asyncio.CancelledError, CancelledError):
             await self._runbooks.cancel(scope)
+            await self._release_target()
             raise
         state.finished_at = workflow.now().isoformat()
+        await self._release_target()
         await self._comms.close()
         await workflow.wait_condition(workflow.all_handlers_finished)  # the closing person's update answers
         return run.summary()
@@ -149,6 +153,17 @@ class IncidentWorkflow:
         state.runs += 1
         self._run.event("continued_as_new", detail={"next_step_index": state.pc, "run": state.runs})
         workflow.continue_as_new(IncidentInput(**{**inp.__dict__, "carried": state.carry()}))
+
+    async def _release_target(self) -> None:
+        """The incident is over: the next alert about its target opens a new incident (or joins another)."""
+        target = self._run.input.target
+        if not target:
+            return
+        try:
+            await workflow.get_external_workflow_handle(target_workflow_id(target)).signal(
+                RELEASE_INCIDENT_SIGNAL, self._run.input.incident_id)
+        except Exception as exc:  # noqa: BLE001 - the target already ended: nothing holds this incident
+            self._run.event("target_release_failed", detail={"target": target, "error": str(exc)})
 
     def _continue_as_new_due(self) -> bool:
         state = self._run.state
@@ -307,6 +322,11 @@ class IncidentWorkflow:
                             {"approver": decision.approver, "reason": problem})
             return
         apply_decision(self._run.state, pending, decision, workflow.now().isoformat())
+
+    @workflow.signal(name=LEASE_ANSWER_SIGNAL)
+    def lease_answer(self, answer: LeaseAnswer) -> None:
+        """The object's TargetWorkflow answering a lease request of a mutating step (workflows/leases.py)."""
+        self._interpreter.leases.on_answer(answer)
 
     # ---------------------------------------------------------------- alerts
 

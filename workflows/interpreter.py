@@ -31,6 +31,7 @@ from workflows.errors import (
     StepFailed,
     error_of,
 )
+from workflows.leases import Leases, fresh_approval_step, lease_key
 
 MAX_FOREACH_ITEMS = 500
 
@@ -41,6 +42,7 @@ class Interpreter:
         self.comms = comms
         self.continue_as_new_due = continue_as_new_due
         self.upcoming: Step | None = None
+        self.leases = Leases(run)
         self._kinds: dict[str, Callable[[Step, Scope, str], Awaitable[Any]]] = {
             "action": self._call_action, "notify": self._call_action, "check": self._check,
             "wait_until": self._wait_until, "sleep": self._sleep, "approval": self._approval,
@@ -170,9 +172,38 @@ class Interpreter:
     # ---------------------------------------------------------------- step kinds
 
     async def _call_action(self, step: Step, scope: Scope, key: str) -> Any:
+        params = expressions.render(step.params or {}, self.run.expression_context(scope))
+        target = lease_key(step.lease, params) if step.lease and not self.run.input.dry_run else None
+        if not target or target.endswith("/"):
+            return await self._activity(step, key, params)
+        return await self._under_lease(step, scope, key, target, params)
+
+    async def _under_lease(self, step: Step, scope: Scope, key: str, target: str, params: dict[str, Any]) -> Any:
+        """Run a mutating step holding its object's lease; a recent change by another incident needs a fresh
+        approval first. The release tells the object what was done, for the next incident's approval."""
+        target, request_id, grant = await self.leases.acquire(step, key, target, params)
+        change: dict[str, Any] | None = None
+        try:
+            if grant.recent_changes:
+                confirm, confirm_key = fresh_approval_step(self.run, step, key, target, params, grant.recent_changes)
+                await self._approval(confirm, scope, confirm_key, before=step)
+            change = {"outcome": "started", "approved_by": self.run.state.last_approvers()}
+            result = await self._activity(step, key, params)
+            change["outcome"] = "done"
+            return result
+        except BaseException as exc:
+            if change is not None:
+                change["outcome"] = f"failed: {type(exc).__name__}"
+            raise
+        finally:
+            if change is not None:
+                self.run.state.leases.append({"target": target, "step": key, "action": step.action,
+                                              "outcome": change["outcome"], "at": self.run.now().isoformat()})
+            await self.leases.release(target, request_id, change)
+
+    async def _activity(self, step: Step, key: str, params: Any) -> Any:
         inp, retry = self.run.input, step.retry
         assert step.action is not None and retry is not None and step.timeout_s is not None
-        params = expressions.render(step.params or {}, self.run.expression_context(scope))
         return await workflow.execute_activity(
             step.action,
             ActionInput(action=step.action, params=params, incident_id=inp.incident_id, step_id=key,
@@ -217,15 +248,16 @@ class Interpreter:
         await workflow.sleep(timedelta(seconds=step.duration_s or 0))
         return {"slept_s": step.duration_s}
 
-    async def _approval(self, step: Step, scope: Scope, key: str) -> Any:
-        upcoming = self.upcoming
+    async def _approval(self, step: Step, scope: Scope, key: str, before: Step | None = None) -> Any:
+        """An approval step, or (`before`) the fresh approval a mutating step needs before it runs."""
+        upcoming = before or self.upcoming
         policy = self.run.plan.on_alert_resolved
 
         async def tell(pending: Any) -> None:
             await self.comms.request_approval(pending, upcoming, scope)
 
         return await run_approval(self.run, step, scope, key, tell,
-                                  lambda: alerts.alerts_cleared(self.run.state, policy))
+                                  lambda: alerts.alerts_cleared(self.run.state, policy), literal_message=bool(before))
 
     async def _branch(self, step: Step, scope: Scope, key: str) -> Any:
         context = self.run.expression_context(scope)

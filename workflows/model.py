@@ -60,6 +60,8 @@ class IncidentInput:
     history_event_limit: int = 8000
     # Alert-started incidents look up earlier closed runs of the same key (re-fires) when they start.
     track_refires: bool = False
+    # The broken thing this incident holds (claimed by the receiver on its TargetWorkflow); released at the end.
+    target: str = ""
     # Set only by continue-as-new: the interpreter state to resume from.
     carried: dict[str, Any] | None = None
 
@@ -97,6 +99,9 @@ class AlertNotification:
     group_key: str = ""
     receiver: str = ""
     source: str = "alertmanager"
+    # Set when these alerts' own runbook would have opened another incident for the same target, and they
+    # joined this one instead: {"target", "runbook", "incident_key"} (docs/lifecycle.md).
+    joined: dict[str, Any] | None = None
 
 
 @dataclass

@@ -59,6 +59,10 @@ class IncidentState:
     quiet_until: str | None = None  # while monitoring: resolved unless an alert fires before then
     reopen_until: str | None = None  # once resolved: a re-fire before then re-opens this incident
     refire_pending: bool = False  # an alert fired again after the incident resolved; the lifecycle decides
+    # Alert groups of other runbooks that joined this incident because they are about the same target.
+    joined: list[dict[str, Any]] = field(default_factory=list)
+    # Changes this incident made under a lease (one per mutating step run), for the review.
+    leases: list[dict[str, Any]] = field(default_factory=list)
     # Only while a run is under way (continue-as-new happens between top-level steps, when none is set).
     running: list[str] = field(default_factory=list, metadata=_TRANSIENT)
     approvals: dict[str, Any] = field(default_factory=dict, metadata=_TRANSIENT)  # key -> PendingApproval
@@ -116,7 +120,17 @@ class IncidentState:
             "resolution": self.resolution,
             "review": self.review,
             "closed_by": self.closed_by,
+            "joined": self.joined,
+            "leases": self.leases,
         }
+
+    def last_approvers(self) -> list[str]:
+        """Who approved the most recent approval step that was approved (for the record of a change)."""
+        approving = [v for v in self.approval_log if v.get("approve")]
+        if not approving:
+            return []
+        step = approving[-1]["step"]
+        return [v["approver"] for v in approving if v["step"] == step]
 
     def mark(self, name: str, at: str) -> None:
         """Record when the incident first reached a stage (times keep the first, for durations)."""

@@ -112,6 +112,12 @@ def api_client(params: dict[str, Any]) -> ApiClient:
         return cached[1]
 
 
+def cluster_server(params: dict[str, Any]) -> str:
+    """The API server (host:port) the params reach: names one cluster whatever context or user leads there."""
+    host = str(api_client(params).configuration.host or "")
+    return host.split("://", 1)[-1].rstrip("/")
+
+
 def _load(path: str, context: str) -> ApiClient:
     from kubernetes import client, config
 

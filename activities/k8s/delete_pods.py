@@ -23,7 +23,7 @@ from activities.k8s.api import (
     namespace_missing,
 )
 from activities.k8s.health import summarize_pod
-from activities.k8s.schemas import NAME, NAMESPACE, SELECTOR, k8s_params
+from activities.k8s.schemas import NAME, NAMESPACE, PODS_LEASE, SELECTOR, k8s_params
 
 HARD_MAX_DELETE_PODS = 20
 # A replacement pod that is still Pending this young is starting, not unhealthy; without this grace a retried
@@ -42,7 +42,7 @@ PENDING_GRACE_S = 60.0
         "max_pods": {"type": "integer", "minimum": 1, "maximum": HARD_MAX_DELETE_PODS, "default": 1,
                      "description": "refuse (deleting none) when more pods than this would be deleted"},
     }, ["namespace", "selector"]),
-    mutates=True,
+    mutates=True, lease=PODS_LEASE,
     description="Delete pods matching a selector (by default only unhealthy ones) so their controller recreates "
                 f"them; at most max_pods (never more than {HARD_MAX_DELETE_PODS}).",
 )

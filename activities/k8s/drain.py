@@ -15,7 +15,7 @@ from activities.errors import ActionError
 from activities.k8s.api import KubeError, Target, call, dry_run_kwargs, duration_param, fail, heartbeat, must, refuse
 from activities.k8s.fields import controller_ref
 from activities.k8s.nodes import read_node, set_unschedulable, unschedulable
-from activities.k8s.schemas import NAME, k8s_params
+from activities.k8s.schemas import NAME, NODE_LEASE, k8s_params
 from incidentctl.dsl.durations import DURATION_PATTERN, format_duration
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -132,7 +132,7 @@ def _timeout(p: dict[str, Any]) -> float:
         "max_pods": {"type": "integer", "minimum": 1, "maximum": HARD_MAX_DRAIN_PODS, "default": 30,
                      "description": "refuse to drain a node with more pods to evict than this"},
     }, ["node"]),
-    mutates=True,
+    mutates=True, lease=NODE_LEASE,
     description="kubectl drain: cordon a node, then evict its pods, respecting PodDisruptionBudgets.",
 )
 async def drain(inp: ActionInput) -> dict[str, Any]:

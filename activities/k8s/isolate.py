@@ -22,7 +22,7 @@ from activities.k8s.network_policies import (
     read_policy,
     refuse_unmanaged,
 )
-from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
+from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 INCIDENT_ANNOTATION = "incidentctl.dev/incident"
 STEP_ANNOTATION = "incidentctl.dev/step"
@@ -44,7 +44,7 @@ def _wanted_spec(pod_selector: dict[str, Any], allowed: list[str]) -> dict[str, 
         "allow_from_namespaces": {"type": "array", "items": NAMESPACE, "uniqueItems": True, "maxItems": 50,
                                   "default": [], "description": "namespaces still allowed in, e.g. monitoring"},
     }, ["namespace", "deployment"]),
-    mutates=True,
+    mutates=True, lease=DEPLOYMENT_LEASE,
     description="Contain a deployment: a NetworkPolicy that denies all ingress to its pods (except from the "
                 "namespaces in allow_from_namespaces).",
 )

@@ -17,7 +17,7 @@ from activities.k8s.api import JSON_PATCH, STRATEGIC_MERGE_PATCH, Target, must
 from activities.k8s.changes import revision_of
 from activities.k8s.deployments import RESTARTED_AT, change_record, patch_deployment, read_deployment, state
 from activities.k8s.fields import format_time
-from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
+from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 ROLLBACK_MARK = "incidentctl.dev/rollback"
 HASH_LABEL = "pod-template-hash"
@@ -26,7 +26,7 @@ HASH_LABEL = "pod-template-hash"
 @action(
     "k8s.rollout_restart",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME}, ["namespace", "deployment"]),
-    mutates=True,
+    mutates=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout restart: new pods for the same template (restartedAt annotation).",
 )
 async def rollout_restart(inp: ActionInput) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def _bare_template(rs: dict[str, Any]) -> dict[str, Any]:
                        "to_revision": {"type": "integer", "minimum": 1,
                                        "description": "revision to go back to (default: the previous one)"}},
                       ["namespace", "deployment"]),
-    mutates=True,
+    mutates=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout undo: put the pod template of an earlier ReplicaSet back on the deployment.",
 )
 async def rollout_undo(inp: ActionInput) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from activities.base import ActionInput, action
 from activities.k8s.api import MERGE_PATCH, refuse
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
-from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
+from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 HARD_MAX_REPLICAS = 100
 
@@ -20,7 +20,7 @@ HARD_MAX_REPLICAS = 100
         "min_replicas": {"type": "integer", "minimum": 0, "default": 0},
         "max_replicas": {"type": "integer", "minimum": 0, "maximum": HARD_MAX_REPLICAS, "default": 20},
     }, ["namespace", "deployment", "replicas"]),
-    mutates=True,
+    mutates=True, lease=DEPLOYMENT_LEASE,
     description=f"Set a deployment's replicas within [min_replicas, max_replicas] (never above "
                 f"{HARD_MAX_REPLICAS}).",
 )

@@ -31,3 +31,10 @@ def k8s_params(properties: dict[str, Any], required: Iterable[str] = (), **keywo
     """
     return {"type": "object", "properties": {**properties, **CONNECTION}, "required": list(required),
             "additionalProperties": False, **keywords}
+
+
+# The objects mutating actions change, in the shape the receiver derives targets from alert labels
+# (k8s/<cluster>/<namespace>/<resource>/<name>; the kubeconfig context names the cluster).
+DEPLOYMENT_LEASE = "k8s/{context}/{namespace}/deployments/{deployment}"
+NODE_LEASE = "k8s/{context}//nodes/{node}"
+PODS_LEASE = "k8s/{context}/{namespace}/pods/{selector}"

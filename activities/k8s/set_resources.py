@@ -10,7 +10,7 @@ from activities.errors import ActionError
 from activities.k8s.api import STRATEGIC_MERGE_PATCH, refuse
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
 from activities.k8s.health import format_bytes, parse_quantity
-from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
+from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 HARD_MAX_MEMORY = "64Gi"
 HARD_MAX_CPU = "32"
@@ -38,7 +38,7 @@ def _new_value(current: str | None, absolute: str | None, factor: float | None, 
     }, ["namespace", "deployment"], dependentRequired={"memory_limit": ["max_memory"],
                                                        "memory_factor": ["max_memory"],
                                                        "cpu_limit": ["max_cpu"], "cpu_request": ["max_cpu"]}),
-    mutates=True,
+    mutates=True, lease=DEPLOYMENT_LEASE,
     description="Raise or lower a container's memory/CPU within a bound (max_memory/max_cpu are required).",
 )
 async def set_resources(inp: ActionInput) -> dict[str, Any]:

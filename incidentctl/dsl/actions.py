@@ -20,6 +20,9 @@ class ActionInfo:
     description: str = ""
     # For long actions that heartbeat: a worker that dies mid-action is noticed after this long.
     heartbeat_timeout_s: float | None = None
+    # Mutating actions: the object they change, a template over their params such as
+    # "k8s/{context}/{namespace}/deployments/{deployment}"; a step holds that object's lease while it runs.
+    lease: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mutates": self.mutates,

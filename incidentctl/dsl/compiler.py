@@ -34,6 +34,7 @@ from incidentctl.dsl.plan import (
     Channel,
     Communication,
     EscalationStage,
+    Leases,
     OnFailure,
     Parameter,
     Plan,
@@ -80,7 +81,10 @@ class _Compiler:
             step.params = raw.get("params") or {}
         if action:
             step.action = action
-            step.mutates, step.heartbeat_s = self.check_action(action, step.params, path, kind)
+            info = self.check_action(action, step.params, path, kind)
+            if info is not None:
+                step.mutates, step.heartbeat_s = info.mutates, info.heartbeat_timeout_s
+                step.lease = info.lease if info.mutates else None
             step.retry = self.retry(raw, path, step.mutates)
         step.timeout_s = self.duration(raw, "timeout", path, DEFAULT_TIMEOUT_S if action else None)
         step.on_failure = _on_failure(raw.get("on_failure"))
@@ -125,22 +129,22 @@ class _Compiler:
 
     # ------------------------------------------------------------ checks
 
-    def check_action(self, name: str, params: dict[str, Any], path: Path_, kind: str) -> tuple[bool, float | None]:
-        """Literal params against the action's schema; (mutates, heartbeat timeout) of a known action."""
+    def check_action(self, name: str, params: dict[str, Any], path: Path_, kind: str) -> ActionInfo | None:
+        """Literal params against the action's schema; the action, when known."""
         key = "notify" if kind == "notify" else kind
         info = self.catalog.get(name)
         if info is None:
             close = difflib.get_close_matches(name, list(self.catalog), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else " (see `incidentctl actions list`)"
             self.error((*path, key), f"unknown action {name!r}{hint}")
-            return False, None
+            return None
         literal = {k: v for k, v in params.items() if not _has_template(v)}
         where = path if kind == "channel" else (*path, "notify" if kind == "notify" else "params")
         for raw in _params_validator(info, frozenset(params)).iter_errors(literal):
             for sub, message, at_key in explain(raw):
                 message = message.replace("required key", "parameter").replace("unknown key", "unknown parameter")
                 self.errors.append(self.source.error((*where, *sub), f"{name}: {message}", at_key=at_key))
-        return info.mutates, info.heartbeat_timeout_s
+        return info
 
     def duration(self, step: dict[str, Any], key: str, path: Path_, default: float | None) -> float | None:
         if key not in step:
@@ -268,6 +272,13 @@ class _Compiler:
         resolve.reopen_window_s = self.duration(spec, "reopen_window", ("resolve",), resolve.reopen_window_s) or 0.0
         return resolve
 
+    def leases(self, spec: dict[str, Any]) -> Leases:
+        leases = Leases(approvers=list(spec.get("approvers") or []), groups=list(spec.get("groups") or []))
+        for key, name in (("wait", "wait_s"), ("recent_changes", "recent_changes_s"),
+                          ("approval_timeout", "approval_timeout_s")):
+            setattr(leases, name, self.duration(spec, key, ("leases",), getattr(leases, name)) or 0.0)
+        return leases
+
     def communication(self, spec: dict[str, Any] | None) -> Communication | None:
         """Channels as (action, params) with their params checked now; cadence in seconds per severity."""
         if not spec:
@@ -392,6 +403,7 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
     on_cancel = (compiler.compile_steps(data["on_cancel"], ("on_cancel",), frozenset())
                  if data.get("on_cancel") else [])
     resolve = compiler.resolve(data.get("resolve") or {})
+    leases = compiler.leases(data.get("leases") or {})
     compiler.check_service(data.get("service"))
     on_alert_resolved = compiler.alert_policy(data)
     communication = compiler.communication(data.get("communication"))
@@ -402,8 +414,7 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
                           service=data.get("service"))
     return Plan(runbook=runbook, source=Source(path=file), trigger=data.get("trigger"), parameters=parameters,
                 steps=steps, rollback=rollback, on_cancel=on_cancel, on_alert_resolved=on_alert_resolved,
-                resolve=resolve,
-                communication=communication).with_hash()
+                resolve=resolve, leases=leases, communication=communication).with_hash()
 
 
 def compile_file(path: str | Path, catalog: ActionCatalog) -> Plan:

@@ -115,6 +115,7 @@ class Step:
     # action, check, wait_until, notify
     action: str | None = None
     mutates: bool = False
+    lease: str | None = None  # mutating actions: the object changed, a template over params (`leases` below)
     params: Any = None
     heartbeat_s: float | None = None
     # check
@@ -193,6 +194,34 @@ class Resolve:
 
 
 @dataclass
+class Leases:
+    """How a mutating step waits for its object's lease, and when an earlier change by another incident needs
+    a fresh approval (docs/lifecycle.md, "One incident per broken thing")."""
+
+    wait_s: float = 600.0  # give up (the step fails with LeaseBusy) after waiting this long
+    recent_changes_s: float = 1800.0  # another incident's change this recent needs a fresh approval
+    approval_timeout_s: float = 1800.0  # the fresh approval is refused when nobody decides by then
+    approvers: list[str] = field(default_factory=list)  # who gives it; none named: the runbook's approvers
+    groups: list[str] = field(default_factory=list)
+
+    def people(self, plan: Plan) -> tuple[list[str], list[str]]:
+        """Who may give a fresh approval: those named here, else everyone the runbook's approvals name, else
+        the runbook's team as a group."""
+        if self.approvers or self.groups:
+            return list(self.approvers), list(self.groups)
+        approvers: list[str] = []
+        groups: list[str] = []
+        for step in plan.walk():
+            if step.approval:
+                for stage in (step.approval, *step.approval.escalation):
+                    approvers += [a for a in stage.approvers if a not in approvers]
+                    groups += [g for g in stage.groups if g not in groups]
+        if not (approvers or groups) and plan.runbook.team:
+            groups = [plan.runbook.team]
+        return approvers, groups
+
+
+@dataclass
 class Channel:
     action: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -225,6 +254,7 @@ class Plan:
     on_cancel: list[Step] = field(default_factory=list)
     on_alert_resolved: AlertPolicy = field(default_factory=AlertPolicy)
     resolve: Resolve = field(default_factory=Resolve)
+    leases: Leases = field(default_factory=Leases)
     communication: Communication | None = None
     hash: str = ""
 

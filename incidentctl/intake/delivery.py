@@ -28,9 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.client import incident_id
 from incidentctl.dsl import expressions
+from incidentctl.intake.joining import TargetDirectory, gone
 from incidentctl.intake.metrics import Metrics
 from incidentctl.intake.payloads import Delivery
 from incidentctl.intake.routing import Route, Router, incident_key
+from incidentctl.intake.targets import target_of
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import load_groups
 from workflows.incident import IncidentWorkflow
@@ -42,6 +44,7 @@ from workflows.model import (
     incident_search_attributes,
     wire,
 )
+from workflows.target_state import Claim
 
 log = logging.getLogger("incidentctl.receiver")
 # Temporal refuses more than 10 in-flight updates per workflow (history.maxInFlightUpdates); stay below it
@@ -59,7 +62,7 @@ class Outcome:
     incident_id: str
     runbook: str
     alerts: int
-    result: str  # "started", "updated", "closed" (resolved for an incident already over)
+    result: str  # "started", "updated", "joined" (another incident holds the target), "closed" (already over)
     notifications: int = 0
     firing: int = 0
 
@@ -86,6 +89,7 @@ class AlertIntake:
         self.unrouted: deque[dict[str, Any]] = deque(maxlen=unrouted_kept)
         self._inflight: dict[str, tuple[asyncio.Semaphore, int]] = {}
         self.groups = load_groups()
+        self.targets = TargetDirectory(client, task_queue, self.rpc_timeout, self._limited)
 
     async def _limited(self, workflow_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run `call` with at most MAX_INFLIGHT_PER_INCIDENT concurrent updates to one incident."""
@@ -151,8 +155,12 @@ class AlertIntake:
         workflow_id = incident_id(route.runbook, key)
         notification = AlertNotification(alerts=alerts, group_key=delivery.group_key, receiver=delivery.receiver,
                                          source=delivery.source)
+        target = target_of(route.target, alerts[0])
         if all(a["status"] == "resolved" for a in alerts):
-            return await self._resolve_only(route, workflow_id, notification)
+            owner = await self._call(workflow_id, self.targets.owner(target)) if target else None
+            if owner and owner != workflow_id:
+                notification.joined = _joined(target, route, workflow_id)
+            return await self._resolve_only(route, owner or workflow_id, notification)
         first = next(a for a in alerts if a["status"] == "firing")
         try:
             inp = self._incident_input(route, workflow_id, first)
@@ -160,6 +168,13 @@ class AlertIntake:
             for alert in alerts:
                 self._unrouted(report, alert, f"runbook {route.runbook}: " + "; ".join(exc.problems))
             return None
+        claimed = False
+        if target:
+            joined, owned = await self._to_target_owner(target, route, workflow_id, first, notification)
+            if joined:
+                return joined
+            claimed = owned
+            inp.target = target if owned else ""
         start = WithStartWorkflowOperation(
             IncidentWorkflow.run, wire(inp), id=workflow_id, task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -180,11 +195,71 @@ class AlertIntake:
             hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
             raise TemporalUnavailable(f"incident {workflow_id}: {exc}{hint}") from None
         started = receipt.notifications == 1 and receipt.new_alerts > 0
+        if target and inp.target:
+            if started and not claimed:  # a new run of an incident this receiver knew: hold the target again
+                await self._call(workflow_id, self.targets.claim(target, _claim(workflow_id, route, first)))
+            self.targets.remember(target, workflow_id)
         if started:
             self.metrics.inc("incidentctl_incidents_started_total")
         self.metrics.inc("incidentctl_deliveries_total", result="started" if started else "updated")
         return Outcome(workflow_id, route.runbook, len(alerts), "started" if started else "updated",
                        receipt.notifications, receipt.firing)
+
+    async def _call(self, workflow_id: str, call: Awaitable[Any]) -> Any:
+        """A call to a target's workflow, with failures answered as for the incident's own (503: retry)."""
+        try:
+            return await call
+        except (RPCError, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError, RuntimeError) as exc:
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
+            raise TemporalUnavailable(f"incident {workflow_id}: target: {exc}{hint}") from None
+
+    async def _to_target_owner(self, target: str, route: Route, workflow_id: str, first: dict[str, Any],
+                               notification: AlertNotification) -> tuple[Outcome | None, bool]:
+        """Deliver to the incident already open for `target`, if another one is: (its outcome, False) then;
+        (None, True) when this group's own incident holds the target; (None, False) when the owner could
+        not be reached twice (the group opens its own incident, not holding the target)."""
+        joined = AlertNotification(**{**vars(notification), "joined": _joined(target, route, workflow_id)})
+        known = self.targets.known_owner(target)
+        if known == workflow_id:
+            return None, True
+        stale = ""
+        if known:
+            outcome = await self._join(known, joined, route)
+            if outcome:
+                return outcome, False
+            self.targets.forget(target)
+            stale = known
+        for _ in range(2):
+            claim = _claim(workflow_id, route, first, stale)
+            owner = await self._call(workflow_id, self.targets.claim(target, claim))
+            if owner == workflow_id:
+                return None, True
+            outcome = await self._join(owner, joined, route)
+            if outcome:
+                self.targets.remember(target, owner)
+                return outcome, False
+            stale = owner  # it closed while the target still named it
+        return None, False
+
+    async def _join(self, owner: str, notification: AlertNotification, route: Route) -> Outcome | None:
+        """Deliver to another incident (no start); None when it is no longer running."""
+        handle = self.client.get_workflow_handle(owner)
+        try:
+            receipt = await self._limited(owner, lambda: handle.execute_update(
+                IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
+        except RPCError as exc:
+            if gone(exc):
+                return None
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            raise TemporalUnavailable(f"incident {owner}: {exc.message}") from None
+        except (WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
+            self.metrics.inc("incidentctl_deliveries_total", result="failed")
+            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
+            raise TemporalUnavailable(f"incident {owner}: {getattr(exc, 'cause', None) or exc}{hint}") from None
+        self.metrics.inc("incidentctl_deliveries_total", result="joined")
+        return Outcome(owner, route.runbook, len(notification.alerts), "joined", receipt.notifications,
+                       receipt.firing)
 
     async def _resolve_only(self, route: Route, workflow_id: str, notification: AlertNotification) -> Outcome:
         handle = self.client.get_workflow_handle(workflow_id)
@@ -192,7 +267,7 @@ class AlertIntake:
             receipt = await self._limited(workflow_id, lambda: handle.execute_update(
                 IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
+            if gone(exc):
                 self.metrics.inc("incidentctl_deliveries_total", result="closed")
                 return Outcome(workflow_id, route.runbook, len(notification.alerts), "closed")
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
@@ -213,3 +288,12 @@ class AlertIntake:
                              severity=self.router.severity(route, alert["labels"]), service=service,
                              started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
                              groups=self.groups)
+
+
+def _joined(target: str, route: Route, workflow_id: str) -> dict[str, Any]:
+    return {"target": target, "runbook": route.runbook, "incident_key": workflow_id}
+
+
+def _claim(workflow_id: str, route: Route, alert: dict[str, Any], stale_owner: str = "") -> Claim:
+    return Claim(incident_id=workflow_id, runbook=route.runbook, alertname=str(alert["labels"].get("alertname", "")),
+                 stale_owner=stale_owner)

@@ -26,6 +26,7 @@ class Route:
     group_by: tuple[str, ...]
     fixed_severity: str | None = None  # trigger.severity: SEV2
     severity_by_label: tuple[tuple[str, str], ...] = ()  # trigger.severity: {warning: SEV2}, keys lowercased
+    target: str | bool | None = None  # trigger.target: a template, False for none, None to derive from labels
 
     @property
     def runbook(self) -> str:
@@ -52,7 +53,8 @@ class Router:
                                 group_by=tuple(trigger.get("group_by") or ()),
                                 fixed_severity=str(severity) if isinstance(severity, str) and severity else None,
                                 severity_by_label=tuple((str(k).lower(), str(v)) for k, v in severity.items())
-                                if isinstance(severity, dict) else ()))
+                                if isinstance(severity, dict) else (),
+                                target=trigger.get("target")))
         # Explicit priority first; the runbook name breaks ties so routing never depends on file order.
         self.routes = sorted(routes, key=lambda r: (-r.priority, r.runbook))
         self.severity_map = {k.lower(): v for k, v in (severity_map or DEFAULT_SEVERITY_MAP).items()}
