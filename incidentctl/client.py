@@ -157,9 +157,6 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
         description = await handle.describe()
     except RPCError as exc:
         raise IncidentError(f"no incident {incident!r}: {exc.message}", "not_found") from None
-    # Asking the server first answers at once, where a query nobody takes waits out its whole timeout.
-    if description.task_queue and not await worker_polling(client, description.task_queue):
-        raise _no_worker(incident)
     state: dict[str, Any] = await _query(handle, IncidentWorkflow.state, incident)
     state["workflow_status"] = description.status.name if description.status else None
     if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
