@@ -59,6 +59,9 @@ class IncidentState:
     quiet_until: str | None = None  # while monitoring: resolved unless an alert fires before then
     reopen_until: str | None = None  # once resolved: a re-fire before then re-opens this incident
     refire_pending: bool = False  # an alert fired again after the incident resolved; the lifecycle decides
+    # Step key -> {"approval", "action", "params"}: what an approval approved, for that step's next run only.
+    # Carried: continue-as-new may come between a top-level approval and the step it approved.
+    approved_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Only while a run is under way (continue-as-new happens between top-level steps, when none is set).
     running: list[str] = field(default_factory=list, metadata=_TRANSIENT)
     approvals: dict[str, Any] = field(default_factory=dict, metadata=_TRANSIENT)  # key -> PendingApproval
