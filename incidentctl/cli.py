@@ -214,6 +214,7 @@ def _time_left(seconds: int | None) -> str:
 
 async def cmd_incident_pending(args: argparse.Namespace) -> int:
     from incidentctl.client import pending_approvals
+    from workflows.messages import next_run_text
 
     rows = await pending_approvals(await _client(args), limit=args.limit)
     if args.output == "json":
@@ -223,8 +224,10 @@ async def cmd_incident_pending(args: argparse.Namespace) -> int:
              "requested_at": r["requested_at"], "time_left": _time_left(r["time_left_s"]),
              "votes": f"{sum(v['approve'] for v in r['votes'])}/{r['required']}",
              "who": ", ".join(r["approvers"] + [f"group:{g}" for g in r["groups"]]) or "anyone",
-             "asks": r["message"]} for r in rows]
-    print(table(flat, ["incident", "step", "severity", "requested_at", "time_left", "votes", "who", "asks"]))
+             "asks": r["message"],
+             "will_run": next_run_text(r["will_run"]) if r.get("will_run") else None} for r in rows]
+    print(table(flat, ["incident", "step", "severity", "requested_at", "time_left", "votes", "who", "asks",
+                       "will_run"]))
     return EXIT_OK
 
 

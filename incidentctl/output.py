@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from workflows.messages import next_run_text
+
 
 def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
@@ -72,6 +74,8 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"WAITING FOR APPROVAL  step {pending['step']}: {pending['message']}")
         lines.append(f"  needs {pending['required']} of: {who}; votes so far: {len(pending['votes'])}")
+        if pending.get("will_run"):
+            lines.append(f"  if approved, runs: {next_run_text(pending['will_run'])}")
         lines.append(f"  incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_groups
 from tests.conftest import TEST_TASK_QUEUE, eventually
-from workflows.model import Acknowledgement, ApprovalDecision, Assignment
+from workflows.model import Acknowledgement, ApprovalDecision, Assignment, SeverityChange
 
 GROUPS = {"sre": ["alice", "bob"], "sre-leads": ["dana"]}
 
@@ -226,3 +226,42 @@ async def test_malformed_approval_payloads_are_refused_not_crashing(client: Clie
     receipt = await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
     assert receipt.outcome == "approved"
     assert (await incidents.wait_for_runbook(client, incident))["outcome"] == "succeeded"
+
+
+SCALE_BY_SEVERITY = """
+name: ap-exact
+version: 1
+severity: SEV3
+parameters:
+  replicas_by_severity: {type: object, default: {SEV1: 6, SEV3: 4}}
+steps:
+  - id: gate
+    approval: {message: "scale shop/cart to ${{ params.replicas_by_severity[incident.severity] }}?", groups: [sre]}
+  - id: scale
+    action: k8s.scale
+    params: {namespace: shop, deployment: cart, replicas: "${{ params.replicas_by_severity[incident.severity] }}"}
+"""
+
+
+@pytest.mark.scenario("bad-rollout")
+async def test_the_approved_params_run_even_when_the_incident_changed_meanwhile(
+        client: Client, worker: Worker, unique: str, cluster: Any) -> None:
+    """Approved "scale to 4"; the severity goes up (which would now mean 6) before the vote: 4 runs, and the
+    timeline says what a fresh render would have given."""
+    incident = await start(client, SCALE_BY_SEVERITY, unique)
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    (pending,) = state["pending_approvals"]
+    assert pending["will_run"] == {"step": "scale", "action": "k8s.scale",
+                                   "params": {"namespace": "shop", "deployment": "cart", "replicas": 4}}
+    await incidents.change_severity(client, incident, SeverityChange(by="bob", severity="SEV1", reason="worse"))
+    await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+    summary = await incidents.wait_for_runbook(client, incident)
+    timeline = await incidents.incident_timeline(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+
+    assert summary["outcome"] == "succeeded" and summary["severity"] == "SEV1"
+    assert summary["steps"]["scale"]["output"]["after"]["replicas"] == 4
+    assert deployment["spec"]["replicas"] == 4
+    (kept,) = [e for e in timeline if e["kind"] == "approved_params_kept"]
+    assert kept["step"] == "scale" and kept["detail"]["approval"] == "gate"
+    assert kept["detail"]["changes"] == {"replicas": {"approved": 4, "now": 6}}

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.base import ActionInput, get_action
+from activities.catalog import load_all
 from tests.k8s_sim import run_action
 
 CART = "/apis/apps/v1/namespaces/shop/deployments/cart"
@@ -49,6 +51,30 @@ async def test_rollout_undo_to_an_unknown_revision_is_refused(k8s_sim: Any) -> N
         with pytest.raises(ApplicationError) as refused:
             await run_action("k8s.rollout_undo", sim.params(namespace="shop", deployment="cart", to_revision=9))
     assert refused.value.non_retryable and "no revision 9 (known: 1, 2)" in str(refused.value)
+
+
+async def test_rollout_undo_goes_only_from_the_expected_revision(k8s_sim: Any) -> None:
+    """Two incidents each approved "from 2 to 1": the first rolls back, the second (another step) finds
+    revision 3 and refuses instead of undoing the rollback; a retry of the first still sees its own mark."""
+    load_all()
+    undo = get_action("k8s.rollout_undo").activity
+    with k8s_sim("bad-rollout") as sim:
+        params = sim.params(namespace="shop", deployment="cart", to_revision=1, expect_revision=2)
+        first = await undo(ActionInput(action="k8s.rollout_undo", params=params, incident_id="inc-1",
+                                       step_id="rollback"))
+        retried = await undo(ActionInput(action="k8s.rollout_undo", params=params, incident_id="inc-1",
+                                         step_id="rollback"))
+        with pytest.raises(ApplicationError) as refused:
+            await undo(ActionInput(action="k8s.rollout_undo", params=params, incident_id="inc-2",
+                                   step_id="rollback"))
+        deployment = sim.get(CART)
+    assert first["changed"] is True and first["before"]["revision"] == 2 and first["to_revision"] == 1
+    assert retried["changed"] is False and "already" in retried["note"]
+    assert refused.value.non_retryable and refused.value.type == "RevisionChanged"
+    assert ("shop/cart changed since the approval: current revision 3, approved going from 2 to 1"
+            in str(refused.value))
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.2"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
 
 
 async def test_wait_rollout_fails_on_a_stalled_rollout(k8s_sim: Any) -> None:

@@ -90,6 +90,10 @@ async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
 
     # The approver saw the diagnosis: the revisions, the image diff and the crash log.
     assert "from revision 2 to 1" in asked["message"]
+    # ... and exactly what runs once approved: the undo from revision 2 to revision 1, nothing else.
+    assert asked["will_run"] == {"step": "rollback", "action": "k8s.rollout_undo",
+                                 "params": {"namespace": "shop", "deployment": "cart", "context": None,
+                                            "to_revision": 1, "expect_revision": 2}}
     assert "shop/cart:1.4.2 -> shop/cart:1.4.3" in asked["message"]
     assert "panic: assignment to entry in nil map" in asked["message"]
     steps = summary["steps"]
@@ -98,6 +102,12 @@ async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
     assert steps["changes"]["output"]["recent_rollout"] is True
     assert steps["rollback"]["output"]["before"]["images"] == {"cart": "shop/cart:1.4.3"}
     assert steps["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
+    assert steps["rollback"]["output"]["to_revision"] == 1
+    assert steps["approve_rollback"]["output"]["will_run"] == asked["will_run"]
+    timeline = await incidents.incident_timeline(client, incident)
+    requested = next(e for e in timeline if e["kind"] == "approval_requested")
+    assert requested["detail"]["will_run"] == asked["will_run"]
+    assert not [e for e in timeline if e["kind"] == "approved_params_kept"], "nothing moved: nothing to report"
     assert steps["verify_stable"]["output"]["ok"] is True
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.2"
     assert deployment["status"]["availableReplicas"] == 3
@@ -118,6 +128,39 @@ async def test_rejected_rollback_changes_nothing(client: Client, worker: Worker,
     assert "rollback" not in summary["steps"]
     deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.3"
+
+
+@pytest.mark.scenario("bad-rollout")
+async def test_a_deployment_that_moved_after_the_approval_is_not_rolled_back(
+        client: Client, worker: Worker, unique: str, cluster: SimCluster) -> None:
+    """Approved "from revision 2 to 1"; before the undo runs someone else rolls out revision 3. A plain rollout
+    undo would now go to revision 2 (the bad image again); the approved one refuses and pages a human."""
+    from kubernetes import client as k8s
+
+    pod = crash_looping_pod(cluster.url, "shop", "app=cart")
+    incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
+                                                                   "namespace": "shop", "pod": pod},
+                           stable_for="2s")
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_rollback"),
+                             timeout=60)
+    (pending,) = state["pending_approvals"]
+    assert pending["will_run"]["params"]["to_revision"] == 1 and pending["will_run"]["params"]["expect_revision"] == 2
+    k8s.AppsV1Api(cluster.api()).patch_namespaced_deployment("cart", "shop", {"spec": {"template": {"spec": {
+        "containers": [{"name": "cart", "image": "shop/cart:1.4.4"}]}}}})
+    moved = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+    assert moved["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True, step="approve_rollback"))
+    summary = await finished(client, incident)
+    deployment = cluster.get("/apis/apps/v1/namespaces/shop/deployments/cart")
+
+    rollback = summary["steps"]["rollback"]
+    assert rollback["status"] == "failed" and rollback["error"]["type"] == "RevisionChanged"
+    assert ("deployment shop/cart changed since the approval: current revision 3, approved going from 2 to 1"
+            in rollback["error"]["message"])
+    assert summary["steps"]["escalate"]["status"] == "succeeded"
+    assert "verify_rollout" not in summary["steps"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.4"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
 
 
 @pytest.mark.scenario("replicas-mismatch")

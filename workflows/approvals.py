@@ -3,11 +3,16 @@
 `decision_problem` and `apply_decision` are pure (tested without a server); the update validator refuses
 with the first, so a refused vote never enters history. `run_approval` is the step itself: it waits on
 durable timers and on decisions arriving through the update (or the checked signal).
+
+An approval followed by a mutating action names what will run (`will_run`: that step, its action, its params
+rendered when the approval is asked) and, once approved, that step runs with exactly those params
+(`params_to_run`), not with params rendered again later, when what the diagnosis found may have moved on.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +40,85 @@ class PendingApproval:
     allow_self_approval: bool = False
     stage: int = 0
     deadline: str | None = None
+    # The mutating action that runs once approved: {"step", "action", "params"}, or "params": None and
+    # "unresolved": why, when they depend on something not known yet. None when no such step follows.
+    will_run: dict[str, Any] | None = None
+
+
+def next_run(upcoming: Step | None, key: str, context: dict[str, Any]) -> dict[str, Any] | None:
+    """The action step `upcoming` (named `key`) as it would run now, or None when it is no action step."""
+    if upcoming is None or upcoming.action is None:
+        return None
+    entry: dict[str, Any] = {"step": key, "action": upcoming.action}
+    try:
+        # A result not there yet renders as null: say so rather than show (and approve) a null.
+        known = context.get("steps", {})
+        not_run = sorted({str(r.path[0]) for r in expressions.references(upcoming.params)
+                          if r.root == "steps" and r.path and r.path[0] not in known})
+        if not_run:
+            entry.update(params=None, unresolved=f"they use the result of {', '.join(not_run)}, not run yet")
+        else:
+            entry["params"] = expressions.render(upcoming.params or {}, context)
+    except expressions.ExpressionError as exc:
+        entry.update(params=None, unresolved=str(exc))
+    if upcoming.when:
+        entry["when"] = upcoming.when
+    return entry
+
+
+def will_run(approval: Step, upcoming: Step | None, key: str, context: dict[str, Any]) -> dict[str, Any] | None:
+    """What an approval commits to: the mutating action right after it (not when the approval jumps away)."""
+    if approval.next or approval.end or upcoming is None or upcoming.kind != "action" or not upcoming.mutates:
+        return None
+    return next_run(upcoming, key, context)
+
+
+def freeze(state: IncidentState, pending: PendingApproval) -> None:
+    """An approved `will_run` with known params becomes the params of that step's next run, and only of it."""
+    entry = pending.will_run
+    if pending.outcome == "approved" and entry is not None and entry.get("params") is not None:
+        state.approved_params[entry["step"]] = {"approval": pending.step, "action": entry["action"],
+                                                "params": entry["params"]}
+
+
+def param_changes(approved: Any, now: Any) -> dict[str, Any]:
+    """Top-level params whose value differs between the approved and the freshly rendered ones."""
+    if not isinstance(approved, dict) or not isinstance(now, dict):
+        return {"params": {"approved": approved, "now": now}}
+    return {name: {"approved": approved.get(name), "now": now.get(name)}
+            for name in sorted(set(approved) | set(now)) if approved.get(name) != now.get(name)}
+
+
+def params_for_run(state: IncidentState, step: Step, key: str, render: Callable[[], Any]
+                   ) -> tuple[Any, dict[str, Any] | None]:
+    """The params of this run of action step `key`, and what to record when they are kept against a fresh render:
+    the ones an approval froze for it (used once), else `render()` (the step's params rendered now)."""
+    frozen = state.approved_params.pop(key, None)
+    if frozen is None or frozen["action"] != step.action:
+        return render(), None
+    try:
+        now: Any = render()
+    except expressions.ExpressionError as exc:
+        now = {"unresolved": str(exc)}
+    if now == frozen["params"]:
+        return frozen["params"], None
+    return frozen["params"], {"approval": frozen["approval"], "params": frozen["params"],
+                              "changes": param_changes(frozen["params"], now)}
+
+
+def params_to_run(run: IncidentRun, step: Step, scope: Scope, key: str) -> Any:
+    """`params_for_run` in the workflow: when rendering now would give other params, the approved ones still run
+    and the timeline says what differs (`approved_params_kept`)."""
+    params, kept = params_for_run(run.state, step, key,
+                                  lambda: expressions.render(step.params or {}, run.expression_context(scope)))
+    if kept is not None:
+        run.event("approved_params_kept", key, kept)
+    return params
+
+
+def forget_frozen(state: IncidentState, key: str) -> None:
+    """Step `key` has had its one run (or was skipped): an approval's params never outlive it."""
+    state.approved_params.pop(key, None)
 
 
 def decision_problem(approvals: dict[str, PendingApproval], decision: ApprovalDecision,
@@ -85,22 +169,27 @@ def apply_decision(state: IncidentState, pending: PendingApproval, decision: App
                            approvals=approvals, required=pending.required, outcome=pending.outcome)
 
 
-async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, on_requested: Any,
-                       alerts_cleared: Any, *, literal_message: bool = False) -> dict[str, Any]:
+async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upcoming: Step | None,
+                       on_requested: Any, alerts_cleared: Any, *, literal_message: bool = False) -> dict[str, Any]:
     """Wait for the decision; `on_requested(pending)` tells stakeholders, `alerts_cleared()` stands it down.
-    `literal_message`: the message is text made by the engine (it may quote alert data), never a template."""
+    `upcoming` is the step after this one in its list (or the step a fresh approval is for). `literal_message`:
+    the message is text made by the engine (it may quote alert data), never a template."""
     spec = step.approval
     assert spec is not None
-    message = spec.message if literal_message else expressions.render(spec.message or "",
-                                                                      run.expression_context(scope))
+    context = run.expression_context(scope)
+    message = spec.message if literal_message else expressions.render(spec.message or "", context)
     pending = PendingApproval(step=key, approvers=list(spec.approvers), groups=list(spec.groups),
                               required=spec.required, message=str(message), requested_at=run.now().isoformat(),
-                              allow_self_approval=spec.allow_self_approval)
+                              allow_self_approval=spec.allow_self_approval,
+                              will_run=will_run(step, upcoming, scope.key(upcoming) if upcoming else "", context))
     state = run.state
     state.approvals[key] = pending
     run.set_status(WAITING_APPROVAL)
-    run.event("approval_requested", key, {"message": pending.message, "approvers": pending.approvers,
-                                          "groups": pending.groups, "required": pending.required})
+    requested: dict[str, Any] = {"message": pending.message, "approvers": pending.approvers,
+                                 "groups": pending.groups, "required": pending.required}
+    if pending.will_run is not None:
+        requested["will_run"] = pending.will_run
+    run.event("approval_requested", key, requested)
     await on_requested(pending)
     # Stage 0 is the step's own people; each escalation stage adds people once the previous one times out.
     stages: list[Any] = [spec, *spec.escalation]
@@ -139,4 +228,8 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, on_
         reason = (f"rejected by {rejecters[0]['approver']}: {rejecters[0]['comment']}".rstrip(": ")
                   if rejecters else "approval timed out")
         raise StepError({"type": "ApprovalRejected", "message": reason, "votes": pending.votes})
-    return {"approved": True, "votes": pending.votes}
+    freeze(state, pending)
+    output: dict[str, Any] = {"approved": True, "votes": pending.votes}
+    if pending.will_run is not None:
+        output["will_run"] = pending.will_run
+    return output

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError
 from activities.base import ActionInput
 from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Channel, Step
-from workflows import messages
+from workflows import approvals, messages
 from workflows.context import IncidentRun, Scope
 from workflows.errors import error_of
 from workflows.model import CANCELLED, CLOSED, RESOLVED
@@ -102,13 +102,10 @@ class Communicator:
     async def request_approval(self, pending: Any, upcoming: Step | None, scope: Scope) -> None:
         if not self.spec:
             return
-        params: Any = None
-        if upcoming and upcoming.params is not None:
-            try:
-                params = expressions.render(upcoming.params, self.run.expression_context(scope))
-            except expressions.ExpressionError:
-                params = upcoming.params  # depends on results the approval itself produces
-        text = messages.approval_request(self.run.summary(), pending.__dict__, upcoming, params, self.spec.approve_url)
+        # What the approval commits to, else (a step that does not mutate) what would run now.
+        following = pending.will_run or approvals.next_run(
+            upcoming, scope.key(upcoming) if upcoming else "", self.run.expression_context(scope))
+        text = messages.approval_request(self.run.summary(), pending.__dict__, following, self.spec.approve_url)
         await self.broadcast("approval_requested", text)
 
     async def close(self) -> None:

@@ -18,8 +18,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 from activities.base import ActionInput
 from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Step
-from workflows import alerts
-from workflows.approvals import run_approval
+from workflows import alerts, approvals
 from workflows.communication import Communicator
 from workflows.context import IncidentRun, Scope
 from workflows.errors import (
@@ -81,7 +80,10 @@ class Interpreter:
         """Run steps[index]; the index of the next step to run, or an exception that unwinds."""
         step = steps[index]
         self.upcoming = steps[index + 1] if index + 1 < len(steps) else None
-        outcome = await self.run_step(step, scope)
+        try:
+            outcome = await self.run_step(step, scope)
+        finally:
+            approvals.forget_frozen(self.run.state, scope.key(step))
         if outcome == "skipped":
             return index + 1
         if outcome == "succeeded":
@@ -172,7 +174,7 @@ class Interpreter:
     # ---------------------------------------------------------------- step kinds
 
     async def _call_action(self, step: Step, scope: Scope, key: str) -> Any:
-        params = expressions.render(step.params or {}, self.run.expression_context(scope))
+        params = approvals.params_to_run(self.run, step, scope, key)
         target = lease_key(step.lease, params) if step.lease and not self.run.input.dry_run else None
         if not target or target.endswith("/"):
             return await self._activity(step, key, params)
@@ -256,8 +258,9 @@ class Interpreter:
         async def tell(pending: Any) -> None:
             await self.comms.request_approval(pending, upcoming, scope)
 
-        return await run_approval(self.run, step, scope, key, tell,
-                                  lambda: alerts.alerts_cleared(self.run.state, policy), literal_message=bool(before))
+        return await approvals.run_approval(self.run, step, scope, key, upcoming, tell,
+                                            lambda: alerts.alerts_cleared(self.run.state, policy),
+                                            literal_message=bool(before))
 
     async def _branch(self, step: Step, scope: Scope, key: str) -> Any:
         context = self.run.expression_context(scope)

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from incidentctl.dsl import durations
-from incidentctl.dsl.plan import Step
 
 
 def format_duration(seconds: float | None) -> str:
@@ -38,15 +37,26 @@ def status_update(state: dict[str, Any], impact: str, next_in_s: float | None) -
             f"Next update: in {format_duration(next_in_s)}")
 
 
-def approval_request(state: dict[str, Any], pending: dict[str, Any], upcoming: Step | None,
-                     upcoming_params: Any, approve_url: str | None) -> str:
+def next_run_text(entry: dict[str, Any]) -> str:
+    """An approval's next step as people read it: "<step> runs <action> with <params>"."""
+    params = (f"params not known yet ({entry.get('unresolved')})" if entry.get("params") is None
+              else _compact(entry["params"]))
+    when = f" (if {entry['when']})" if entry.get("when") else ""
+    return f"{entry['step']} runs {entry['action']} with {params}{when}"
+
+
+def approval_request(state: dict[str, Any], pending: dict[str, Any], following: dict[str, Any] | None,
+                     approve_url: str | None) -> str:
+    """`following`: the pending approval's `will_run`, or the action step after it as it would run now."""
     diagnosis = {k: r.get("output") for k, r in state["steps"].items() if r.get("status") == "succeeded"}
     who = ", ".join(pending["approvers"] + [f"group:{g}" for g in pending["groups"]]) or "anyone"
     lines = [f"[APPROVAL NEEDED] {headline(state)}", f"Step {pending['step']}: {pending['message']}",
              f"Needs {pending['required']} approval(s) from {who}",
              f"Diagnosis so far: {_compact(diagnosis, 600)}"]
-    if upcoming and upcoming.action:
-        lines.append(f"If approved, next: {upcoming.id} runs {upcoming.action} with {_compact(upcoming_params)}")
+    if following:
+        frozen = (pending.get("will_run") or {}).get("params") is not None
+        exact = " (exactly these params: the approval fixes them)" if frozen else ""
+        lines.append(f"If approved, next: {next_run_text(following)}{exact}")
     lines.append(f"Approve: incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
     if approve_url:
         lines.append(f"   or: POST {approve_url.rstrip('/')}/incidents/{state['incident_id']}/approvals")

@@ -63,6 +63,9 @@ class IncidentState:
     joined: list[dict[str, Any]] = field(default_factory=list)
     # Changes this incident made under a lease (one per mutating step run), for the review.
     leases: list[dict[str, Any]] = field(default_factory=list)
+    # Step key -> {"approval", "action", "params"}: what an approval approved, for that step's next run only.
+    # Carried: continue-as-new may come between a top-level approval and the step it approved.
+    approved_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Only while a run is under way (continue-as-new happens between top-level steps, when none is set).
     running: list[str] = field(default_factory=list, metadata=_TRANSIENT)
     approvals: dict[str, Any] = field(default_factory=dict, metadata=_TRANSIENT)  # key -> PendingApproval

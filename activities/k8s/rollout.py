@@ -59,8 +59,11 @@ def _bare_template(rs: dict[str, Any]) -> dict[str, Any]:
 @action(
     "k8s.rollout_undo",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME,
-                       "to_revision": {"type": "integer", "minimum": 1,
-                                       "description": "revision to go back to (default: the previous one)"}},
+                       "to_revision": {"type": ["integer", "null"], "minimum": 1,
+                                       "description": "revision to go back to (default, or null: the previous one)"},
+                       "expect_revision": {"type": ["integer", "null"], "minimum": 1,
+                                           "description": "refuse unless the deployment is still at this revision "
+                                                          "(the one the diagnosis and the approval saw; null: any)"}},
                       ["namespace", "deployment"]),
     mutates=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout undo: put the pod template of an earlier ReplicaSet back on the deployment.",
@@ -73,12 +76,18 @@ async def rollout_undo(inp: ActionInput) -> dict[str, Any]:
     if inp.incident_id and annotations.get(ROLLBACK_MARK) == mark:
         return change_record(p, before, before, inp.dry_run, to_revision=None,
                              note="already rolled back by this step")
+    current = state(before)["revision"] or 0
+    wanted = p.get("to_revision")
+    expected = p.get("expect_revision")
+    if expected is not None and current != expected:
+        # Someone else rolled out or rolled back since: "previous" is no longer what was approved.
+        raise ActionError(f"deployment {p['namespace']}/{p['deployment']} changed since the approval: current "
+                          f"revision {current}, approved going from {expected} to {wanted or 'the previous one'}",
+                          type="RevisionChanged", non_retryable=True)
     listed = await must(p, Target("list", "replicasets.apps", p["namespace"]), "apps",
                         "list_namespaced_replica_set", p["namespace"])
     sets = sorted(_owned_sets(listed, before), key=lambda rs: revision_of(rs) or 0)
-    current = state(before)["revision"] or 0
     revisions = {revision_of(rs): rs for rs in sets}
-    wanted = p.get("to_revision")
     if wanted is None:
         earlier = [r for r in revisions if r is not None and r < current]
         if not earlier:
