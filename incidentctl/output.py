@@ -57,6 +57,12 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append(f"resolved   by {resolution.get('by')}: {resolution.get('summary') or '-'}")
     for note in state.get("notes") or []:
         lines.append(f"note       {note['at']} {note['by']}: {note['text']}")
+    for joined in state.get("joined") or []:
+        names = ", ".join(joined.get("alertnames") or [])
+        lines.append(f"joined     {names} (runbook {joined.get('runbook')} not run: "
+                     f"same target {joined.get('target')})")
+    for lease in state.get("leases") or []:
+        lines.append(f"changed    {lease['target']} by step {lease['step']} ({lease['action']}): {lease['outcome']}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
     if state.get("failure"):

@@ -66,6 +66,17 @@ steps:
     approval: {message: "look at ${{ params.namespace }}?"}
 """
 
+DISK = """
+name: rx-disk
+version: 1
+trigger: {alertname: DiskFilling, severity: SEV3}
+resolve: {quiet_for: 1s, reopen_window: 2s}
+steps:
+  - id: look
+    action: util.echo
+    params: {message: "disk on ${{ alert.labels.instance }}"}
+"""
+
 
 @pytest.fixture(scope="module")
 async def receiver(client: Client, worker: Worker, tmp_path_factory: pytest.TempPathFactory
@@ -73,6 +84,7 @@ async def receiver(client: Client, worker: Worker, tmp_path_factory: pytest.Temp
     books = tmp_path_factory.mktemp("runbooks")
     (books / "crashloop.yaml").write_text(CRASHLOOP)
     (books / "catch-all.yaml").write_text(CATCH_ALL)
+    (books / "disk.yaml").write_text(DISK)
     running = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN, hmac_secret=HMAC_SECRET),
                                    task_queue=TEST_TASK_QUEUE, runbook_paths=[books])
     yield running
@@ -189,6 +201,30 @@ async def test_resolve_monitor_reopen_close_and_a_refire_after_close_starts_a_li
     assert state["refires"]["count"] == 1
     assert state["refires"]["previous_run_id"] == (await client.get_workflow_handle(incident).describe()).run_id \
         or state["refires"]["previous_run_id"] is not None
+    await incidents.cancel_incident(client, incident)
+
+
+async def test_a_refire_after_the_reopen_window_closes_the_resolved_incident_and_starts_a_linked_one(
+    receiver: RunningReceiver, client: Client, unique: str
+) -> None:
+    group = {"instance": f"db-{unique}"}
+    alert = {"labels": {"alertname": "DiskFilling", "instance": f"db-{unique}", "severity": "warning"}}
+    _, first = await post(receiver, "/alertmanager", alertmanager("firing", [alert], group))
+    incident = first["incidents"][0]["incident_id"]
+    old_run = (await client.get_workflow_handle(incident).describe()).run_id
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "mitigated")
+    await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
+    state = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    await asyncio.sleep(2.5)  # past the runbook's 2s reopen window: the next firing is news
+
+    _, again = await post(receiver, "/alertmanager",
+                          alertmanager("firing", [{**alert, "startsAt": "2026-11-23T11:00:00Z"}], group))
+    assert again["incidents"][0]["incident_id"] == incident and again["incidents"][0]["result"] == "started"
+    old = await client.get_workflow_handle(incident, run_id=old_run).result()
+    assert old["status"] == "closed" and old["closed_by"] == "incidentctl"
+    assert old["times"]["resolved_at"] == state["times"]["resolved_at"]
+    new = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "mitigated")
+    assert new["refires"] == {"count": 1, "previous_run_id": old_run}
     await incidents.cancel_incident(client, incident)
 
 

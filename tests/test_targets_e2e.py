@@ -22,6 +22,7 @@ from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.k8ssim.process import crash_looping_pod
 from incidentctl.library import compile_file
+from incidentctl.output import incident_report
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
 from tests.runbook_run import RUNBOOKS, approve, waiting_on
@@ -93,6 +94,9 @@ async def test_two_alerts_about_one_deployment_make_one_incident_and_one_rollbac
         granted = next(e for e in timeline if e["kind"] == "lease_granted")
         assert granted["detail"]["target"].endswith("/shop/deployments/cart")
         assert granted["detail"]["recent_changes"] == 0
+        shown = incident_report(state)
+        assert "joined     KubeDeploymentReplicasMismatch (runbook k8s-deployment-replicas-mismatch not run" in shown
+        assert "/shop/deployments/cart by step rollback (k8s.rollout_undo): done" in shown
 
         # The joined alert's resolve reaches the incident it joined.
         resolved = (await post(receiver, "resolved", mismatch))["incidents"][0]

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
     from workflows.interpreter import Interpreter
-    from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, command_problem
+    from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, command_problem, hands_over
     from workflows.model import (
         CANCELLED,
         FAILED,
@@ -336,8 +336,10 @@ class IncidentWorkflow:
         state = self._run.state
         new_alerts = alerts.record_notification(state, notification, workflow.now().isoformat(),
                                                 self._run.plan.on_alert_resolved)
+        successor = self._with_lifecycle and hands_over(state, workflow.now())
         return AlertReceipt(incident_id=self._run.input.incident_id, run_id=workflow.info().run_id,
-                            new_alerts=new_alerts, status=state.status, **alerts.receipt_counts(state))
+                            new_alerts=new_alerts, status=state.status, successor=successor,
+                            **alerts.receipt_counts(state))
 
     @alert_notification.validator
     def _validate_alert_notification(self, notification: AlertNotification) -> None:

@@ -39,6 +39,7 @@ from workflows.state import IncidentState
 
 RUNBOOK_RUNNING = (MITIGATING, WAITING_APPROVAL, ROLLING_BACK)
 FINAL = (CLOSED, CANCELLED)
+HANDS_OVER = "refire-hands-over"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,15 @@ def next_deadline(state: IncidentState) -> datetime | None:
     if state.status == MONITORING and state.quiet_until:
         return datetime.fromisoformat(state.quiet_until)
     return None
+
+
+def hands_over(state: IncidentState, now: datetime) -> bool:
+    """A re-fire after the reopen window of a resolved incident that needs nothing more from people (no review
+    due): it is closed by incidentctl and the re-fire starts a new incident, linked to it. A SEV1/SEV2 incident
+    whose review is not complete stays for people to close (and is told so)."""
+    return (state.status == RESOLVED and state.refire_pending and bool(state.reopen_until)
+            and now >= datetime.fromisoformat(state.reopen_until or "")
+            and (state.severity not in REVIEW_REQUIRED or bool(state.review.get("completed_at"))))
 
 
 def command_problem(state: IncidentState, command: Any) -> str | None:
@@ -217,6 +227,15 @@ class Lifecycle:
     async def refire(self) -> None:
         """An alert of this incident fired again after the incident resolved."""
         state = self.state
+        # Patched: an incident that resolved under earlier code keeps waiting for a person, as it did then.
+        if hands_over(state, self.run.now()) and workflow.patched(HANDS_OVER):
+            state.refire_pending = False
+            state.closed_by = "incidentctl"
+            reason = "an alert fired again after the reopen window: a new incident takes over"
+            self.move(Transition(CLOSED, reason))
+            self.run.event("incident_closed", detail={"by": "incidentctl", "review": bool(state.review.get(
+                "completed_at")), "reason": reason})
+            return
         state.refire_pending = False
         within = state.reopen_until and self.run.now() < datetime.fromisoformat(state.reopen_until)
         if state.status != RESOLVED or not within:
@@ -224,8 +243,8 @@ class Lifecycle:
             # the receiver starts a new incident once this one is closed; people decide when.
             if state.status == RESOLVED:
                 self.run.event("refired_after_window", detail={"reopen_until": state.reopen_until})
-                await self.tell("needs_attention", "an alert fired again after the reopen window; close this "
-                                                   "incident to let it start a new one")
+                await self.tell("needs_attention", "an alert fired again after the reopen window; complete the "
+                                                   "review and close this incident to let it start a new one")
             return
         policy = self.run.plan.resolve.on_refire
         self.reopen("alerts", f"an alert fired again within the reopen window (on_refire: {policy})")

@@ -113,6 +113,9 @@ class AlertReceipt:
     resolved: int
     new_alerts: int
     status: str
+    # This notification closes the incident (a re-fire after its reopen window): deliver it again once the run
+    # has ended, and it starts a new incident linked to this one.
+    successor: bool = False
 
 
 @dataclass

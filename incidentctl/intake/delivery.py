@@ -40,6 +40,7 @@ from workflows.model import (
     RUNNING,
     TASK_QUEUE,
     AlertNotification,
+    AlertReceipt,
     IncidentInput,
     incident_search_attributes,
     wire,
@@ -175,13 +176,30 @@ class AlertIntake:
                 return joined
             claimed = owned
             inp.target = target if owned else ""
+        receipt = await self._start_or_update(route, workflow_id, inp, notification)
+        if receipt.successor and await self._run_ended(workflow_id, receipt.run_id):
+            # The re-fire closed the resolved incident (past its reopen window): it starts the next one.
+            receipt, claimed = await self._start_or_update(route, workflow_id, inp, notification), False
+        started = receipt.notifications == 1 and receipt.new_alerts > 0
+        if target and inp.target:
+            if started and not claimed:  # a new run of an incident this receiver knew: hold the target again
+                await self._call(workflow_id, self.targets.claim(target, _claim(workflow_id, route, first)))
+            self.targets.remember(target, workflow_id)
+        if started:
+            self.metrics.inc("incidentctl_incidents_started_total")
+        self.metrics.inc("incidentctl_deliveries_total", result="started" if started else "updated")
+        return Outcome(workflow_id, route.runbook, len(alerts), "started" if started else "updated",
+                       receipt.notifications, receipt.firing)
+
+    async def _start_or_update(self, route: Route, workflow_id: str, inp: IncidentInput,
+                               notification: AlertNotification) -> AlertReceipt:
         start = WithStartWorkflowOperation(
             IncidentWorkflow.run, wire(inp), id=workflow_id, task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=incident_search_attributes(RUNNING, inp.severity, route.runbook, inp.service),
         )
         try:
-            receipt = await self._limited(workflow_id, lambda: self.client.execute_update_with_start_workflow(
+            return await self._limited(workflow_id, lambda: self.client.execute_update_with_start_workflow(
                 IncidentWorkflow.alert_notification, notification, start_workflow_operation=start,
                 rpc_timeout=self.rpc_timeout,
             ))
@@ -194,16 +212,18 @@ class AlertIntake:
                 pass
             hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
             raise TemporalUnavailable(f"incident {workflow_id}: {exc}{hint}") from None
-        started = receipt.notifications == 1 and receipt.new_alerts > 0
-        if target and inp.target:
-            if started and not claimed:  # a new run of an incident this receiver knew: hold the target again
-                await self._call(workflow_id, self.targets.claim(target, _claim(workflow_id, route, first)))
-            self.targets.remember(target, workflow_id)
-        if started:
-            self.metrics.inc("incidentctl_incidents_started_total")
-        self.metrics.inc("incidentctl_deliveries_total", result="started" if started else "updated")
-        return Outcome(workflow_id, route.runbook, len(alerts), "started" if started else "updated",
-                       receipt.notifications, receipt.firing)
+
+    async def _run_ended(self, workflow_id: str, run_id: str, wait_s: float = 30.0) -> bool:
+        """Whether that run of the incident ended within `wait_s` (it closes itself right after answering)."""
+        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
+        try:
+            await asyncio.wait_for(handle.result(follow_runs=False), wait_s)
+        except TimeoutError:
+            log.warning("incident %s did not end after handing over to a new incident", workflow_id)
+            return False
+        except Exception:  # noqa: BLE001 - it ended, in whatever way
+            return True
+        return True
 
     async def _call(self, workflow_id: str, call: Awaitable[Any]) -> Any:
         """A call to a target's workflow, with failures answered as for the incident's own (503: retry)."""
@@ -248,6 +268,8 @@ class AlertIntake:
         try:
             receipt = await self._limited(owner, lambda: handle.execute_update(
                 IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
+            if receipt.successor and await self._run_ended(owner, receipt.run_id):
+                return None  # it closed on this re-fire: the target is asked again
         except RPCError as exc:
             if gone(exc):
                 return None
