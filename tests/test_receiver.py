@@ -299,7 +299,7 @@ async def test_openapi_and_health(receiver: RunningReceiver) -> None:
             health = await r.json()
     assert spec["openapi"] == "3.1.0" and "/alertmanager" in spec["paths"]
     assert spec["components"]["schemas"]["AlertmanagerWebhook"]["required"] == ["alerts"]
-    assert health == {"status": "ok", "runbooks_routed": 2}
+    assert health == {"status": "ok", "runbooks_routed": 3}
 
 
 async def test_temporal_down_answers_503_so_senders_retry(tmp_path: Path) -> None:
