@@ -441,6 +441,16 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_people_token(args: argparse.Namespace) -> int:
+    from incidentctl.people import new_token
+
+    token, line = new_token(args.person)
+    print(f"token for {args.person} (shown once; give it to them, keep it out of files and chats):\n  {token}\n")
+    print("add this under `people:` in the people file (INCIDENTCTL_PEOPLE):")
+    print(line)
+    return EXIT_OK
+
+
 def cmd_alerts_unrouted(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
@@ -678,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
     unrouted.add_argument("--token", help="bearer token (default: env INCIDENTCTL_RECEIVER_TOKEN)")
     _output_option(unrouted)
     unrouted.set_defaults(handler=cmd_alerts_unrouted)
+
+    people = commands.add_parser("people", help="people's API tokens for the receiver's people endpoints")
+    people_cmds = people.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    token = people_cmds.add_parser("token", help="make an API token for a person (prints it once, and the "
+                                                 "people-file line that stores only its hash)")
+    token.add_argument("person", help="who the token speaks for, as named in the people file's groups")
+    token.set_defaults(handler=cmd_people_token)
 
     admin = commands.add_parser("admin", help="cluster setup")
     admin_cmds = admin.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")

@@ -1,10 +1,15 @@
-"""People and groups for approvals: a YAML file mapping group names to users."""
+"""People and groups for approvals: a YAML file mapping group names to users, and each person's API token
+(stored as its sha256 only) for the receiver's people endpoints."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
+import secrets
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,12 +37,34 @@ def load_groups(path: Path | None = None) -> dict[str, list[str]]:
     except OSError as exc:
         raise PeopleConfigError(f"cannot read people file {path}: {exc.strerror}") from None
     # Read again only when the file changed: every incident start asks, the receiver many times a second.
-    groups = _parsed(path, stat.st_mtime_ns, stat.st_size)
+    groups = _parsed(path, stat.st_mtime_ns, stat.st_size)[0]
     return {name: list(users) for name, users in groups.items()}
 
 
+def load_token_owners(path: Path | None = None) -> dict[str, str]:
+    """`{sha256 hex of a token: person}` from the file's `people:` section (none without a file)."""
+    path = path or people_file()
+    if path is None:
+        return {}
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise PeopleConfigError(f"cannot read people file {path}: {exc.strerror}") from None
+    return dict(_parsed(path, stat.st_mtime_ns, stat.st_size)[1])
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def new_token(person: str) -> tuple[str, str]:
+    """A fresh API token for `person`, and the people-file line that lets it in (only its hash is stored)."""
+    token = "ictl_" + secrets.token_urlsafe(32)
+    return token, f"  {person}: {{token_sha256: {token_digest(token)}}}"
+
+
 @functools.lru_cache(maxsize=8)
-def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, list[str]]:
+def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]], dict[str, str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -50,4 +77,20 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, list[str]]:
         for name, users in groups.items()
     ):
         raise PeopleConfigError(f"people file {path} must have `groups:` mapping group names to lists of users")
-    return {name: list(users) for name, users in groups.items()}
+    return {name: list(users) for name, users in groups.items()}, _token_owners(path, data.get("people"))
+
+
+def _token_owners(path: Path, people: Any) -> dict[str, str]:
+    if people is None:
+        return {}
+    owners: dict[str, str] = {}
+    if isinstance(people, dict):
+        for person, entry in people.items():
+            digest = entry.get("token_sha256") if isinstance(entry, dict) else None
+            if not (isinstance(person, str) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+                break
+            owners[digest] = person
+        else:
+            return owners
+    raise PeopleConfigError(f"people file {path}: `people:` maps each person to {{token_sha256: <64 hex>}} "
+                            "(make one with `incidentctl people token NAME`)")

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
-from incidentctl.intake.runner import RunningReceiver, start_receiver
-from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_groups
 from tests.conftest import TEST_TASK_QUEUE, eventually
@@ -114,37 +110,6 @@ async def test_pending_lists_every_waiting_approval_oldest_first(client: Client,
     assert first in out.decode() and "with deadline" in out.decode() and "no deadline" in out.decode()
     for incident in (first, second):
         await incidents.cancel_incident(client, incident)
-
-
-@pytest.fixture
-async def receiver(client: Client, worker: Worker, tmp_path: Path) -> AsyncIterator[RunningReceiver]:
-    running = await start_receiver(client, port=0, auth=ReceiverAuth(token="tok"), task_queue=TEST_TASK_QUEUE,
-                                   runbook_paths=[tmp_path])
-    yield running
-    await running.stop()
-
-
-async def test_approvals_over_http(receiver: RunningReceiver, client: Client, unique: str) -> None:
-    incident = await start(client, SELF, unique, started_by="carol")
-    await eventually(lambda: incidents.show_incident(client, incident), waiting("strict"))
-
-    async def vote(body: Any, token: str = "tok", target: str = incident) -> tuple[int, dict]:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(f"{receiver.url}/incidents/{target}/approvals", data=json.dumps(body),
-                                    headers={"Authorization": f"Bearer {token}",
-                                             "Content-Type": "application/json"}) as response:
-                return response.status, await response.json()
-
-    assert (await vote({"approver": "bob", "decision": "approve"}, token="bad"))[0] == 401
-    status, refused = await vote({"approver": "mallory", "decision": "approve"})
-    assert status == 409 and "'mallory' may not approve step 'strict'" in refused["error"]
-    status, malformed = await vote({"approver": "bob", "decision": "maybe"})
-    assert status == 422 and "decision" in malformed["error"]
-    status, missing = await vote({"approver": "bob", "decision": "approve"}, target="incident-nope")
-    assert status == 404
-    status, receipt = await vote({"approver": "bob", "decision": "approve", "comment": "ok"})
-    assert status == 200 and receipt["outcome"] == "approved" and receipt["step"] == "strict"
-    await incidents.cancel_incident(client, incident)
 
 
 def test_people_file_is_validated(tmp_path: Path) -> None:

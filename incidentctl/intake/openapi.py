@@ -36,6 +36,8 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {"AlertmanagerWebhook": schema("alertmanager-webhook.schema.json"),
                         "Alert": schema("alert.schema.json")},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "personalToken": {"type": "http", "scheme": "bearer",
+                                                  "description": "a person's token (incidentctl people token)"},
                                 "hmac": {"type": "apiKey", "in": "header", "name": "X-Incidentctl-Signature"}},
         },
         "paths": {
@@ -51,22 +53,39 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Alert"}}}},
                 "responses": responses}},
-            "/incidents/{incident}/approvals": {"post": {
-                "summary": "Approve or reject a waiting approval step (validated: refusals never enter history)",
-                "security": security,
-                "parameters": [{"name": "incident", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["approver", "decision"],
-                    "properties": {"approver": {"type": "string"}, "decision": {"enum": ["approve", "reject"]},
-                                   "step": {"type": "string"}, "comment": {"type": "string"}}}}}},
-                "responses": {"200": {"description": "vote recorded; body is the receipt"},
-                              "409": {"description": "refused, with the reason"},
-                              "404": {"description": "no such incident"},
-                              "422": {"description": "malformed body"},
-                              "401": {"description": "missing or wrong credentials"}}}},
             "/alerts/unrouted": {"get": {"summary": "Recent alerts no runbook took", "security": security,
                                          "responses": {"200": {"description": "newest last"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+            **_people_paths(error),
         },
     }
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", dict: "object", int: "integer"}
+
+
+def _people_paths(error: dict[str, Any]) -> dict[str, Any]:
+    """One path per people's command (incidentctl/intake/people_api.py), from the same field table it checks."""
+    from incidentctl.intake.people_api import COMMANDS
+
+    incident = [{"name": "incident", "in": "path", "required": True, "schema": {"type": "string"}}]
+    answers = {code: {"description": text, "content": {"application/json": {"schema": error}}} for code, text in {
+        "401": "no personal token, or one nobody in the people file owns (webhook credentials are refused)",
+        "403": "the body names someone other than the token's owner", "404": "no such incident or command",
+        "409": "refused by the incident, with the reason", "422": "malformed body",
+        "503": "Temporal or the worker did not answer"}.items()}
+    paths: dict[str, Any] = {}
+    for name, command in COMMANDS.items():
+        body = {"type": "object", "additionalProperties": False,
+                "properties": {field: {"type": _JSON_TYPES[kind]} for field, (kind, _) in command.fields.items()},
+                "required": [field for field, (_, required) in command.fields.items() if required]}
+        paths[f"/incidents/{{incident}}/{name}"] = {"post": {
+            "summary": f"`incident {name}` as the person the token names (who acts is never read from the body)",
+            "security": [{"personalToken": []}], "parameters": incident,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": "done: {by, receipt}"}, **answers}}}
+    paths["/incidents/{incident}"] = {"get": {"summary": "The incident's state (incident show -o json)",
+                                              "security": [{"personalToken": []}], "parameters": incident,
+                                              "responses": {"200": {"description": "state"}, **answers}}}
+    return paths

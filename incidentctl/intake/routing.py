@@ -41,6 +41,8 @@ class Router:
     def __init__(self, plans: list[Plan], severity_map: dict[str, str] | None = None,
                  key_labels: tuple[str, ...] = DEFAULT_KEY_LABELS) -> None:
         self.key_labels = key_labels
+        # Every runbook loaded, by name (people may run one inside an incident: incident run, HTTP `runbooks`).
+        self.plans = {plan.runbook.name: plan for plan in plans}
         routes = []
         for plan in plans:
             trigger = plan.trigger

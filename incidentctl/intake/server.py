@@ -8,7 +8,6 @@ incident; alerts of an accepted notification that could not be taken are listed 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -19,7 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
+from incidentctl.intake import people_api
 from incidentctl.intake.delivery import AlertIntake, TemporalUnavailable
+from incidentctl.intake.http import INTAKE, LIMITS, ReceiverLimits, Refused, read_body
+from incidentctl.intake.http import refuse as _refuse
 from incidentctl.intake.openapi import openapi_document
 from incidentctl.intake.payloads import Delivery, PayloadError, decode_json, parse_alertmanager, parse_single_alert
 
@@ -57,56 +59,7 @@ class ReceiverAuth:
                f"{SIGNATURE_HEADER}: sha256=<hmac of body>)"
 
 
-@dataclass(frozen=True)
-class ReceiverLimits:
-    """What one client may take: a slow or idle client is cut off, a flood of them is turned away with 503."""
-
-    max_body_bytes: int = 4 << 20
-    # A whole body must arrive within this; headers within header_timeout_s of connecting (or of the last
-    # answer on a kept-alive connection).
-    body_timeout_s: float = 30.0
-    header_timeout_s: float = 15.0
-    max_connections: int = 256
-
-
-INTAKE = web.AppKey("intake", AlertIntake)
 AUTH = web.AppKey("auth", ReceiverAuth)
-LIMITS = web.AppKey("limits", ReceiverLimits)
-
-
-class Refused(Exception):
-    """A request answered with a 4xx (or 503) and a reason; counted by `code`."""
-
-    def __init__(self, status: int, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.code = status, reason, code
-
-
-def _refuse(intake: AlertIntake, status: int, reason: str, code: str, **extra: Any) -> web.Response:
-    intake.metrics.inc("incidentctl_requests_rejected_total", reason=code)
-    log.warning("refused %s: %s", status, reason)
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return web.json_response({"error": reason, **extra}, status=status, headers=headers)
-
-
-async def read_body(request: web.Request, limits: ReceiverLimits) -> bytes:
-    """The whole body (Content-Length or chunked), refusing it as soon as it passes the limit."""
-    too_large = Refused(413, f"body larger than {limits.max_body_bytes} bytes", "too_large")
-    if request.content_length is not None and request.content_length > limits.max_body_bytes:
-        raise too_large
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(limits.body_timeout_s):
-            while chunk := await request.content.readany():
-                size += len(chunk)
-                if size > limits.max_body_bytes:
-                    raise too_large
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Refused(408, f"body not received within {limits.body_timeout_s:g} s", "body_timeout") from None
-    except (ValueError, ConnectionError, web.HTTPException) as exc:
-        raise Refused(400, f"cannot read body: {exc}", "unreadable") from None
-    return b"".join(chunks)
 
 
 async def _body(request: web.Request) -> tuple[Any, bytes]:
@@ -167,31 +120,6 @@ async def _never_500(request: web.Request, handler: Callable[[web.Request], Awai
                                                  f"({type(exc).__name__})", "internal_error")
 
 
-async def _approve(request: web.Request) -> web.Response:
-    """POST /incidents/{id}/approvals: the same validated update as `incidentctl incident approve`."""
-    from incidentctl.client import IncidentError, decide
-    from workflows.model import ApprovalDecision
-
-    intake = request.app[INTAKE]
-    try:
-        data = (await _body(request))[0]
-    except Refused as refused:
-        return _refuse(intake, refused.status, refused.reason, refused.code)
-    if (not isinstance(data, dict) or not isinstance(data.get("approver"), str)
-            or data.get("decision") not in ("approve", "reject")
-            or not isinstance(data.get("step", ""), str) or not isinstance(data.get("comment", ""), str)):
-        return _refuse(intake, 422, 'body must be {"approver": str, "decision": "approve"|"reject", '
-                                    '"step"?: str, "comment"?: str}', "schema")
-    decision = ApprovalDecision(approver=data["approver"], approve=data["decision"] == "approve",
-                                step=data.get("step", ""), comment=data.get("comment", ""))
-    try:
-        receipt = await decide(intake.client, request.match_info["incident"], decision)
-    except IncidentError as exc:
-        status = {"not_found": 404, "unreachable": 503, "refused": 409}.get(exc.kind, 422)
-        return _refuse(intake, status, str(exc), "approval_refused" if status == 409 else "approval_failed")
-    return web.json_response(receipt.__dict__)
-
-
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "runbooks_routed": len(request.app[INTAKE].router.routes)})
 
@@ -224,7 +152,9 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
     app.router.add_post("/alertmanager", _alert_handler(parse_alertmanager, "alertmanager"))
     app.router.add_post("/alerts", _alert_handler(parse_single_alert, "alerts"))
     app.router.add_get("/alerts/unrouted", _unrouted)
-    app.router.add_post("/incidents/{incident}/approvals", _approve)
+    # People's commands (approvals, notes, severity, resolve, close, ...), each as the person a token names.
+    app.router.add_post("/incidents/{incident}/{command}", people_api.command)
+    app.router.add_get("/incidents/{incident}", people_api.show)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)

@@ -1,0 +1,166 @@
+"""People's commands over HTTP: the same validated updates as the CLI, as the person a personal token names.
+
+`Authorization: Bearer <personal token>`; the token's sha256 is looked up in the people file's `people:`
+section (incidentctl/people.py), so the receiver never stores a token. Who acts is the token's owner, never a
+name in the body, and the alert senders' webhook token or HMAC is not accepted here: it proves a sender, not a
+person. A refusal comes back as 409 with the workflow's reason; a bad body as 422 naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from aiohttp import web
+
+from incidentctl import client as incidents
+from incidentctl.intake.http import INTAKE, LIMITS, Refused, read_body
+from incidentctl.intake.http import refuse as _refuse
+from incidentctl.intake.payloads import PayloadError, decode_json
+from incidentctl.people import PeopleConfigError, load_token_owners, token_digest
+from workflows.model import (
+    Acknowledgement,
+    ApprovalDecision,
+    Closure,
+    Note,
+    Reopening,
+    Resolution,
+    ReviewEdit,
+    SeverityChange,
+)
+
+Fields = dict[str, tuple[type, bool]]  # body key -> (type, required)
+
+
+@dataclass(frozen=True)
+class Command:
+    fields: Fields
+    run: Callable[[web.Request, str, str, dict[str, Any]], Awaitable[Any]]
+
+
+def person(request: web.Request) -> str:
+    """The verified person behind the request, or Refused (401)."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Refused(401, "people's commands need a personal token: Authorization: Bearer <token> "
+                           "(make one with `incidentctl people token NAME`)", "unauthorized")
+    try:
+        owners = load_token_owners()
+    except PeopleConfigError as exc:
+        raise Refused(503, f"cannot check the token: {exc}", "people_file") from None
+    digest = token_digest(given.strip())
+    for known, owner in owners.items():
+        if hmac.compare_digest(known, digest):
+            return owner
+    raise Refused(401, "unknown token: it belongs to nobody in the people file (the alert senders' webhook "
+                       "token is not a person's)", "unauthorized")
+
+
+def _checked(body: Any, fields: Fields, who: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise Refused(422, "the body must be a JSON object", "schema")
+    claimed = body.get("approver", body.get("by"))
+    if claimed is not None and claimed != who:
+        raise Refused(403, f"the token is {who}'s; the body says {claimed!r}: who acts is the token's owner",
+                      "forbidden")
+    body = {k: v for k, v in body.items() if k not in ("approver", "by")}
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise Refused(422, f"unknown field(s) {', '.join(unknown)}; expected {', '.join(fields) or 'none'}",
+                      "schema")
+    for name, (kind, required) in fields.items():
+        if name not in body:
+            if required:
+                raise Refused(422, f"missing field {name!r}", "schema")
+            continue
+        if not isinstance(body[name], kind) or (kind is int and isinstance(body[name], bool)):
+            raise Refused(422, f"field {name!r} must be {kind.__name__}", "schema")
+    return body
+
+
+async def _decide(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
+    if body["decision"] not in ("approve", "reject"):
+        raise Refused(422, 'field "decision" must be "approve" or "reject"', "schema")
+    decision = ApprovalDecision(approver=who, approve=body["decision"] == "approve", step=body.get("step", ""),
+                                comment=body.get("comment", ""))
+    return await incidents.decide(request.app[INTAKE].client, incident, decision)
+
+
+async def _run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
+    # Only runbooks the receiver loaded, by name: a body never names a file.
+    plan = request.app[INTAKE].router.plans.get(body["runbook"])
+    if plan is None:
+        raise Refused(422, f"no runbook named {body['runbook']!r} is loaded by this receiver", "schema")
+    return await incidents.run_runbook(request.app[INTAKE].client, incident, plan, body.get("params"), who)
+
+
+def _simple(make: Callable[[str, dict[str, Any]], Any], send: Callable[..., Awaitable[Any]]
+            ) -> Callable[[web.Request, str, str, dict[str, Any]], Awaitable[Any]]:
+    async def run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
+        return await send(request.app[INTAKE].client, incident, make(who, body))
+    return run
+
+
+COMMANDS: dict[str, Command] = {
+    "approvals": Command({"decision": (str, True), "step": (str, False), "comment": (str, False)}, _decide),
+    "notes": Command({"text": (str, True)}, _simple(lambda who, b: Note(by=who, text=b["text"]),
+                                                     incidents.add_note)),
+    "severity": Command({"severity": (str, True), "reason": (str, False)}, _simple(
+        lambda who, b: SeverityChange(by=who, severity=b["severity"], reason=b.get("reason", "")),
+        incidents.change_severity)),
+    "acknowledge": Command({}, _simple(lambda who, b: Acknowledgement(by=who), incidents.acknowledge_incident)),
+    "resolve": Command({"summary": (str, False)}, _simple(
+        lambda who, b: Resolution(by=who, summary=b.get("summary", "")), incidents.resolve_incident)),
+    "reopen": Command({"reason": (str, False)}, _simple(
+        lambda who, b: Reopening(by=who, reason=b.get("reason", "")), incidents.reopen_incident)),
+    "close": Command({"no_review": (bool, False), "reason": (str, False)}, _simple(
+        lambda who, b: Closure(by=who, no_review=b.get("no_review", False), reason=b.get("reason", "")),
+        incidents.close_incident)),
+    "review": Command({"fields": (dict, True)}, _simple(lambda who, b: ReviewEdit(by=who, fields=b["fields"]),
+                                                         incidents.update_review)),
+    "runbooks": Command({"runbook": (str, True), "params": (dict, False)}, _run),
+}
+
+
+async def command(request: web.Request) -> web.Response:
+    """POST /incidents/{incident}/{command}."""
+    intake = request.app[INTAKE]
+    name, incident = request.match_info["command"], request.match_info["incident"]
+    try:
+        spec = COMMANDS.get(name)
+        if spec is None:
+            raise Refused(404, f"no command {name!r}; one of {', '.join(COMMANDS)}", "not_found")
+        who = person(request)
+        raw = await read_body(request, request.app[LIMITS])
+        if request.content_type != "application/json":
+            raise Refused(415, f"content type must be application/json, not {request.content_type!r}",
+                          "content_type")
+        try:
+            body = _checked(decode_json(raw) if raw.strip() else {}, spec.fields, who)
+        except PayloadError as exc:
+            raise Refused(400, str(exc), "malformed_json") from None
+        try:
+            receipt = await spec.run(request, incident, who, body)
+        except incidents.IncidentError as exc:
+            status = {"not_found": 404, "unreachable": 503, "refused": 409}.get(exc.kind, 422)
+            raise Refused(status, str(exc), "command_refused" if status == 409 else "command_failed") from None
+    except Refused as refused:
+        return _refuse(intake, refused.status, refused.reason, refused.code)
+    intake.metrics.inc("incidentctl_people_commands_total", command=name)
+    return web.json_response({"by": who, "receipt": asdict(receipt) if is_dataclass(receipt) else receipt})
+
+
+async def show(request: web.Request) -> web.Response:
+    """GET /incidents/{incident}: `incident show -o json`, for a person."""
+    intake = request.app[INTAKE]
+    try:
+        person(request)
+        try:
+            state = await incidents.show_incident(intake.client, request.match_info["incident"])
+        except incidents.IncidentError as exc:
+            raise Refused(404 if exc.kind == "not_found" else 503, str(exc), "show_failed") from None
+    except Refused as refused:
+        return _refuse(intake, refused.status, refused.reason, refused.code)
+    return web.json_response(state)
