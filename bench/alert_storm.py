@@ -8,7 +8,7 @@ starting, and lost notifications (accepted by the receiver but not counted by an
 Baseline, same run: the same number of notifications over other groups handed to the intake in-process
 (no HTTP, auth or JSON), so the ratio shows what the HTTP receiver itself costs.
 
-    .venv/bin/python bench/alert_storm.py [--notifications 10000] [--groups 100] [--clients 32]
+    .venv/bin/python bench/alert_storm.py [--notifications 10000] [--groups 100] [--clients 32] [--targets]
 """
 
 from __future__ import annotations
@@ -52,8 +52,13 @@ steps:
 """
 
 
+TARGETED = False  # --targets: every group is about a Deployment, so the receiver claims its target first
+
+
 def payload(group: int, sequence: int) -> dict[str, Any]:
     labels = {"alertname": "StormAlert", "group": f"g{group:03d}", "instance": f"host-{group:03d}"}
+    if TARGETED:
+        labels.update(namespace="storm", deployment=f"app-{group:03d}")
     return {"version": "4", "status": "firing", "receiver": "incidentctl", "groupKey": f"storm:{group}",
             "groupLabels": {"group": labels["group"]}, "commonLabels": labels, "commonAnnotations": {},
             "externalURL": "http://alertmanager", "truncatedAlerts": 0,
@@ -150,7 +155,11 @@ def main() -> None:
     parser.add_argument("--notifications", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--targets", action="store_true",
+                        help="alerts name a Deployment: each group's first notification claims its target")
     args = parser.parse_args()
+    global TARGETED
+    TARGETED = args.targets
     with tempfile.TemporaryDirectory() as workdir:
         server = DevServer(headless=True, log_file=Path(workdir) / "server.log")
         server.start()

@@ -29,28 +29,25 @@ def people_file() -> Path | None:
 
 def load_groups(path: Path | None = None) -> dict[str, list[str]]:
     """`{group: [users]}`; a missing default file means no groups, a broken file is an error with its name."""
-    path = path or people_file()
-    if path is None:
-        return {}
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise PeopleConfigError(f"cannot read people file {path}: {exc.strerror}") from None
-    # Read again only when the file changed: every incident start asks, the receiver many times a second.
-    groups = _parsed(path, stat.st_mtime_ns, stat.st_size)[0]
+    groups = _load(path)[0]
     return {name: list(users) for name, users in groups.items()}
 
 
 def load_token_owners(path: Path | None = None) -> dict[str, str]:
     """`{sha256 hex of a token: person}` from the file's `people:` section (none without a file)."""
+    return dict(_load(path)[1])
+
+
+def _load(path: Path | None) -> tuple[dict[str, list[str]], dict[str, str]]:
     path = path or people_file()
     if path is None:
-        return {}
+        return {}, {}
     try:
         stat = path.stat()
     except OSError as exc:
         raise PeopleConfigError(f"cannot read people file {path}: {exc.strerror}") from None
-    return dict(_parsed(path, stat.st_mtime_ns, stat.st_size)[1])
+    # Read again only when the file changed: every incident start asks, the receiver many times a second.
+    return _parsed(path, stat.st_mtime_ns, stat.st_size)
 
 
 def token_digest(token: str) -> str:

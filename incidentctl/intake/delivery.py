@@ -264,43 +264,37 @@ class AlertIntake:
 
     async def _join(self, owner: str, notification: AlertNotification, route: Route) -> Outcome | None:
         """Deliver to another incident (no start); None when it is no longer running."""
-        handle = self.client.get_workflow_handle(owner)
-        try:
-            receipt = await self._limited(owner, lambda: handle.execute_update(
-                IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
-            if receipt.successor and await self._run_ended(owner, receipt.run_id):
-                return None  # it closed on this re-fire: the target is asked again
-        except RPCError as exc:
-            if gone(exc):
-                return None
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            raise TemporalUnavailable(f"incident {owner}: {exc.message}") from None
-        except (WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
-            raise TemporalUnavailable(f"incident {owner}: {getattr(exc, 'cause', None) or exc}{hint}") from None
+        receipt = await self._update_open(owner, notification)
+        if receipt is None or (receipt.successor and await self._run_ended(owner, receipt.run_id)):
+            return None  # gone, or it closed on this re-fire: the target is asked again
         self.metrics.inc("incidentctl_deliveries_total", result="joined")
         return Outcome(owner, route.runbook, len(notification.alerts), "joined", receipt.notifications,
                        receipt.firing)
 
     async def _resolve_only(self, route: Route, workflow_id: str, notification: AlertNotification) -> Outcome:
+        receipt = await self._update_open(workflow_id, notification)
+        if receipt is None:
+            self.metrics.inc("incidentctl_deliveries_total", result="closed")
+            return Outcome(workflow_id, route.runbook, len(notification.alerts), "closed")
+        self.metrics.inc("incidentctl_deliveries_total", result="updated")
+        return Outcome(workflow_id, route.runbook, len(notification.alerts), "updated", receipt.notifications,
+                       receipt.firing)
+
+    async def _update_open(self, workflow_id: str, notification: AlertNotification) -> AlertReceipt | None:
+        """Deliver to a running incident without starting one; None when it is not running."""
         handle = self.client.get_workflow_handle(workflow_id)
         try:
-            receipt = await self._limited(workflow_id, lambda: handle.execute_update(
+            return await self._limited(workflow_id, lambda: handle.execute_update(
                 IncidentWorkflow.alert_notification, notification, rpc_timeout=self.rpc_timeout))
         except RPCError as exc:
             if gone(exc):
-                self.metrics.inc("incidentctl_deliveries_total", result="closed")
-                return Outcome(workflow_id, route.runbook, len(notification.alerts), "closed")
+                return None
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
             raise TemporalUnavailable(f"incident {workflow_id}: {exc.message}") from None
         except (WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
             self.metrics.inc("incidentctl_deliveries_total", result="failed")
             hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
             raise TemporalUnavailable(f"incident {workflow_id}: {getattr(exc, 'cause', None) or exc}{hint}") from None
-        self.metrics.inc("incidentctl_deliveries_total", result="updated")
-        return Outcome(workflow_id, route.runbook, len(notification.alerts), "updated", receipt.notifications,
-                       receipt.firing)
 
     def _incident_input(self, route: Route, workflow_id: str, alert: dict[str, Any]) -> IncidentInput:
         plan = route.plan
