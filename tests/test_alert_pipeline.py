@@ -189,48 +189,52 @@ async def test_a_bad_rollout_fires_the_real_rule_and_the_approved_rollback_clear
                                                                    service=f"shop/{pod}"),
                                   lambda rows: len(rows) == 1, timeout=120, interval=0.5)
         incident = listed[0]["incident_id"]
-        state = await eventually(lambda: incidents.show_incident(client, incident),
-                                 lambda s: any(p["step"] == "approve_rollback" for p in s["pending_approvals"]),
-                                 timeout=120, interval=0.5)
-        [alert] = state["alerts"].values()
-        assert {k: alert["labels"].get(k) for k in ("alertname", "namespace", "pod", "container", "reason", "job",
-                                                     "severity")} == {
-            "alertname": "KubePodCrashLooping", "namespace": "shop", "pod": pod, "container": "cart",
-            "reason": "CrashLoopBackOff", "job": "kube-state-metrics", "severity": "warning"}
-        assert state["severity"] == "SEV2"  # kube-prometheus sends severity=warning; the runbook maps it to SEV2
-        [pending] = [p for p in state["pending_approvals"] if p["step"] == "approve_rollback"]
-        assert pending["groups"] == ["sre"]
+        try:
+            state = await eventually(lambda: incidents.show_incident(client, incident),
+                                     lambda s: any(p["step"] == "approve_rollback" for p in s["pending_approvals"]),
+                                     timeout=120, interval=0.5)
+            [alert] = state["alerts"].values()
+            assert {k: alert["labels"].get(k) for k in ("alertname", "namespace", "pod", "container", "reason", "job",
+                                                         "severity")} == {
+                "alertname": "KubePodCrashLooping", "namespace": "shop", "pod": pod, "container": "cart",
+                "reason": "CrashLoopBackOff", "job": "kube-state-metrics", "severity": "warning"}
+            assert state["severity"] == "SEV2"  # kube-prometheus sends severity=warning; the runbook maps it to SEV2
+            [pending] = [p for p in state["pending_approvals"] if p["step"] == "approve_rollback"]
+            assert pending["groups"] == ["sre"]
 
-        # A member of sre, as config/people.yaml says, approves through the client.
-        approver = yaml.safe_load((ROOT / "config" / "people.yaml").read_text())["groups"]["sre"][0]
-        await incidents.decide(client, incident, ApprovalDecision(approver=approver, approve=True,
-                                                                  step="approve_rollback"))
+            # A member of sre, as config/people.yaml says, approves through the client.
+            approver = yaml.safe_load((ROOT / "config" / "people.yaml").read_text())["groups"]["sre"][0]
+            await incidents.decide(client, incident, ApprovalDecision(approver=approver, approve=True,
+                                                                      step="approve_rollback"))
 
-        # The rollback shows in the scraped series: no crash-looping container, the rollout progressing again.
-        await eventually(lambda: _query(stack.prometheus, 'kube_deployment_status_condition{namespace="shop",'
-                                        'deployment="cart",condition="Progressing",status="true"} == 1'),
-                         lambda rows: len(rows) == 1, timeout=120, interval=0.5)
-        assert await _query(stack.prometheus, 'kube_pod_container_status_waiting_reason{namespace="shop"}') == []
-        # KubeDeploymentRolloutStuck (same bad rollout, no runbook here) fired and resolves at once: its resolved
-        # notification reaches the receiver through Alertmanager, which lists it with the unrouted alerts.
-        await eventually(lambda: _async(list(receiver.intake.unrouted)),
-                         lambda rows: {(r["labels"]["alertname"], r["status"]) for r in rows} >= {
-                             ("KubeDeploymentRolloutStuck", "firing"), ("KubeDeploymentRolloutStuck", "resolved")},
-                         timeout=60, interval=0.5)
+            # The rollback shows in the scraped series: no crash-looping container, the rollout progressing again.
+            await eventually(lambda: _query(stack.prometheus, 'kube_deployment_status_condition{namespace="shop",'
+                                            'deployment="cart",condition="Progressing",status="true"} == 1'),
+                             lambda rows: len(rows) == 1, timeout=120, interval=0.5)
+            assert await _query(stack.prometheus, 'kube_pod_container_status_waiting_reason{namespace="shop"}') == []
+            # KubeDeploymentRolloutStuck (same bad rollout, no runbook here) fired and resolves at once: its resolved
+            # notification reaches the receiver through Alertmanager, which lists it with the unrouted alerts.
+            await eventually(lambda: _async(list(receiver.intake.unrouted)),
+                             lambda rows: {(r["labels"]["alertname"], r["status"]) for r in rows} >= {
+                                 ("KubeDeploymentRolloutStuck", "firing"), ("KubeDeploymentRolloutStuck", "resolved")},
+                             timeout=60, interval=0.5)
 
-        summary = await incidents.wait_for_runbook(client, incident, timeout=240)
-        assert summary["outcome"] == "succeeded", summary.get("failure")
-        steps = summary["steps"]
-        assert steps["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
-        assert steps["verify_stable"]["status"] == "succeeded"
-        # The real rule keeps KubePodCrashLooping firing for 5 minutes after the last CrashLoopBackOff
-        # (max_over_time over [5m]); the runbook's 2-minute stability check ends first, so the incident is
-        # mitigated and stays open for its alert (the stuck-rollout test below follows an alert that clears at
-        # once all the way to resolved).
-        firing = {a["labels"]["alertname"] for a in await _prometheus_alerts(stack.prometheus)}
-        assert "KubePodCrashLooping" in firing
-        assert summary["alert_status"] == "firing" and summary["status"] == "mitigated"
-        assert await _metric(receiver.url, "incidentctl_requests_rejected_total") == 0
+            summary = await incidents.wait_for_runbook(client, incident, timeout=240)
+            assert summary["outcome"] == "succeeded", summary.get("failure")
+            steps = summary["steps"]
+            assert steps["rollback"]["output"]["after"]["images"] == {"cart": "shop/cart:1.4.2"}
+            assert steps["verify_stable"]["status"] == "succeeded"
+            # The real rule keeps KubePodCrashLooping firing for 5 minutes after the last CrashLoopBackOff
+            # (max_over_time over [5m]); the runbook's 2-minute stability check ends first, so the incident is
+            # mitigated and stays open for its alert (the stuck-rollout test below follows an alert that clears at
+            # once all the way to resolved).
+            firing = {a["labels"]["alertname"] for a in await _prometheus_alerts(stack.prometheus)}
+            assert "KubePodCrashLooping" in firing
+            assert summary["alert_status"] == "firing" and summary["status"] == "mitigated"
+            assert await _metric(receiver.url, "incidentctl_requests_rejected_total") == 0
+        finally:
+            # It stays open for its alert; cancelled, it lets go of shop/cart for the tests after this one.
+            await incidents.cancel_incident(client, incident)
 
 
 @pytest.fixture
