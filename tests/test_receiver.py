@@ -77,6 +77,17 @@ steps:
     params: {message: "disk on ${{ alert.labels.instance }}"}
 """
 
+DISK_FULL = """
+name: rx-disk-full
+version: 1
+trigger: {alertname: DiskFull, severity: SEV2}
+resolve: {quiet_for: 1s, reopen_window: 2s, on_refire: rerun}
+steps:
+  - id: look
+    action: util.echo
+    params: {message: "disk full on ${{ alert.labels.instance }}"}
+"""
+
 
 @pytest.fixture(scope="module")
 async def receiver(client: Client, worker: Worker, tmp_path_factory: pytest.TempPathFactory
@@ -85,6 +96,7 @@ async def receiver(client: Client, worker: Worker, tmp_path_factory: pytest.Temp
     (books / "crashloop.yaml").write_text(CRASHLOOP)
     (books / "catch-all.yaml").write_text(CATCH_ALL)
     (books / "disk.yaml").write_text(DISK)
+    (books / "disk-full.yaml").write_text(DISK_FULL)
     running = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN, hmac_secret=HMAC_SECRET),
                                    task_queue=TEST_TASK_QUEUE, runbook_paths=[books])
     yield running
@@ -228,6 +240,29 @@ async def test_a_refire_after_the_reopen_window_closes_the_resolved_incident_and
     await incidents.cancel_incident(client, incident)
 
 
+async def test_a_refire_after_the_window_reopens_a_sev2_incident_whose_review_is_due(
+    receiver: RunningReceiver, client: Client, unique: str
+) -> None:
+    group = {"instance": f"db-{unique}"}
+    alert = {"labels": {"alertname": "DiskFull", "instance": f"db-{unique}", "severity": "critical"}}
+    _, first = await post(receiver, "/alertmanager", alertmanager("firing", [alert], group))
+    incident = first["incidents"][0]["incident_id"]
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "mitigated")
+    await post(receiver, "/alertmanager", alertmanager("resolved", [alert], group))
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    await asyncio.sleep(2.5)
+
+    _, again = await post(receiver, "/alertmanager",
+                          alertmanager("firing", [{**alert, "startsAt": "2026-11-23T11:00:00Z"}], group))
+    assert again["incidents"][0]["result"] == "updated", "no new incident: this one still owes its review"
+    state = await eventually(lambda: incidents.show_incident(client, incident),
+                             lambda s: len(s["runbook_runs"]) == 2 and s["status"] == "mitigated")
+    kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
+    assert kinds.index("refired_after_window") < kinds.index("reopened")
+    assert state["severity"] == "SEV2" and state["refires"]["count"] == 0
+    await incidents.cancel_incident(client, incident)
+
+
 async def test_routing_by_priority_and_unrouted_alerts_are_kept(receiver: RunningReceiver, client: Client,
                                                                  unique: str) -> None:
     status, routed = await post(receiver, "/alerts", {**crash_alert(f"dev-{unique}", "x", "warning"),
@@ -299,7 +334,7 @@ async def test_openapi_and_health(receiver: RunningReceiver) -> None:
             health = await r.json()
     assert spec["openapi"] == "3.1.0" and "/alertmanager" in spec["paths"]
     assert spec["components"]["schemas"]["AlertmanagerWebhook"]["required"] == ["alerts"]
-    assert health == {"status": "ok", "runbooks_routed": 3}
+    assert health == {"status": "ok", "runbooks_routed": 4}
 
 
 async def test_temporal_down_answers_503_so_senders_retry(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def next_deadline(state: IncidentState) -> datetime | None:
 def hands_over(state: IncidentState, now: datetime) -> bool:
     """A re-fire after the reopen window of a resolved incident that needs nothing more from people (no review
     due): it is closed by incidentctl and the re-fire starts a new incident, linked to it. A SEV1/SEV2 incident
-    whose review is not complete stays for people to close (and is told so)."""
+    whose review is not complete is not over: the re-fire re-opens it as one inside the window would."""
     return (state.status == RESOLVED and state.refire_pending and bool(state.reopen_until)
             and now >= datetime.fromisoformat(state.reopen_until or "")
             and (state.severity not in REVIEW_REQUIRED or bool(state.review.get("completed_at"))))
@@ -238,17 +238,20 @@ class Lifecycle:
             return
         state.refire_pending = False
         within = state.reopen_until and self.run.now() < datetime.fromisoformat(state.reopen_until)
-        if state.status != RESOLVED or not within:
-            # Still being handled (the alert is counted on it), or resolved long enough ago that this is news:
-            # the receiver starts a new incident once this one is closed; people decide when.
-            if state.status == RESOLVED:
-                self.run.event("refired_after_window", detail={"reopen_until": state.reopen_until})
+        if state.status != RESOLVED:
+            return  # still being handled: the alert is counted on it
+        reason = f"an alert fired again within the reopen window (on_refire: {self.run.plan.resolve.on_refire})"
+        if not within:
+            self.run.event("refired_after_window", detail={"reopen_until": state.reopen_until})
+            if not workflow.patched(HANDS_OVER):
                 await self.tell("needs_attention", "an alert fired again after the reopen window; complete the "
                                                    "review and close this incident to let it start a new one")
-            return
+                return
+            # Its review is still due (SEV1/SEV2): the incident is not over, and the recurrence is part of it.
+            reason = "an alert fired again after the reopen window, before the review was completed"
         policy = self.run.plan.resolve.on_refire
-        self.reopen("alerts", f"an alert fired again within the reopen window (on_refire: {policy})")
+        self.reopen("alerts", reason)
         if policy == "rerun":
             await self.run_runbook(None)
         else:
-            await self.tell("needs_attention", "an alert fired again within the reopen window")
+            await self.tell("needs_attention", reason)
