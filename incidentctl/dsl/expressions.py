@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from incidentctl.dsl.durations import format_duration, parse_duration
+from incidentctl.dsl.regex import RegexError, compile_regex
 
 MAX_EXPRESSION_LENGTH = 2000
 MAX_DEPTH = 50
@@ -104,6 +105,8 @@ def _tokenize(text: str) -> list[_Token]:
         after_dot = bool(tokens) and tokens[-1].kind == "op" and tokens[-1].value == "."
         if match := (_INTEGER if after_dot else _NUMBER).match(text, pos):
             raw = match.group()
+            if "." not in raw and len(raw.lstrip("0")) > 19:
+                raise ExpressionError("a whole number beyond 64 bits", text, pos)
             tokens.append(_Token("num", float(raw) if "." in raw else int(raw), pos, raw))
         elif match := _NAME.match(text, pos):
             tokens.append(_Token("name", match.group(), pos, match.group()))
@@ -468,7 +471,18 @@ def _arithmetic(op: str, left: Any, right: Any) -> Any:
         raise _Fault("arithmetic result is too large") from None
     if isinstance(result, float) and not math.isfinite(result):
         raise _Fault("arithmetic result is not a finite number")
-    return result
+    return _bounded(result)
+
+
+# Whole numbers stay within 64 bits, as every other Temporal SDK and JSON reader can hold them (and Python
+# refuses to print one of over 4,300 digits, which would fail the workflow task instead of the step).
+MAX_INT = 2**63 - 1
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
+        raise _Fault("a whole number beyond 64 bits (about 9.2e18)")
+    return value
 
 
 def _index(target: Any, key: Any) -> Any:
@@ -529,9 +543,11 @@ def _to_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
-        return int(value)
+        if len(value.strip().lstrip("+-").lstrip("0")) > 19:
+            raise _Fault(f"int() of {_show(value)}: a whole number beyond 64 bits")
+        return _bounded(int(value))
     try:
-        return int(_to_float(value))
+        return _bounded(int(_to_float(value)))
     except _Fault:
         raise _Fault(f"int() cannot convert {_type_name(value)} {_show(value)}") from None
 
@@ -588,9 +604,10 @@ def _matches(text: Any, pattern: Any) -> bool:
     if not isinstance(text, str | int | float):
         raise _Fault(f"matches() needs a string, not a {_type_name(text)}")
     try:
-        return re.search(pattern, _text(text)[:MAX_MATCH_INPUT]) is not None
-    except re.error as exc:
-        raise _Fault(f"bad regular expression {pattern!r}: {exc}") from None
+        compiled = compile_regex(pattern)
+    except RegexError as exc:
+        raise _Fault(str(exc)) from None
+    return compiled.search(_text(text)[:MAX_MATCH_INPUT]) is not None
 
 
 def _duration(value: Any) -> float:

@@ -1,12 +1,15 @@
 """Alertmanager-style label matchers: `name="value"`, `name!="v"`, `name=~"re"`, `name!~"re"`.
 
-Regexes are anchored as in Alertmanager (the whole label value must match).
+Regexes are anchored as in Alertmanager (the whole label value must match) and use RE2, as Alertmanager does.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from incidentctl.dsl.regex import RegexError, compile_regex
 
 _MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^"\s]*))\s*$')
 
@@ -16,7 +19,7 @@ class Matcher:
     label: str
     op: str
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: Any = None  # the compiled RE2 pattern of =~ and !~
 
     def matches(self, labels: dict[str, str]) -> bool:
         actual = labels.get(self.label, "")
@@ -43,7 +46,7 @@ def parse_matcher(text: str) -> Matcher:
     pattern = None
     if op in ("=~", "!~"):
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"{text!r}: bad regular expression: {exc}") from None
+            pattern = compile_regex(value)
+        except RegexError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
     return Matcher(label, op, value, pattern)

@@ -35,14 +35,48 @@ class Source:
         return RunbookError(self.file, line, column, json_path(path), message)
 
 
+# Aliases let a few hundred bytes name billions of nodes ("billion laughs"): a file may expand to this many.
+MAX_YAML_NODES = 100_000
+
+
+class _Unbuildable(Exception):
+    """An alias that contains itself, or a file that expands past MAX_YAML_NODES."""
+
+    def __init__(self, node: yaml.Node, path: Path_, message: str) -> None:
+        super().__init__(message)
+        self.node, self.path, self.message = node, path, message
+
+
+class _Guard:
+    def __init__(self) -> None:
+        self.left = MAX_YAML_NODES
+        self.building: set[int] = set()
+
+
 class _DuplicateKey(Exception):
     def __init__(self, key: str, node: yaml.Node, first: yaml.Node, path: Path_) -> None:
         super().__init__(key)
         self.key, self.node, self.first, self.path = key, node, first, path
 
 
-def _build(node: yaml.Node, path: Path_, source: Source, loader: Any) -> Any:
+def _build(node: yaml.Node, path: Path_, source: Source, loader: Any, guard: _Guard) -> Any:
+    guard.left -= 1
+    if guard.left < 0:
+        raise _Unbuildable(node, path, f"the file expands to more than {MAX_YAML_NODES} YAML nodes (through "
+                                       "aliases?): refused")
     source.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in guard.building:
+            raise _Unbuildable(node, path, "an alias refers to a node that contains it (a YAML loop): refused")
+        guard.building.add(id(node))
+        try:
+            return _build_collection(node, path, source, loader, guard)
+        finally:
+            guard.building.discard(id(node))
+    return loader.construct_object(node, deep=True)
+
+
+def _build_collection(node: yaml.Node, path: Path_, source: Source, loader: Any, guard: _Guard) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[str, Any] = {}
@@ -54,11 +88,9 @@ def _build(node: yaml.Node, path: Path_, source: Source, loader: Any) -> Any:
                 raise _DuplicateKey(key, key_node, seen[key], (*path, key))
             seen[key] = key_node
             source.key_positions[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _build(value_node, (*path, key), source, loader)
+            result[key] = _build(value_node, (*path, key), source, loader, guard)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(child, (*path, i), source, loader) for i, child in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return [_build(child, (*path, i), source, loader, guard) for i, child in enumerate(node.value)]
 
 
 # libyaml parses several times faster; the pure-Python parser words syntax errors better ("expected the node
@@ -81,7 +113,11 @@ def _load(text: str, file: str, loader_class: Any) -> Source:
         if node is None:
             raise RunbookErrors([RunbookError(file, 1, 1, "$", "the file is empty: a runbook is a YAML mapping")])
         source = Source(file=file, data=None)
-        source.data = _build(node, (), source, loader)
+        source.data = _build(node, (), source, loader, _Guard())
+    except _Unbuildable as bad:
+        mark = bad.node.start_mark
+        raise RunbookErrors([RunbookError(file, mark.line + 1, mark.column + 1, json_path(bad.path),
+                                          bad.message)]) from None
     except _DuplicateKey as dup:
         mark = dup.node.start_mark
         first = dup.first.start_mark.line + 1
