@@ -164,7 +164,8 @@ async def _prometheus_alerts(prometheus: ServerProcess) -> list[dict[str, Any]]:
 
 async def _metric(url: str, name: str) -> float:
     """Sum of a metric's samples on a /metrics page (0 when absent)."""
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
         text = await answer.text()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line[len(name)] in "{ ")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
+from incidentctl.intake.auth import SIGNATURE_HEADER, sign
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth, ReceiverLimits
 from tests.conftest import TEST_TASK_QUEUE, eventually
@@ -279,7 +279,7 @@ async def test_routing_by_priority_and_unrouted_alerts_are_kept(receiver: Runnin
     async with aiohttp.ClientSession() as session:
         async with session.get(receiver.url + "/alerts/unrouted", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             kept = await r.json()
-        async with session.get(receiver.url + "/metrics") as r:
+        async with session.get(receiver.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             metrics = await r.text()
     assert any(row["labels"].get("alertname") == f"Nobody{unique}" for row in kept)
     assert "incidentctl_alerts_unrouted_total" in metrics and "# TYPE incidentctl_alerts_total counter" in metrics
@@ -315,20 +315,36 @@ async def test_bad_requests_get_a_4xx_with_a_reason(receiver: RunningReceiver, h
     assert reason in payload["error"]
 
 
-async def test_hmac_signed_requests_are_accepted(receiver: RunningReceiver, unique: str, client: Client) -> None:
+async def test_hmac_signed_requests_are_accepted_once_for_their_path_and_time(
+        receiver: RunningReceiver, unique: str, client: Client) -> None:
     raw = json.dumps({"labels": {"alertname": f"Signed{unique}"}}).encode()
-    signature = "sha256=" + hmac.new(HMAC_SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    status, payload = await post(receiver, "/alerts", None, raw=raw,
-                                 headers={"Authorization": "", "X-Incidentctl-Signature": signature})
+    signed = {"Authorization": "", **sign(HMAC_SECRET, "POST", "/alerts", raw)}
+    status, payload = await post(receiver, "/alerts", None, raw=raw, headers=signed)
     assert status == 200 and payload["unrouted"][0]["labels"]["alertname"] == f"Signed{unique}"
-    status, _ = await post(receiver, "/alerts", None, raw=raw + b" ",
-                           headers={"Authorization": "", "X-Incidentctl-Signature": signature})
-    assert status == 401
+    status, refused = await post(receiver, "/alerts", None, raw=raw, headers=signed)
+    assert status == 401 and "already received" in refused["error"], "a replayed copy"
+    status, refused = await post(receiver, "/alerts", None, raw=raw + b" ",
+                                 headers={"Authorization": "", **sign(HMAC_SECRET, "POST", "/alerts", raw)})
+    assert status == 401 and "wrong signature" in refused["error"], "the body changed"
+    status, refused = await post(receiver, "/alertmanager", None, raw=raw,
+                                 headers={"Authorization": "", **sign(HMAC_SECRET, "POST", "/alerts", raw)})
+    assert status == 401 and "wrong signature" in refused["error"], "signed for another path"
+    late = sign(HMAC_SECRET, "POST", "/alerts", raw, timestamp=int(time.time()) - 3600)
+    status, refused = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": "", **late})
+    assert status == 401 and "within 300 s" in refused["error"], "signed an hour ago"
+    for path in ("/metrics", "/alerts/unrouted", "/openapi.json"):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(receiver.url + path) as r:
+                assert r.status == 401, path
+            async with session.get(receiver.url + path, headers=sign(HMAC_SECRET, "GET", path, b"")) as r:
+                assert r.status == 200, path
+        async with aiohttp.ClientSession() as session, session.get(receiver.url + "/healthz") as r:
+            assert r.status == 200
 
 
 async def test_openapi_and_health(receiver: RunningReceiver) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.get(receiver.url + "/openapi.json") as r:
+        async with session.get(receiver.url + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             spec = await r.json()
         async with session.get(receiver.url + "/healthz") as r:
             health = await r.json()
@@ -529,7 +545,7 @@ async def test_good_alerts_go_on_and_bad_ones_are_answered_listed_and_counted(
     async with aiohttp.ClientSession() as session:
         async with session.get(receiver.url + "/alerts/unrouted", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             kept = await r.json()
-        async with session.get(receiver.url + "/metrics") as r:
+        async with session.get(receiver.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             metrics = await r.text()
     assert any(row["labels"].get("pod") == f"nameless-{unique}" and "alertname" in row["reason"] for row in kept)
     counted = next(line for line in metrics.splitlines() if line.startswith("incidentctl_alerts_rejected_total "))
@@ -563,9 +579,9 @@ async def test_auth_scheme_and_signature_hex_are_case_insensitive(receiver: Runn
     assert status == 200
     status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": f"BEARER  {TOKEN}"})
     assert status == 200
-    upper = "SHA256=" + hmac.new(HMAC_SECRET.encode(), raw, hashlib.sha256).hexdigest().upper()
-    status, _ = await post(receiver, "/alerts", None, raw=raw,
-                           headers={"Authorization": "", "X-Incidentctl-Signature": upper})
+    signed = sign(HMAC_SECRET, "POST", "/alerts", raw)
+    signed[SIGNATURE_HEADER] = signed[SIGNATURE_HEADER].upper()
+    status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": "", **signed})
     assert status == 200
     status, _ = await post(receiver, "/alerts", None, raw=raw, headers={"Authorization": f"Basic {TOKEN}"})
     assert status == 401

@@ -8,17 +8,15 @@ incident; alerts of an accepted notification that could not be taken are listed 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from incidentctl.intake import people_api
+from incidentctl.intake.auth import ReceiverAuth
 from incidentctl.intake.delivery import AlertIntake, TemporalUnavailable
 from incidentctl.intake.http import INTAKE, LIMITS, ReceiverLimits, Refused, read_body
 from incidentctl.intake.http import refuse as _refuse
@@ -26,39 +24,6 @@ from incidentctl.intake.openapi import openapi_document
 from incidentctl.intake.payloads import Delivery, PayloadError, decode_json, parse_alertmanager, parse_single_alert
 
 log = logging.getLogger("incidentctl.receiver")
-SIGNATURE_HEADER = "X-Incidentctl-Signature"
-
-
-def _utf8(text: str) -> bytes:
-    # Header values may hold undecodable bytes (kept as surrogates): they can only fail to match.
-    return text.encode("utf-8", "replace")
-
-
-@dataclass(frozen=True)
-class ReceiverAuth:
-    """Bearer token and/or HMAC-SHA256 of the body; with neither, only an explicit insecure mode may run."""
-
-    token: str | None = None
-    hmac_secret: str | None = None
-    insecure: bool = False
-
-    def problem(self, request: web.Request, body: bytes) -> str | None:
-        if self.insecure and not (self.token or self.hmac_secret):
-            return None
-        if self.token:
-            # RFC 9110: the scheme is case-insensitive ("bearer" and "Bearer" are the same).
-            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(_utf8(given.strip()), _utf8(self.token)):
-                return None
-        if self.hmac_secret:
-            expected = hmac.new(self.hmac_secret.encode(), body, hashlib.sha256).hexdigest()
-            prefix, _, given = request.headers.get(SIGNATURE_HEADER, "").strip().partition("=")
-            if prefix.lower() == "sha256" and hmac.compare_digest(_utf8(given.lower()), expected.encode()):
-                return None
-        return "missing or wrong credentials (Authorization: Bearer <token> or " \
-               f"{SIGNATURE_HEADER}: sha256=<hmac of body>)"
-
-
 AUTH = web.AppKey("auth", ReceiverAuth)
 
 
@@ -124,19 +89,25 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "runbooks_routed": len(request.app[INTAKE].router.routes)})
 
 
-async def _metrics(request: web.Request) -> web.Response:
+def _read_only(answer: Callable[[web.Request], web.Response]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A GET endpoint for senders and operators: the same credentials as the alert endpoints."""
+    async def handle(request: web.Request) -> web.Response:
+        problem = request.app[AUTH].problem(request, b"")
+        if problem:
+            return _refuse(request.app[INTAKE], 401, problem, "unauthorized")
+        return answer(request)
+    return handle
+
+
+def _metrics(request: web.Request) -> web.Response:
     return web.Response(text=request.app[INTAKE].metrics.render(), content_type="text/plain")
 
 
-async def _unrouted(request: web.Request) -> web.Response:
-    intake: AlertIntake = request.app[INTAKE]
-    problem = request.app[AUTH].problem(request, b"")
-    if problem and request.app[AUTH].token:
-        return _refuse(intake, 401, problem, "unauthorized")
-    return web.json_response(list(intake.unrouted))
+def _unrouted(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[INTAKE].unrouted))
 
 
-async def _openapi(_: web.Request) -> web.Response:
+def _openapi(_: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
@@ -151,11 +122,11 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
     app[LIMITS] = limits
     app.router.add_post("/alertmanager", _alert_handler(parse_alertmanager, "alertmanager"))
     app.router.add_post("/alerts", _alert_handler(parse_single_alert, "alerts"))
-    app.router.add_get("/alerts/unrouted", _unrouted)
+    app.router.add_get("/alerts/unrouted", _read_only(_unrouted))
     # People's commands (approvals, notes, severity, resolve, close, ...), each as the person a token names.
     app.router.add_post("/incidents/{incident}/{command}", people_api.command)
     app.router.add_get("/incidents/{incident}", people_api.show)
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/metrics", _read_only(_metrics))
+    app.router.add_get("/openapi.json", _read_only(_openapi))
     return app
