@@ -10,8 +10,7 @@ import asyncio
 import logging
 import os
 
-from temporalio.client import Client
-
+from incidentctl.connection import connect
 from incidentctl.process import exit_without_finalizing, stop_on_signals
 from incidentctl.workers import build_worker
 from workflows.model import TASK_QUEUE
@@ -32,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
-    client = await Client.connect(address, namespace=namespace)
+    client = await connect(address, namespace)
     stop = stop_on_signals()
     async with build_worker(client, task_queue):
         logging.info("worker polling %s on %s (namespace %s)", task_queue, address, namespace)

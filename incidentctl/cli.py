@@ -39,10 +39,13 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
 
 
 async def _client(args: argparse.Namespace) -> Any:
-    from temporalio.client import Client
+    from incidentctl.connection import ConnectionConfigError, connect
+    from incidentctl.payload_codec import CodecKeyError
 
     try:
-        return await Client.connect(args.address, namespace=args.namespace)
+        return await connect(args.address, args.namespace)
+    except (ConnectionConfigError, CodecKeyError) as exc:
+        raise CommandError(str(exc)) from None
     except Exception as exc:  # the SDK raises RuntimeError with a transport message
         raise CommandError(
             f"cannot reach Temporal at {args.address} ({exc}); start one with `incidentctl dev` "
@@ -441,6 +444,33 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_codec_key(args: argparse.Namespace) -> int:
+    from incidentctl.payload_codec import new_key
+
+    print(new_key(args.key_id))
+    return EXIT_OK
+
+
+async def cmd_codec_serve(args: argparse.Namespace) -> int:
+    from incidentctl.codec_server import create_codec_app
+    from incidentctl.localhttp import serve
+    from incidentctl.payload_codec import CodecKeyError, EncryptionCodec, keys_from_env
+    from incidentctl.process import stop_on_signals
+
+    try:
+        keys = keys_from_env()
+        if not keys:
+            raise CommandError("no keys: set INCIDENTCTL_PAYLOAD_KEYS (make one with `incidentctl codec key`)")
+        codec = EncryptionCodec(keys)
+    except CodecKeyError as exc:
+        raise CommandError(str(exc)) from None
+    runner, url = await serve(create_codec_app(codec, token=args.token, origin=args.origin), args.host, args.port)
+    print(f"codec server {url} (POST /decode, /encode); point the Temporal UI's codec endpoint at it", flush=True)
+    await stop_on_signals().wait()
+    await runner.cleanup()
+    return EXIT_OK
+
+
 def cmd_people_token(args: argparse.Namespace) -> int:
     from incidentctl.people import new_token
 
@@ -695,6 +725,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "people-file line that stores only its hash)")
     token.add_argument("person", help="who the token speaks for, as named in the people file's groups")
     token.set_defaults(handler=cmd_people_token)
+
+    codec = commands.add_parser("codec", help="payload encryption: keys, and the codec server for the Temporal UI")
+    codec_cmds = codec.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    codec_key = codec_cmds.add_parser("key", help="print a new key entry for INCIDENTCTL_PAYLOAD_KEYS")
+    codec_key.add_argument("key_id", nargs="?", default="k1", help="the key's id (default %(default)s)")
+    codec_key.set_defaults(handler=cmd_codec_key)
+    codec_serve = codec_cmds.add_parser("serve", help="decode/encode payloads for the Temporal UI (codec server)")
+    codec_serve.add_argument("--host", default="127.0.0.1")
+    codec_serve.add_argument("--port", type=int, default=8888)
+    codec_serve.add_argument("--origin", help="the Temporal UI's origin, allowed by CORS (e.g. http://localhost:8233)")
+    codec_serve.add_argument("--token", default=os.environ.get("INCIDENTCTL_CODEC_TOKEN"),
+                             help="require Authorization: Bearer TOKEN (env INCIDENTCTL_CODEC_TOKEN)")
+    codec_serve.set_defaults(handler=cmd_codec_serve)
 
     admin = commands.add_parser("admin", help="cluster setup")
     admin_cmds = admin.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")

@@ -20,6 +20,7 @@ from typing import Any
 from temporalio.client import Client
 
 from incidentctl import client as incidents
+from incidentctl.connection import connect
 from incidentctl.demo_service import DemoService
 from incidentctl.devserver import DevServer
 from incidentctl.k8ssim.process import crash_looping_pod, start_simulator
@@ -74,7 +75,7 @@ SCENARIOS = {"kubernetes": _kubernetes_incident, "http": _http_incident}
 async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
     from incidentctl.workers import build_worker
 
-    client = await Client.connect(server.address)
+    client = await connect(server.address)
     async with contextlib.AsyncExitStack() as stack:
         demo = await SCENARIOS[scenario](stack, workdir)
         plan = load_plan(demo.runbook)

@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from temporalio.client import Client
-
+from incidentctl.connection import connect
 from incidentctl.devserver import DevServer
 from incidentctl.process import stop_on_signals
 
@@ -25,7 +24,7 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
     from incidentctl.intake.runner import auth_from_env, start_receiver
     from incidentctl.workers import build_worker
 
-    client = await Client.connect(server.address)
+    client = await connect(server.address)
     stop = stop_on_signals()
     # Dev mode accepts unauthenticated alerts unless a token or HMAC secret is configured.
     auth = auth_from_env(insecure=True)
