@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.secrets import shown_url
 
 if TYPE_CHECKING:
     from aiohttp import ClientResponse
@@ -85,7 +86,7 @@ async def _send(params: dict[str, Any], method: str) -> _Answer:
 
 def _no_answer(method: str, params: dict[str, Any], exc: BaseException) -> str:
     """One sentence for a request that got no HTTP answer at all."""
-    target = f"{method} {params['url']}"
+    target = f"{method} {shown_url(params['url'], keep_path=True)}"
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is a TimeoutError too
         return f"{target}: no answer within {float(params['timeout']):g}s (timeout)"
     detail = str(exc) or type(exc).__name__
@@ -155,7 +156,8 @@ async def request(inp: ActionInput) -> dict[str, Any]:
     if answer.status not in expected:
         # Server errors and throttling may pass; other client errors will not change on retry.
         retryable = answer.status >= 500 or answer.status == 429
-        raise ActionError(f"{method} {params['url']} answered {answer.status}: {answer.body[:300]}",
+        raise ActionError(f"{method} {shown_url(params['url'], keep_path=True)} answered {answer.status}: "
+                          f"{answer.body[:300]}",
                           {"status": answer.status}, type="HTTPStatus", non_retryable=not retryable)
     return {"ok": True, "status": answer.status, "elapsed_ms": answer.elapsed_ms,
             "body_excerpt": answer.body[:EXCERPT_CHARS]}

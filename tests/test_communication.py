@@ -119,7 +119,7 @@ communication:
   channels:
     - {{type: webhook, url: "{url}/hooks/webhook"}}
     - {{type: slack, url: "{url}/hooks/slack"}}
-    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: NO_TOKEN_IN_TESTS}}
+    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: INCIDENTCTL_TEST_NO_TOKEN}}
   status_updates: {{SEV2: {cadence}}}
   impact: "checkout errors for ${{{{ params.deployment }}}}"
   root_cause: "bad deploy of ${{{{ params.deployment }}}}"
@@ -179,7 +179,7 @@ async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker
 
 async def test_github_send_is_idempotent_by_key(sink: Sink) -> None:
     env = ActivityEnvironment()
-    params = {"repo": "acme/shop", "api_url": sink.url, "token_env": "NO_TOKEN", "message": "hello"}
+    params = {"repo": "acme/shop", "api_url": sink.url, "token_env": "INCIDENTCTL_TEST_NO_TOKEN", "message": "hello"}
     opened = ActionInput(action="notify.github", params={**params, "event": "opened", "key": "k/opened/1"},
                          incident_id="inc-9", step_id="comms")
     update = ActionInput(action="notify.github", params={**params, "event": "update", "key": "k/update/2"},

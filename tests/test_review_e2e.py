@@ -263,7 +263,7 @@ name: review-github
 version: 1
 communication:
   channels:
-    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: NO_TOKEN_IN_TESTS}}
+    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: INCIDENTCTL_TEST_NO_TOKEN}}
 steps:
   - id: diagnose
     action: util.echo

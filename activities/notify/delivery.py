@@ -7,11 +7,11 @@ deduplicate, so Slack is at-least-once (the key is in the message metadata for h
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from activities.base import ActionInput
 from activities.errors import ActionError
+from activities.secrets import secret_from_env, shown_url
 
 # The params of a notifier that posts to a URL.
 TARGET: dict[str, Any] = {
@@ -24,7 +24,7 @@ TARGET: dict[str, Any] = {
 
 
 def target_url(params: dict[str, Any]) -> str:
-    url = params.get("url") or os.environ.get(params.get("url_env", ""), "")
+    url = params.get("url") or (secret_from_env(params["url_env"], "url_env") if params.get("url_env") else "")
     if not url:
         raise ActionError("no webhook URL: give `url` or set the variable named by `url_env`",
                           type="InvalidParams", non_retryable=True)
@@ -45,8 +45,10 @@ async def post_json(url: str, body: dict[str, Any], key: str) -> int:
                 text = await response.text()
                 status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ActionError(f"POST {url}: no answer: {type(exc).__name__}: {exc}", type="HTTPUnreachable") from None
+        # The exception's own text may repeat the URL: only its type is said.
+        raise ActionError(f"POST {shown_url(url, keep_path=False)}: no answer ({type(exc).__name__})",
+                          type="HTTPUnreachable") from None
     if status >= 400:
-        raise ActionError(f"POST {url} answered {status}: {text[:300]}", type="HTTPStatus",
+        raise ActionError(f"POST {shown_url(url, keep_path=False)} answered {status}: {text[:300]}", type="HTTPStatus",
                           non_retryable=400 <= status < 500 and status != 429)
     return status

@@ -6,12 +6,12 @@ message key, so a retried send finds its earlier write instead of posting twice.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
 from activities.notify.delivery import idempotency_key
+from activities.secrets import secret_from_env
 
 MAX_PAGES = 10
 
@@ -83,7 +83,7 @@ def _marker(text: str) -> str:
 )
 async def github_issue(inp: ActionInput) -> dict[str, Any]:
     params = inp.params
-    github = GitHub(params["api_url"], params["repo"], os.environ.get(params["token_env"], ""))
+    github = GitHub(params["api_url"], params["repo"], secret_from_env(params["token_env"], "token_env"))
     key = idempotency_key(inp)
     incident_marker = _marker(f"incident={inp.incident_id}")
     message_marker = _marker(f"message={key}")
