@@ -151,6 +151,13 @@ def test_the_block_compiles_into_the_plan_with_its_defaults() -> None:
                                          "cluster_resources": [], "names": ["*"]}
 
 
+def test_the_plan_summary_says_where_the_runbook_may_change_things() -> None:
+    from incidentctl.dsl.summary import summarize_plan
+
+    assert "changes clusters *; namespaces shop, team-*; cluster resources -; names *" in summarize_plan(
+        compile_plan(SCALE))
+
+
 def test_a_runbook_that_changes_kubernetes_objects_must_say_where() -> None:
     assert errors_of(SCALE.replace(CHANGES, "")) == [
         "rb.yaml:7:13: $.steps[0].action: k8s.scale changes Kubernetes objects: say where this runbook may change "
