@@ -24,8 +24,10 @@ from typing import Any
 
 import jsonschema
 
+from activities.change_guard import refuse_outside_changes
 from activities.errors import ActionError
 from incidentctl.dsl.errors import json_path
+from incidentctl.dsl.plan import Changes
 
 
 @dataclass
@@ -35,6 +37,8 @@ class ActionInput:
     incident_id: str = ""
     step_id: str = ""
     dry_run: bool = False
+    # Mutating steps: where the runbook may change things (None: it declares nothing; protected namespaces hold).
+    changes: Changes | None = None
 
 
 ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
@@ -152,7 +156,10 @@ def action(
                     raise ActionError(
                         f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
                     )
-                return await fn(replace(inp, params=with_defaults(params, inp.params)))
+                filled = with_defaults(params, inp.params)
+                if mutates and lease:
+                    await refuse_outside_changes(lease, inp.changes, filled)
+                return await fn(replace(inp, params=filled))
             except ActionError as exc:
                 failure = exc
             # Raised outside the `except`, so the ActionError does not become the new error's context (a cause

@@ -205,6 +205,7 @@ steps:
   - id: scale
     action: k8s.scale
     params: {namespace: shop, deployment: cart, replicas: "${{ params.replicas_by_severity[incident.severity] }}"}
+changes: {clusters: ["*"], namespaces: [shop]}
 """
 
 

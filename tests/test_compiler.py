@@ -88,6 +88,8 @@ steps:
 rollback:
   - id: undo
     notify: {message: "undo after ${{ steps.each.error.message }}"}
+# The gate approves itself on timeout before per_host's request: allowed only because the runbook says so.
+auto_approve_mutations: true
 """
 
 
@@ -144,6 +146,8 @@ def test_valid_runbook_compiles_to_documented_plan() -> None:
     assert per_host["retry"]["max_attempts"] == 1, "mutating actions are not retried unless the runbook says so"
     assert probe["mutates"] is False and steps["verify"]["retry"]["max_attempts"] == 3
     assert [s["id"] for s in plan["rollback"]] == ["undo"]
+    assert plan["auto_approve_mutations"] is True
+    assert plan["changes"] is None, "it changes no Kubernetes object"
 
 
 def test_hash_is_stable_and_changes_with_content() -> None:

@@ -120,6 +120,7 @@ steps:
   - id: scale
     action: k8s.scale
     params: {namespace: shop, deployment: checkout, replicas: "${{ params.replicas }}"}
+changes: {clusters: ["*"], namespaces: [shop]}
 """
 
 

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 from activities.base import ActionInput
-from incidentctl.dsl import expressions
+from incidentctl.dsl import allowed_changes, expressions
 from incidentctl.dsl.plan import Step
 from workflows import alerts, approvals
 from workflows.communication import Communicator
@@ -175,6 +175,9 @@ class Interpreter:
 
     async def _call_action(self, step: Step, scope: Scope, key: str) -> Any:
         params = approvals.params_to_run(self.run, step, scope, key)
+        refused = allowed_changes.step_refusal(self.run.active_plan.changes, step.lease, params)
+        if refused:
+            raise StepError({"type": allowed_changes.REFUSED, "message": refused})
         target = lease_key(step.lease, params) if step.lease and not self.run.input.dry_run else None
         if not target or target.endswith("/"):
             return await self._activity(step, key, params)
@@ -209,7 +212,8 @@ class Interpreter:
         return await workflow.execute_activity(
             step.action,
             ActionInput(action=step.action, params=params, incident_id=inp.incident_id, step_id=key,
-                        dry_run=inp.dry_run and step.mutates),
+                        dry_run=inp.dry_run and step.mutates,
+                        changes=self.run.active_plan.changes if step.mutates else None),
             start_to_close_timeout=timedelta(seconds=step.timeout_s),
             heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
             retry_policy=RetryPolicy(

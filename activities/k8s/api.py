@@ -118,6 +118,20 @@ def cluster_server(params: dict[str, Any]) -> str:
     return host.split("://", 1)[-1].rstrip("/")
 
 
+def current_context(params: dict[str, Any]) -> str:
+    """The context a step without one reaches: the kubeconfig's current context (`in-cluster` in a pod)."""
+    path = _kubeconfig_path(params)
+    if path == IN_CLUSTER:
+        return IN_CLUSTER
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=path)
+    except (config.ConfigException, ValueError, OSError) as exc:
+        raise ActionError(f"cannot load kubeconfig {path}: {exc}", type="KubeConfig", non_retryable=True) from None
+    return str(active["name"])
+
+
 def _load(path: str, context: str) -> ApiClient:
     from kubernetes import client, config
 

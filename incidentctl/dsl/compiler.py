@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from incidentctl.dsl import expressions
+from incidentctl.dsl import allowed_changes, expressions
 from incidentctl.dsl.actions import ActionCatalog, ActionInfo
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.dsl.errors import RunbookError, RunbookErrors
@@ -31,6 +31,7 @@ from incidentctl.dsl.plan import (
     Approval,
     Branch,
     Case,
+    Changes,
     Channel,
     Communication,
     EscalationStage,
@@ -55,6 +56,8 @@ class _Compiler:
     source: Any  # incidentctl.dsl.source.Source
     catalog: ActionCatalog
     errors: list[RunbookError] = field(default_factory=list)
+    # Every compiled step with its path, in document order (main steps, then rollback, then on_cancel).
+    compiled: list[tuple[Path_, Step]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         data = self.source.data
@@ -72,6 +75,7 @@ class _Compiler:
     def compile_step(self, raw: dict[str, Any], path: Path_, loop_vars: frozenset[str]) -> Step:
         kind = next(k for k in STEP_KINDS if k in raw)
         step = Step(id=raw["id"], kind=kind, name=raw.get("name") or raw["id"], line=self.source.position(path)[0])
+        self.compiled.append((path, step))
         action = raw.get("action") or raw.get("check") or raw.get("wait_until")
         if kind == "notify":
             notify = dict(raw["notify"])
@@ -279,6 +283,48 @@ class _Compiler:
             setattr(leases, name, self.duration(spec, key, ("leases",), getattr(leases, name)) or 0.0)
         return leases
 
+    def changes(self, spec: dict[str, Any] | None) -> Changes | None:
+        """The `changes` block; a runbook whose steps change Kubernetes objects must have one, and a step whose
+        object is literal must fit it now rather than fail when the incident runs."""
+        leased = [(path, step) for path, step in self.compiled
+                  if step.lease and allowed_changes.changed_object(step.lease, {}) is not None]
+        if spec is None:
+            if leased:
+                path, step = leased[0]
+                self.error((*path, step.kind), f"{step.action} changes Kubernetes objects: say where this runbook "
+                                               "may change things in a top-level `changes` block (clusters, "
+                                               "namespaces)")
+            return None
+        changes = Changes(clusters=list(spec["clusters"]), namespaces=list(spec.get("namespaces") or []),
+                          cluster_resources=list(spec.get("cluster_resources") or []))
+        changes.names = list(spec.get("names") or changes.names)
+        if not changes.namespaces and not changes.cluster_resources:
+            self.error(("changes",), "changes lists neither namespaces nor cluster_resources: the runbook could "
+                                     "change nothing")
+        for path, step in leased:
+            fields = allowed_changes.template_fields(step.lease or "")
+            if any(_has_template((step.params or {}).get(name)) for name in fields):
+                continue  # known when the incident runs, and checked then
+            obj = allowed_changes.changed_object(step.lease or "", step.params or {})
+            refused = allowed_changes.refusal(changes, obj) if obj else None
+            if refused:
+                self.error((*path, step.kind), refused)
+        return changes
+
+    def check_auto_approvals(self, auto_approve_mutations: bool) -> None:
+        """An approval that approves itself on timeout must not let a change through with nobody deciding."""
+        if auto_approve_mutations:
+            return
+        for index, (path, step) in enumerate(self.compiled):
+            if not step.approval or step.approval.on_timeout != "approve":
+                continue
+            later = next((s for _, s in self.compiled[index + 1:] if s.mutates), None)
+            if later is not None:
+                self.error((*path, "approval", "on_timeout"),
+                           f"on_timeout: approve would let mutating step {later.id!r} ({later.action}) run with "
+                           "nobody deciding; use on_timeout: reject, or say `auto_approve_mutations: true` at the "
+                           "top of the runbook")
+
     def communication(self, spec: dict[str, Any] | None) -> Communication | None:
         """Channels as (action, params) with their params checked now; cadence in seconds per severity."""
         if not spec:
@@ -407,6 +453,9 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
     compiler.check_service(data.get("service"))
     on_alert_resolved = compiler.alert_policy(data)
     communication = compiler.communication(data.get("communication"))
+    changes = compiler.changes(data.get("changes"))
+    auto_approve_mutations = bool(data.get("auto_approve_mutations"))
+    compiler.check_auto_approvals(auto_approve_mutations)
     if compiler.errors:
         raise RunbookErrors(sorted(compiler.errors, key=lambda e: (e.line or 0, e.column or 0)))
     runbook = RunbookInfo(name=data["name"], version=str(data["version"]), description=data.get("description"),
@@ -414,7 +463,8 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
                           service=data.get("service"))
     return Plan(runbook=runbook, source=Source(path=file), trigger=data.get("trigger"), parameters=parameters,
                 steps=steps, rollback=rollback, on_cancel=on_cancel, on_alert_resolved=on_alert_resolved,
-                resolve=resolve, leases=leases, communication=communication).with_hash()
+                resolve=resolve, leases=leases, communication=communication, changes=changes,
+                auto_approve_mutations=auto_approve_mutations).with_hash()
 
 
 def compile_file(path: str | Path, catalog: ActionCatalog) -> Plan:

@@ -222,6 +222,17 @@ class Leases:
 
 
 @dataclass
+class Changes:
+    """`changes`: where the runbook's mutating steps may change things (incidentctl.dsl.allowed_changes). Patterns
+    are globs; a protected namespace counts only when listed by its exact name."""
+
+    clusters: list[str] = field(default_factory=list)  # kubeconfig contexts
+    namespaces: list[str] = field(default_factory=list)
+    cluster_resources: list[str] = field(default_factory=list)  # objects in no namespace, by resource (nodes)
+    names: list[str] = field(default_factory=lambda: ["*"])  # the changed objects' names
+
+
+@dataclass
 class Channel:
     action: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -256,6 +267,9 @@ class Plan:
     resolve: Resolve = field(default_factory=Resolve)
     leases: Leases = field(default_factory=Leases)
     communication: Communication | None = None
+    changes: Changes | None = None  # None: the runbook changes no Kubernetes object (or predates the block)
+    # An approval may approve itself on timeout before a mutating step only when the runbook says so.
+    auto_approve_mutations: bool = False
     hash: str = ""
 
     def to_json(self) -> dict[str, Any]:

@@ -87,6 +87,13 @@ def summarize_plan(plan: Plan) -> str:
     lines.append(f"owner {book.owner or '-'}  team {book.team or '-'}  severity {book.severity}")
     if plan.trigger:
         lines.append(f"trigger {_short(plan.trigger)}")
+    if plan.changes:
+        listed = {key: ", ".join(getattr(plan.changes, key)) or "-"
+                  for key in ("clusters", "namespaces", "cluster_resources", "names")}
+        lines.append(f"changes clusters {listed['clusters']}; namespaces {listed['namespaces']}; "
+                     f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
+    if plan.auto_approve_mutations:
+        lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:
         lines.append("parameters:")
         for name, spec in plan.parameters.items():
