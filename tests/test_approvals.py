@@ -231,3 +231,34 @@ async def test_the_approved_params_run_even_when_the_incident_changed_meanwhile(
     (kept,) = [e for e in timeline if e["kind"] == "approved_params_kept"]
     assert kept["step"] == "scale" and kept["detail"]["approval"] == "gate"
     assert kept["detail"]["changes"] == {"replicas": {"approved": 4, "now": 6}}
+
+
+TEMPLATED = """
+name: ap-templated
+version: 1
+parameters:
+  approvers: {type: array, default: [carol, dana]}
+  team: {type: string, default: sre}
+steps:
+  - id: gate
+    approval: {message: "go?", approvers: ["${{ params.approvers }}"], groups: ["${{ params.team }}"]}
+"""
+
+
+async def test_templated_approvers_are_rendered_and_unknown_groups_refused(client: Client, worker: Worker,
+                                                                           unique: str) -> None:
+    incident = await start(client, TEMPLATED, unique)
+    state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    pending = state["pending_approvals"][0]
+    assert (pending["approvers"], pending["groups"]) == (["carol", "dana"], ["sre"])
+    with pytest.raises(incidents.IncidentError, match="may not approve"):
+        await incidents.decide(client, incident, ApprovalDecision(approver="${{ params.approvers }}", approve=True))
+    receipt = await incidents.decide(client, incident, ApprovalDecision(approver="dana", approve=True))
+    assert receipt.outcome == "approved"
+    await incidents.cancel_incident(client, incident)
+
+    unknown = await start(client, TEMPLATED, f"{unique}-2", params={"team": "nobody-team"})
+    summary = await incidents.wait_for_runbook(client, unknown)
+    assert summary["failure"]["type"] == "InvalidApprovers"
+    assert "group(s) nobody-team that the people file does not have" in summary["failure"]["message"]
+    await incidents.cancel_incident(client, unknown)

@@ -115,11 +115,12 @@ version: 1
 severity: SEV2
 parameters:
   deployment: {{type: string, default: cart}}
+  repo: {{type: string, default: acme/shop}}
 communication:
   channels:
     - {{type: webhook, url: "{url}/hooks/webhook"}}
     - {{type: slack, url: "{url}/hooks/slack"}}
-    - {{type: github, repo: acme/shop, api_url: "{url}", token_env: INCIDENTCTL_TEST_NO_TOKEN}}
+    - {{type: github, repo: "${{{{ params.repo }}}}", api_url: "{url}", token_env: INCIDENTCTL_TEST_NO_TOKEN}}
   status_updates: {{SEV2: {cadence}}}
   impact: "checkout errors for ${{{{ params.deployment }}}}"
   root_cause: "bad deploy of ${{{{ params.deployment }}}}"
@@ -171,7 +172,7 @@ async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker
 
     assert [m["text"].split("]")[0] + "]" for m in sink.slack][:1] == ["[INCIDENT OPENED]"]
     assert len(sink.slack) == len(sink.messages)
-    (issue,) = sink.issues.values()
+    (issue,) = sink.issues.values()  # the templated repo was rendered: the issue is in acme/shop
     assert issue["state"] == "closed" and "incident:resolved" in issue["labels"]
     assert issue["body"].startswith("[INCIDENT OPENED]")
     assert len(issue["comments"]) == len(sink.messages) - 1, "every later message is one comment"

@@ -169,6 +169,36 @@ def apply_decision(state: IncidentState, pending: PendingApproval, decision: App
                            approvals=approvals, required=pending.required, outcome=pending.outcome)
 
 
+PEOPLE_CHECKED = "approval-people-checked"
+
+
+def rendered_people(names: list[str], context: dict[str, Any], field_name: str) -> list[str]:
+    """Approvers or groups with their templates rendered (`${{ params.approvers }}` may give a list)."""
+    out: list[str] = []
+    for entry in names:
+        value: Any = expressions.render(entry, context) if "${{" in entry else entry
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise StepError({"type": "InvalidApprovers",
+                             "message": f"{field_name} entry {entry!r} gives {value!r}, not one or more names"})
+        out += [v.strip() for v in values if v.strip() not in out]
+    return out
+
+
+def stage_people(stage: Any, context: dict[str, Any], known_groups: dict[str, list[str]], checked: bool
+                 ) -> tuple[list[str], list[str]]:
+    """Who decides at one stage. `checked` (incidents started with this rule): a group the people file lacks
+    is refused, where it used to let nobody in silently."""
+    approvers = rendered_people(list(stage.approvers), context, "approvers")
+    groups = rendered_people(list(stage.groups), context, "groups")
+    unknown = [g for g in groups if g not in known_groups]
+    if checked and unknown:
+        raise StepError({"type": "InvalidApprovers",
+                         "message": f"the approval names group(s) {', '.join(unknown)} that the people file does not "
+                                    f"have (known: {', '.join(sorted(known_groups)) or 'none'})"})
+    return approvers, groups
+
+
 async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upcoming: Step | None,
                        on_requested: Any, alerts_cleared: Any, *, literal_message: bool = False) -> dict[str, Any]:
     """Wait for the decision; `on_requested(pending)` tells stakeholders, `alerts_cleared()` stands it down.
@@ -178,7 +208,10 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
     assert spec is not None
     context = run.expression_context(scope)
     message = spec.message if literal_message else expressions.render(spec.message or "", context)
-    pending = PendingApproval(step=key, approvers=list(spec.approvers), groups=list(spec.groups),
+    checked = workflow.patched(PEOPLE_CHECKED) if workflow.in_workflow() else True
+    # Every stage's people, rendered and checked now: a bad escalation list fails the step before anyone waits.
+    people = [stage_people(stage, context, run.input.groups, checked) for stage in (spec, *spec.escalation)]
+    pending = PendingApproval(step=key, approvers=list(people[0][0]), groups=list(people[0][1]),
                               required=spec.required, message=str(message), requested_at=run.now().isoformat(),
                               allow_self_approval=spec.allow_self_approval,
                               will_run=will_run(step, upcoming, scope.key(upcoming) if upcoming else "", context))
@@ -197,8 +230,9 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
         for index, stage in enumerate(stages):
             if index:
                 pending.stage = index
-                pending.approvers += [a for a in stage.approvers if a not in pending.approvers]
-                pending.groups += [g for g in stage.groups if g not in pending.groups]
+                more, more_groups = people[index]
+                pending.approvers += [a for a in more if a not in pending.approvers]
+                pending.groups += [g for g in more_groups if g not in pending.groups]
                 run.event("approval_escalated", key, {"stage": index, "approvers": pending.approvers,
                                                       "groups": pending.groups})
             timeout = stage.timeout_s

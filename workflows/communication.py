@@ -43,6 +43,13 @@ class Communicator:
         except expressions.ExpressionError as exc:
             return f"({name} unavailable: {exc})"
 
+    def channel_settings(self, channel: Channel) -> dict[str, Any]:
+        """A channel's settings with their templates rendered (`repo: "${{ params.repo }}"`), as sent."""
+        if not any(isinstance(v, str) and "${{" in v for v in channel.params.values()):
+            return dict(channel.params)
+        context = self.run.expression_context(Scope(results=self.run.state.results))
+        return {k: expressions.render(v, context) if isinstance(v, str) else v for k, v in channel.params.items()}
+
     async def open(self, first_run: bool) -> None:
         if not self.spec:
             return
@@ -60,10 +67,14 @@ class Communicator:
 
         async def send(channel: Channel) -> str | None:
             try:
+                settings = self.channel_settings(channel)
+            except expressions.ExpressionError as exc:
+                return f"{channel.action}: its settings do not render: {exc}"
+            try:
                 await workflow.execute_activity(
                     channel.action,
                     ActionInput(action=channel.action, incident_id=incident, step_id=f"comms:{event}:{seq}",
-                                params={**channel.params, "message": text, "event": event, "key": key}),
+                                params={**settings, "message": text, "event": event, "key": key}),
                     start_to_close_timeout=timeout,
                     retry_policy=RetryPolicy(maximum_attempts=SEND_ATTEMPTS, initial_interval=timedelta(seconds=1)),
                 )
