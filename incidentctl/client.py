@@ -29,6 +29,7 @@ from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Plan
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
+from incidentctl.plan_signing import sign_plan
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     OPEN,
@@ -131,6 +132,7 @@ async def start_incident(
         dry_run=dry_run,
         groups=groups or {},
         history_event_limit=history_event_limit,
+        plan_signature=sign_plan(plan.hash),
     )
     try:
         handle = await client.start_workflow(
@@ -355,7 +357,7 @@ async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[st
         resolved = resolve_params(plan, params or {}, None)
     except ParameterError as exc:
         raise IncidentError("; ".join(exc.problems), "invalid") from None
-    request = RunbookRequest(by=by, plan=plan.wire_json, params=resolved)
+    request = RunbookRequest(by=by, plan=plan.wire_json, params=resolved, plan_signature=sign_plan(plan.hash))
     return await _update(client, incident, IncidentWorkflow.run_runbook, request, "run refused")
 
 

@@ -9,6 +9,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
+from incidentctl.plan_signing import PlanVerifier
 from incidentctl.target_leases import TargetLeases
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
@@ -28,6 +29,7 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         task_queue=task_queue,
         workflows=[IncidentWorkflow, TargetWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities()],
+        activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
+                    *PlanVerifier().activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -51,12 +51,14 @@ with workflow.unsafe.imports_passed_through():
         RunbookRequest,
         SeverityChange,
     )
+    from workflows.plan_check import check_plan
     from workflows.review import review_problem
     from workflows.runbooks import Runbooks
     from workflows.target_state import LeaseAnswer
     from workflows.targets import LEASE_ANSWER_SIGNAL, RELEASE_INCIDENT_SIGNAL, target_workflow_id
 
 LIFECYCLE = "incident-lifecycle"
+PLAN_CHECKED = "plan-checked"
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 
 
@@ -90,6 +92,12 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, inp: IncidentInput) -> dict[str, Any]:
         run, state = self._run, self._run.state
+        if not inp.carried and workflow.patched(PLAN_CHECKED):
+            # Before any step or message: a plan nobody compiled with this deployment's key does nothing.
+            verdict = await check_plan(inp.plan, inp.plan_signature)
+            run.event("plan_check", detail=verdict)
+            if not verdict["ok"]:
+                raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused", non_retryable=True)
         if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
             state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
             state.mark("opened_at", state.started_at)

@@ -62,6 +62,8 @@ class IncidentInput:
     track_refires: bool = False
     # The broken thing this incident holds (claimed by the receiver on its TargetWorkflow); released at the end.
     target: str = ""
+    # `<key id>:<hmac of the plan's sha256>` from whoever compiled it (incidentctl/plan_signing.py).
+    plan_signature: str = ""
     # Set only by continue-as-new: the interpreter state to resume from.
     carried: dict[str, Any] | None = None
 
@@ -157,6 +159,7 @@ class RunbookRequest:
     by: str
     plan: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    plan_signature: str = ""
 
 
 @dataclass

@@ -25,6 +25,9 @@ from workflows.model import (
     SUCCEEDED,
     RunbookRequest,
 )
+from workflows.plan_check import check_plan
+
+PLAN_CHECKED = "runbook-plan-checked"
 
 
 class Runbooks:
@@ -46,6 +49,13 @@ class Runbooks:
     async def run_again(self, request: RunbookRequest | None) -> None:
         """Run a runbook inside the open incident: another one a person asked for, or this one again."""
         run = self.run
+        if request is not None and workflow.patched(PLAN_CHECKED):
+            verdict = await check_plan(request.plan, request.plan_signature)
+            if not verdict["ok"]:
+                run.event("runbook_refused", detail={"by": request.by, "reason": verdict["reason"]})
+                await self.comms.tell("needs_attention", f"the runbook {request.by} asked for was refused: "
+                                                         f"{verdict['reason']}")
+                return
         if request is not None:
             run.active_plan, run.active_params = Plan.from_json(request.plan), request.params
         run.state.pc = 0

@@ -35,6 +35,7 @@ from incidentctl.intake.routing import Route, Router, incident_key
 from incidentctl.intake.targets import target_of
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import load_groups
+from incidentctl.plan_signing import sign_plan
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     RUNNING,
@@ -303,7 +304,7 @@ class AlertIntake:
         return IncidentInput(incident_id=workflow_id, plan=route.plan.wire_json, params=params, alert=alert,
                              severity=self.router.severity(route, alert["labels"]), service=service,
                              started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
-                             groups=self.groups)
+                             groups=self.groups, plan_signature=sign_plan(plan.hash))
 
 
 def _joined(target: str, route: Route, workflow_id: str) -> dict[str, Any]:

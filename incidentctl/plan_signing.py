@@ -1,0 +1,70 @@
+"""Only plans compiled by incidentctl run: each incident's plan travels with an HMAC of its sha256, made by
+whoever compiled it (the receiver, the CLI) and checked by the worker before any step runs.
+
+Keys: `INCIDENTCTL_PLAN_KEYS` (`id=<base64 of 32 bytes>` entries, the first signing, all verifying, so keys
+rotate; `incidentctl codec key` makes the same kind). A worker with keys refuses an unsigned or altered plan,
+e.g. one started by hand with `temporal workflow start`; a worker without keys runs any plan and says so in
+the incident (`plan_check` on the timeline). The check is an activity, so its verdict is recorded once and a
+replay (or a later key rotation) never re-decides it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+from collections.abc import Callable
+from typing import Any
+
+from incidentctl.payload_codec import parse_keys
+from workflows.plan_check import VERIFY_ACTIVITY, PlanCheck
+
+
+def _keys() -> list[tuple[str, bytes]]:
+    raw = os.environ.get("INCIDENTCTL_PLAN_KEYS", "")
+    return parse_keys(raw, "INCIDENTCTL_PLAN_KEYS") if raw.strip() else []
+
+
+def _mac(key: bytes, plan_hash: str) -> str:
+    return hmac.new(key, plan_hash.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_plan(plan_hash: str) -> str:
+    """`<key id>:<hex>` with the first key, or "" when this process has no keys."""
+    keys = _keys()
+    return f"{keys[0][0]}:{_mac(keys[0][1], plan_hash)}" if keys else ""
+
+
+def verify_plan(check: PlanCheck) -> dict[str, Any]:
+    keys = dict(_keys())
+    if not keys:
+        return {"ok": True, "checked": False,
+                "reason": "this worker checks no plan signatures (INCIDENTCTL_PLAN_KEYS is not set)"}
+    key_id, _, given = check.signature.partition(":")
+    if not check.signature:
+        return {"ok": False, "checked": True, "reason": "the plan is not signed: only plans compiled by "
+                "incidentctl with this deployment's key run (was it started by hand?)"}
+    if key_id not in keys:
+        return {"ok": False, "checked": True, "reason": f"the plan is signed with key {key_id!r}, which this "
+                "worker does not have"}
+    if not hmac.compare_digest(given.encode(), _mac(keys[key_id], check.plan_hash).encode()):
+        return {"ok": False, "checked": True, "reason": "the plan does not match its signature: it was altered "
+                "after it was compiled"}
+    return {"ok": True, "checked": True, "reason": f"signed with key {key_id!r}"}
+
+
+class PlanVerifier:
+    def activities(self) -> list[Callable[..., Any]]:
+        _define_activities()
+        return [self.verify]
+
+    async def verify(self, check: PlanCheck) -> dict[str, Any]:
+        return verify_plan(check)
+
+
+@functools.cache
+def _define_activities() -> None:
+    from temporalio import activity
+
+    activity.defn(name=VERIFY_ACTIVITY)(PlanVerifier.verify)
