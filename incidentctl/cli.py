@@ -529,8 +529,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("incidentctl")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incidentctl", description="Alert-triggered runbook automation on Temporal.")
+    parser.add_argument("--version", action="version", version=f"incidentctl {_version()}")
     commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="run the embedded Temporal dev server and a worker until Ctrl-C")

@@ -354,3 +354,12 @@ def test_dev_with_prometheus_needs_the_simulated_cluster() -> None:
     done = cli("dev", "--with-prometheus", check_ok=False)
     assert done.returncode == 1
     assert "error: --with-prometheus scrapes the simulated cluster: add --simulate-cluster" in done.stderr
+
+
+def test_version_and_whole_incident_ids_in_tables() -> None:
+    from incidentctl.output import table
+
+    assert cli("--version").stdout.startswith("incidentctl 0.")
+    long_id = "incident-k8s-deployment-replicas-mismatch-shop-cart-prod-eu-west-1-0123456789"
+    shown = table([{"incident_id": long_id, "service": "x" * 100}], ["incident_id", "service"])
+    assert long_id in shown and "…" in shown, "ids are whole (people copy them); other cells are cut"

@@ -132,7 +132,8 @@ async def test_cancel_runs_the_on_cancel_section(client: Client, worker: Worker,
     assert state["status"] == "cancelled"
     assert state["steps"]["undo"]["output"]["message"] == f"putting back what {incident} changed"
     kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
-    assert kinds.index("incident_cancelled") < kinds.index("step_succeeded")
+    assert kinds.index("cancel_requested") < kinds.index("step_succeeded") < kinds.index("incident_cancelled")
+    assert kinds.count("incident_cancelled") == 1
 
 
 FAILING = """

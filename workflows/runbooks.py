@@ -110,7 +110,7 @@ class Runbooks:
     async def cancel(self, scope: Scope) -> None:
         """A person cancelled the incident: its on_cancel section runs, then it ends as cancelled."""
         run = self.run
-        run.event("incident_cancelled")
+        run.event("cancel_requested")  # `incident_cancelled` follows once on_cancel has run (finish)
         if run.plan.on_cancel:
             try:
                 await self.interpreter.run_list(run.plan.on_cancel, Scope(results={}, parent=scope))
