@@ -219,10 +219,15 @@ async def cmd_incident_pending(args: argparse.Namespace) -> int:
     from incidentctl.client import pending_approvals
     from workflows.messages import next_run_text
 
-    rows = await pending_approvals(await _client(args), limit=args.limit)
+    unanswered: list[str] = []
+    rows = await pending_approvals(await _client(args), limit=args.limit, unanswered=unanswered)
+    if unanswered:
+        # Listed as waiting for approval, but nobody could ask them what: never a silent "(none)".
+        print(f"{len(unanswered)} incident(s) wait for approval but did not answer (is a worker running?): "
+              + ", ".join(unanswered), file=sys.stderr)
     if args.output == "json":
         print(to_json(rows))
-        return EXIT_OK
+        return EXIT_FAILED if unanswered else EXIT_OK
     flat = [{"incident": r["incident_id"], "step": r["step"], "severity": r["severity"],
              "requested_at": r["requested_at"], "time_left": _time_left(r["time_left_s"]),
              "votes": f"{sum(v['approve'] for v in r['votes'])}/{r['required']}",
@@ -231,7 +236,7 @@ async def cmd_incident_pending(args: argparse.Namespace) -> int:
              "will_run": next_run_text(r["will_run"]) if r.get("will_run") else None} for r in rows]
     print(table(flat, ["incident", "step", "severity", "requested_at", "time_left", "votes", "who", "asks",
                        "will_run"]))
-    return EXIT_OK
+    return EXIT_FAILED if unanswered else EXIT_OK
 
 
 async def cmd_incident_cancel(args: argparse.Namespace) -> int:

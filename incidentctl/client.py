@@ -270,14 +270,18 @@ async def decide(client: Client, incident: str, decision: ApprovalDecision) -> A
     return await _update(client, incident, IncidentWorkflow.decide_approval, decision, "approval refused")
 
 
-async def pending_approvals(client: Client, limit: int = 200) -> list[dict[str, Any]]:
-    """Every approval waiting across incidents, oldest request first, with the time left where there is a deadline."""
+async def pending_approvals(client: Client, limit: int = 200, unanswered: list[str] | None = None
+                            ) -> list[dict[str, Any]]:
+    """Every approval waiting across incidents, oldest request first, with the time left where there is a deadline.
+    Incidents listed as waiting that could not be asked (no worker) are appended to `unanswered`."""
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(list_query(status="waiting_approval"), limit=limit):
         try:
             state = await show_incident(client, execution.id)
-        except IncidentError:
-            continue  # closed or unanswerable since the listing; it is not waiting any more
+        except IncidentError as exc:
+            if exc.kind == "unreachable" and unanswered is not None:
+                unanswered.append(execution.id)
+            continue  # closed since the listing: it is not waiting any more
         for pending in state["pending_approvals"]:
             rows.append({"incident_id": execution.id, "runbook": state["runbook"], "severity": state["severity"],
                          **pending})

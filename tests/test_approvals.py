@@ -262,3 +262,19 @@ async def test_templated_approvers_are_rendered_and_unknown_groups_refused(clien
     assert summary["failure"]["type"] == "InvalidApprovers"
     assert "group(s) nobody-team that the people file does not have" in summary["failure"]["message"]
     await incidents.cancel_incident(client, unknown)
+
+
+async def test_pending_names_waiting_incidents_that_cannot_be_asked(client: Client, unique: str) -> None:
+    from incidentctl.workers import build_worker
+
+    task_queue = f"pending-{unique}"
+    async with build_worker(client, task_queue):
+        started = await incidents.start_incident(client, compile_text(SELF, "ap.yaml"), key=unique,
+                                                 task_queue=task_queue, groups=GROUPS, started_by="carol")
+        await eventually(lambda: incidents.show_incident(client, started.incident_id), waiting("strict"))
+        await eventually(lambda: incidents.list_incidents(client, status="waiting_approval"),
+                         lambda rows: started.incident_id in {r["incident_id"] for r in rows})
+    unanswered: list[str] = []
+    rows = await incidents.pending_approvals(client, unanswered=unanswered)
+    assert started.incident_id in unanswered and started.incident_id not in {r["incident_id"] for r in rows}
+    await incidents.cancel_incident(client, started.incident_id)
