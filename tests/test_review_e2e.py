@@ -85,15 +85,22 @@ def activity_facts(events: list[Any]) -> list[dict[str, Any]]:
     for event in events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
-            facts[event.event_id] = {"step": payload(attrs.input)["step_id"], "action": attrs.activity_type.name,
+            given = payload(attrs.input)
+            if not isinstance(given, dict) or "step_id" not in given:
+                continue  # the engine's own activities (the plan check, lease requests): no step of the story
+            facts[event.event_id] = {"step": given["step_id"], "action": attrs.activity_type.name,
                                      "scheduled": iso(event), "event_ids": [event.event_id]}
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
+            if attrs.scheduled_event_id not in facts:
+                continue
             facts[attrs.scheduled_event_id].update(started=iso(event), attempt=attrs.attempt)
             facts[attrs.scheduled_event_id]["event_ids"].append(event.event_id)
         elif event.event_type in ends:
             name, outcome = ends[event.event_type]
             attrs = getattr(event, name)
+            if attrs.scheduled_event_id not in facts:
+                continue
             facts[attrs.scheduled_event_id].update(closed=iso(event), outcome=outcome)
             facts[attrs.scheduled_event_id]["event_ids"].append(event.event_id)
             if outcome == "failed":

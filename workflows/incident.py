@@ -94,7 +94,11 @@ class IncidentWorkflow:
         run, state = self._run, self._run.state
         if not inp.carried and workflow.patched(PLAN_CHECKED):
             # Before any step or message: a plan nobody compiled with this deployment's key does nothing.
-            verdict = await check_plan(inp.plan, inp.plan_signature)
+            try:
+                verdict = await check_plan(inp.plan, inp.plan_signature)
+            except (asyncio.CancelledError, CancelledError):
+                self._runbooks.finish(CANCELLED)  # nothing of the plan ran, and its on_cancel does not either
+                raise
             run.event("plan_check", detail=verdict)
             if not verdict["ok"]:
                 raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused", non_retryable=True)

@@ -50,8 +50,12 @@ class Runbooks:
         """Run a runbook inside the open incident: another one a person asked for, or this one again."""
         run = self.run
         if request is not None and workflow.patched(PLAN_CHECKED):
+            # Mitigating from now: the person's update answers while the check runs.
+            previous = run.state.status
+            run.set_status(MITIGATING)
             verdict = await check_plan(request.plan, request.plan_signature)
             if not verdict["ok"]:
+                run.set_status(previous)
                 run.event("runbook_refused", detail={"by": request.by, "reason": verdict["reason"]})
                 await self.comms.tell("needs_attention", f"the runbook {request.by} asked for was refused: "
                                                          f"{verdict['reason']}")
