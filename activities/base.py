@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 
 from activities.errors import ActionError
+from activities.heartbeats import keep_alive
 from incidentctl.dsl.errors import json_path
 
 
@@ -49,6 +50,7 @@ class ActionSpec:
     activity: ActionFn
     heartbeat_timeout_s: float | None = None
     lease: str | None = None
+    idempotent: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -129,11 +131,15 @@ def action(
     description: str = "",
     heartbeat_timeout: float | None = None,
     lease: str | None = None,
+    idempotent: bool = False,
 ) -> Callable[[ActionFn], ActionFn]:
     """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params.
 
-    `heartbeat_timeout` (seconds) is for long actions that heartbeat: a worker that dies mid-action is then
-    noticed after that long, not after the step's whole timeout.
+    Every action heartbeats while it runs (activities/heartbeats.py); `heartbeat_timeout` (seconds) replaces the
+    plan's default (DEFAULT_HEARTBEAT_S) for the time a dead worker takes to be noticed.
+    `idempotent` (mutating actions): an attempt repeated after a worker crash or a transient error changes
+    nothing the first attempt already changed (keyed by `incident_id`/`step_id`, absolute values, heartbeat
+    details), so the step is retried by default; docs/kubernetes.md says why for each.
     `lease` (mutating actions) names the object changed, a template over the params such as
     "k8s/{context}/{namespace}/deployments/{deployment}": a step holds that object's lease while it runs.
     The schema is checked against the metaschema by tests/test_actions.py, not here: at import, every
@@ -152,7 +158,9 @@ def action(
                     raise ActionError(
                         f"{name}: invalid params: " + "; ".join(errors), type="InvalidParams", non_retryable=True
                     )
-                return await fn(replace(inp, params=with_defaults(params, inp.params)))
+                # Heartbeats while it runs, so a dead worker is noticed after the step's heartbeat timeout.
+                async with keep_alive():
+                    return await fn(replace(inp, params=with_defaults(params, inp.params)))
             except ActionError as exc:
                 failure = exc
             # Raised outside the `except`, so the ActionError does not become the new error's context (a cause
@@ -172,6 +180,7 @@ def action(
             activity=run,
             heartbeat_timeout_s=heartbeat_timeout,
             lease=lease,
+            idempotent=idempotent,
         )
         return run
 

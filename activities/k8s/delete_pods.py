@@ -42,7 +42,7 @@ PENDING_GRACE_S = 60.0
         "max_pods": {"type": "integer", "minimum": 1, "maximum": HARD_MAX_DELETE_PODS, "default": 1,
                      "description": "refuse (deleting none) when more pods than this would be deleted"},
     }, ["namespace", "selector"]),
-    mutates=True, lease=PODS_LEASE,
+    mutates=True, idempotent=True, lease=PODS_LEASE,
     description="Delete pods matching a selector (by default only unhealthy ones) so their controller recreates "
                 f"them; at most max_pods (never more than {HARD_MAX_DELETE_PODS}).",
 )

@@ -26,7 +26,7 @@ HASH_LABEL = "pod-template-hash"
 @action(
     "k8s.rollout_restart",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME}, ["namespace", "deployment"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout restart: new pods for the same template (restartedAt annotation).",
 )
 async def rollout_restart(inp: ActionInput) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def _bare_template(rs: dict[str, Any]) -> dict[str, Any]:
                                            "description": "refuse unless the deployment is still at this revision "
                                                           "(the one the diagnosis and the approval saw; null: any)"}},
                       ["namespace", "deployment"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout undo: put the pod template of an earlier ReplicaSet back on the deployment.",
 )
 async def rollout_undo(inp: ActionInput) -> dict[str, Any]:

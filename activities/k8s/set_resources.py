@@ -38,7 +38,7 @@ def _new_value(current: str | None, absolute: str | None, factor: float | None, 
     }, ["namespace", "deployment"], dependentRequired={"memory_limit": ["max_memory"],
                                                        "memory_factor": ["max_memory"],
                                                        "cpu_limit": ["max_cpu"], "cpu_request": ["max_cpu"]}),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="Raise or lower a container's memory/CPU within a bound (max_memory/max_cpu are required).",
 )
 async def set_resources(inp: ActionInput) -> dict[str, Any]:
