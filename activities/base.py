@@ -37,6 +37,18 @@ class ActionInput:
     step_id: str = ""
     dry_run: bool = False
 
+    def retry_key(self) -> str:
+        """Names this execution of the step, the same for each of its attempts: what an idempotent action marks
+        the objects it changes with, so a retry recognises its own change. Inside Temporal the activity's id and
+        workflow run are added: a runbook run again (`on_refire: rerun`) executes the same step anew."""
+        from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
+        key = f"{self.incident_id}/{self.step_id}"
+        if activity.in_activity():
+            info = activity.info()
+            key += f"@{info.workflow_run_id}/{info.activity_id}"
+        return key
+
 
 ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
 
