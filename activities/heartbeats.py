@@ -71,8 +71,10 @@ async def keep_alive(every_s: float = KEEPALIVE_EVERY_S) -> AsyncIterator[None]:
 
     async def beat() -> None:
         while True:
-            activity.heartbeat(*last.details)
             await asyncio.sleep(every_s)
+            activity.heartbeat(*last.details)
+
+    activity.heartbeat(*last.details)  # at once: even an action that ends before the first tick has beaten
 
     task = asyncio.create_task(beat(), name="incidentctl-keepalive")
     try:
