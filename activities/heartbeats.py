@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# How often the background task beats. Well inside the shortest heartbeat timeout an action declares (the SDK
-# throttles the RPCs to a fraction of the timeout, so beating more often than it sends costs nothing).
+# How often the background task beats, at most; and at least 4 times per heartbeat timeout. The SDK sends the
+# first heartbeat at once and then at most one per 80% of the timeout (the latest details), so beating more often
+# than it sends costs nothing.
 KEEPALIVE_EVERY_S = 5.0
+BEATS_PER_TIMEOUT = 4
 
 
 @dataclass
@@ -59,13 +61,18 @@ def previous_details() -> Sequence[Any]:
 
 
 @contextlib.asynccontextmanager
-async def keep_alive(every_s: float = KEEPALIVE_EVERY_S) -> AsyncIterator[None]:
-    """Heartbeat in the background while the body runs, re-sending the latest details."""
+async def keep_alive() -> AsyncIterator[None]:
+    """Heartbeat in the background while the body runs, re-sending the latest details.
+
+    The first beat waits one period: the SDK sends the first heartbeat of an attempt at once and throttles the
+    next ones, so an action that sends details early (a wait's start) must be the one that gets through at once."""
     if not in_activity():
         yield
         return
     from temporalio import activity
 
+    timeout = activity.info().heartbeat_timeout
+    every_s = min(KEEPALIVE_EVERY_S, timeout.total_seconds() / BEATS_PER_TIMEOUT) if timeout else KEEPALIVE_EVERY_S
     last = _LastDetails(previous_details())
     token = _LAST.set(last)
 
@@ -73,8 +80,6 @@ async def keep_alive(every_s: float = KEEPALIVE_EVERY_S) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(every_s)
             activity.heartbeat(*last.details)
-
-    activity.heartbeat(*last.details)  # at once: even an action that ends before the first tick has beaten
 
     task = asyncio.create_task(beat(), name="incidentctl-keepalive")
     try:

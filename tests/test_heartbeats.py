@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp import web
 from temporalio.testing import ActivityEnvironment
 
-from activities import util
+from activities import http
 from activities.base import ActionInput
-from activities.heartbeats import heartbeat, keep_alive, previous_details
+from activities.heartbeats import BEATS_PER_TIMEOUT, heartbeat, keep_alive, previous_details
 from activities.k8s.delete_pods import older_than, still_there, victims_of
+from incidentctl.localhttp import serve
 
 FAST_S = 0.02
 
 
 def _env(details: list[Any] | None = None, attempt: int = 1) -> tuple[ActivityEnvironment, list[tuple[Any, ...]]]:
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=attempt, heartbeat_details=details or [])
+    # The keep-alive beats BEATS_PER_TIMEOUT times per heartbeat timeout: every FAST_S here.
+    env.info = dataclasses.replace(env.info, attempt=attempt, heartbeat_details=details or [],
+                                   heartbeat_timeout=timedelta(seconds=FAST_S * BEATS_PER_TIMEOUT))
     beats: list[tuple[Any, ...]] = []
     env.on_heartbeat = lambda *d: beats.append(d)
     return env, beats
@@ -30,7 +34,7 @@ async def test_keep_alive_beats_while_the_action_runs_and_stops_after() -> None:
     env, beats = _env()
 
     async def silent() -> None:
-        async with keep_alive(FAST_S):
+        async with keep_alive():
             await asyncio.sleep(FAST_S * 10)
 
     await env.run(silent)
@@ -44,7 +48,7 @@ async def test_the_background_beat_repeats_the_actions_own_details_never_none() 
     env, beats = _env()
 
     async def reporting() -> None:
-        async with keep_alive(FAST_S):
+        async with keep_alive():
             heartbeat({"victims": ["a"]})
             await asyncio.sleep(FAST_S * 10)
 
@@ -57,7 +61,7 @@ async def test_a_retry_keeps_the_previous_attempts_details_until_it_sends_its_ow
     env, beats = _env(details=[{"started": 5.0}], attempt=2)
 
     async def retried() -> tuple[Any, ...]:
-        async with keep_alive(FAST_S):
+        async with keep_alive():
             await asyncio.sleep(FAST_S * 5)
             return tuple(previous_details())
 
@@ -66,17 +70,28 @@ async def test_a_retry_keeps_the_previous_attempts_details_until_it_sends_its_ow
 
 
 async def test_outside_temporal_nothing_beats_and_nothing_fails() -> None:
-    async with keep_alive(FAST_S):
+    async with keep_alive():
         heartbeat({"ignored": True})
         await asyncio.sleep(FAST_S * 3)
     assert previous_details() == ()
 
 
 async def test_every_action_heartbeats_through_its_wrapper() -> None:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(FAST_S * 10)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner, url = await serve(app)
     env, beats = _env()
-    # util.echo sends no heartbeat itself: the wrapper's background beat is what Temporal sees.
-    await env.run(util.echo, ActionInput(action="util.echo", params={"message": "hi"}))
-    assert beats == [()]
+    try:
+        # http.check sends no heartbeat itself: the wrapper's background beat is what Temporal sees.
+        result = await env.run(http.check, ActionInput(action="http.check", params={"url": f"{url}/slow"}))
+    finally:
+        await runner.cleanup()
+    assert result["ok"] is True
+    assert len(beats) >= 3 and set(beats) == {()}, beats
 
 
 async def test_retry_key_names_the_step_execution_the_same_for_each_attempt() -> None:
