@@ -26,6 +26,7 @@ import jsonschema
 
 from activities.change_guard import refuse_outside_changes
 from activities.errors import ActionError
+from activities.heartbeats import keep_alive
 from incidentctl.dsl.errors import json_path
 from incidentctl.dsl.plan import Changes
 
@@ -40,6 +41,18 @@ class ActionInput:
     # Mutating steps: where the runbook may change things (None: it declares nothing; protected namespaces hold).
     changes: Changes | None = None
 
+    def retry_key(self) -> str:
+        """Names this execution of the step, the same for each of its attempts: what an idempotent action marks
+        the objects it changes with, so a retry recognises its own change. Inside Temporal the activity's id and
+        workflow run are added: a runbook run again (`on_refire: rerun`) executes the same step anew."""
+        from temporalio import activity  # here, not at module import: building the action catalog must not load it
+
+        key = f"{self.incident_id}/{self.step_id}"
+        if activity.in_activity():
+            info = activity.info()
+            key += f"@{info.workflow_run_id}/{info.activity_id}"
+        return key
+
 
 ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
 
@@ -53,6 +66,7 @@ class ActionSpec:
     activity: ActionFn
     heartbeat_timeout_s: float | None = None
     lease: str | None = None
+    idempotent: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -133,11 +147,15 @@ def action(
     description: str = "",
     heartbeat_timeout: float | None = None,
     lease: str | None = None,
+    idempotent: bool = False,
 ) -> Callable[[ActionFn], ActionFn]:
     """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params.
 
-    `heartbeat_timeout` (seconds) is for long actions that heartbeat: a worker that dies mid-action is then
-    noticed after that long, not after the step's whole timeout.
+    Every action heartbeats while it runs (activities/heartbeats.py); `heartbeat_timeout` (seconds) replaces the
+    plan's default (DEFAULT_HEARTBEAT_S) for the time a dead worker takes to be noticed.
+    `idempotent` (mutating actions): an attempt repeated after a worker crash or a transient error changes
+    nothing the first attempt already changed (keyed by `incident_id`/`step_id`, absolute values, heartbeat
+    details), so the step is retried by default; docs/kubernetes.md says why for each.
     `lease` (mutating actions) names the object changed, a template over the params such as
     "k8s/{context}/{namespace}/deployments/{deployment}": a step holds that object's lease while it runs.
     The schema is checked against the metaschema by tests/test_actions.py, not here: at import, every
@@ -159,7 +177,9 @@ def action(
                 filled = with_defaults(params, inp.params)
                 if mutates and lease:
                     await refuse_outside_changes(lease, inp.changes, filled)
-                return await fn(replace(inp, params=filled))
+                # Heartbeats while it runs, so a dead worker is noticed after the step's heartbeat timeout.
+                async with keep_alive():
+                    return await fn(replace(inp, params=filled))
             except ActionError as exc:
                 failure = exc
             # Raised outside the `except`, so the ActionError does not become the new error's context (a cause
@@ -179,6 +199,7 @@ def action(
             activity=run,
             heartbeat_timeout_s=heartbeat_timeout,
             lease=lease,
+            idempotent=idempotent,
         )
         return run
 

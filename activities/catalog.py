@@ -55,4 +55,5 @@ def all_activities() -> list[Callable[..., Any]]:
 def action_catalog() -> dict[str, ActionInfo]:
     """Name -> what the compiler needs to know of each action (see incidentctl.dsl.actions)."""
     return {spec.name: ActionInfo(spec.name, spec.params_schema, spec.mutates, spec.description,
-                                  spec.heartbeat_timeout_s, spec.lease) for spec in load_all()}
+                                  spec.heartbeat_timeout_s, spec.lease, spec.idempotent)
+            for spec in load_all()}

@@ -8,6 +8,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.heartbeats import heartbeat
 
 # Heartbeat this often while sleeping: cancellation reaches an activity only through a heartbeat, and a step
 # with a heartbeat timeout must see one well within it. The SDK throttles the actual RPCs, so this is cheap.
@@ -87,13 +88,11 @@ async def fail(inp: ActionInput) -> dict[str, Any]:
     description="Sleep inside an activity, heartbeating, so cancellation and heartbeat timeouts apply.",
 )
 async def sleep(inp: ActionInput) -> dict[str, Any]:
-    from temporalio import activity  # here, not at module import: building the action catalog must not load it
-
     seconds = inp.params["seconds"]
     # Against a deadline rather than summing slices, so event-loop lag does not stretch the sleep.
     deadline = time.monotonic() + float(seconds)
-    activity.heartbeat({"remaining_s": float(seconds)})
+    heartbeat({"remaining_s": float(seconds)})
     while (remaining := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(remaining, SLEEP_SLICE_S))
-        activity.heartbeat({"remaining_s": max(0.0, deadline - time.monotonic())})
+        heartbeat({"remaining_s": max(0.0, deadline - time.monotonic())})
     return {"slept": seconds}

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from incidentctl.dsl.actions import ActionInfo
 from incidentctl.dsl.compiler import compile_directory, compile_file, compile_source
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.dsl.errors import RunbookErrors
-from incidentctl.dsl.plan import Plan
+from incidentctl.dsl.plan import (
+    DEFAULT_HEARTBEAT_S,
+    MUTATING_MAX_ATTEMPTS,
+    NON_IDEMPOTENT_MAX_ATTEMPTS,
+    Plan,
+    Retry,
+)
 from incidentctl.dsl.resources import schemas_dir
 from incidentctl.dsl.source import load_yaml
 from incidentctl.dsl.summary import summarize_plan
@@ -686,9 +693,8 @@ def test_templated_values_inside_lists_and_either_or_params_are_left_to_run_time
             params: {namespace: shop, deployment: "${{ params.deployment }}", timeout: 5m}
         """), "nested.yaml", CATALOG).to_json()
     steps = {s["id"]: s for s in plan["steps"]}
-    # A long wait declares a heartbeat timeout; the plan carries it to the workflow's activity options.
-    assert steps["wait"]["heartbeat_s"] == 30.0
-    assert steps["nodes"]["heartbeat_s"] is None
+    # Every action step gets a heartbeat timeout; the plan carries it to the workflow's activity options.
+    assert steps["wait"]["heartbeat_s"] == steps["nodes"]["heartbeat_s"] == DEFAULT_HEARTBEAT_S
 
 
 def test_a_literal_bad_k8s_param_is_caught_before_anything_runs() -> None:
@@ -838,3 +844,38 @@ def test_the_schema_and_the_kind_table_agree() -> None:
     for kind, keys in KIND_KEYS.items():
         refused = set(step["dependentSchemas"][kind]["properties"])
         assert refused == specific - set(keys), kind
+
+
+def test_every_action_step_heartbeats_and_idempotent_remediations_are_retried() -> None:
+    """A dead worker is noticed after DEFAULT_HEARTBEAT_S (an action's own heartbeat_timeout wins); a mutating
+    action that declares itself idempotent is retried MUTATING_MAX_ATTEMPTS times by default, any other once."""
+    schema = {"type": "object", "properties": {}, "additionalProperties": False}
+    catalog = {"t.read": ActionInfo("t.read", schema),
+               "t.slow": ActionInfo("t.slow", schema, heartbeat_timeout_s=90.0),
+               "t.safe_fix": ActionInfo("t.safe_fix", schema, mutates=True, idempotent=True),
+               "t.unsafe_fix": ActionInfo("t.unsafe_fix", schema, mutates=True)}
+    plan = compile_source(textwrap.dedent("""\
+        name: heartbeats
+        version: 1
+        steps:
+          - {id: read, action: t.read}
+          - {id: slow, check: t.slow, assert: 'true'}
+          - {id: safe, action: t.safe_fix}
+          - {id: unsafe, action: t.unsafe_fix}
+          - {id: asked, action: t.unsafe_fix, retry: {max_attempts: 2}}
+          - {id: pause, sleep: 1s}
+        """), "heartbeats.yaml", catalog).to_json()
+    steps = {s["id"]: s for s in plan["steps"]}
+    assert {k: s["heartbeat_s"] for k, s in steps.items()} == {
+        "read": DEFAULT_HEARTBEAT_S, "slow": 90.0, "safe": DEFAULT_HEARTBEAT_S, "unsafe": DEFAULT_HEARTBEAT_S,
+        "asked": DEFAULT_HEARTBEAT_S, "pause": None}
+    assert {k: (s["retry"] or {}).get("max_attempts") for k, s in steps.items()} == {
+        "read": Retry().max_attempts, "slow": Retry().max_attempts, "safe": MUTATING_MAX_ATTEMPTS,
+        "unsafe": NON_IDEMPOTENT_MAX_ATTEMPTS, "asked": 2, "pause": None}
+    assert MUTATING_MAX_ATTEMPTS > 1 == NON_IDEMPOTENT_MAX_ATTEMPTS
+
+
+def test_every_kubernetes_remediation_is_idempotent_and_http_request_is_not() -> None:
+    mutating = {name: info.idempotent for name, info in CATALOG.items() if info.mutates}
+    assert all(idempotent for name, idempotent in mutating.items() if name.startswith("k8s.")), mutating
+    assert mutating["http.request"] is False

@@ -8,7 +8,7 @@ clusters by giving steps different contexts.
 Calls go through the typed API classes but read raw JSON (`_preload_content=False`): outputs land in
 workflow history as plain JSON, the way `kubectl get -o json` shows objects.
 Transient failures (timeouts, connection errors, 429/500/502/503/504) are retried here with exponential
-backoff and heartbeats; what retrying cannot fix becomes a non-retryable ActionError in one sentence.
+backoff; what retrying cannot fix becomes a non-retryable ActionError in one sentence.
 
 The `kubernetes` SDK (some 360 modules) is imported by the functions that talk to a cluster, not at import time:
 building the action catalog (the compiler, `incidentctl actions list`) must not pay for it.
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from activities import heartbeats
 from activities.errors import ActionError
 from activities.k8s.schemas import DEFAULT_API_TIMEOUT_S
 from incidentctl.dsl.durations import parse_duration
@@ -39,6 +41,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
+_log = logging.getLogger(__name__)
 
 # `api` argument of call() -> class of kubernetes.client
 _API_CLASSES = {
@@ -148,11 +151,8 @@ def _load(path: str, context: str) -> ApiClient:
 
 
 def heartbeat(details: Any) -> None:
-    """Heartbeat when running as an activity (tests also call actions directly, outside Temporal)."""
-    from temporalio import activity  # here, not at module import: building the action catalog must not load it
-
-    if activity.in_activity():
-        activity.heartbeat(details)
+    """Heartbeat with progress `details` when running as an activity (tests also call actions directly)."""
+    heartbeats.heartbeat(details)
 
 
 def _decode(response: Any) -> Any:
@@ -219,7 +219,9 @@ async def call(params: dict[str, Any], target: Target, api: str, method: str, *a
             problem = f"{target.verb} {target.describe()}: no answer from the API server ({type(exc).__name__})"
         if attempt == ATTEMPTS:
             raise ActionError(f"{problem}; gave up after {ATTEMPTS} attempts", type="KubeUnavailable")
-        heartbeat(f"retrying after: {problem}")
+        # Logged, not heartbeated: a heartbeat's details replace the action's own (a wait's clock), and the
+        # action wrapper heartbeats anyway.
+        _log.warning("retrying after: %s", problem)
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")

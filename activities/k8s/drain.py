@@ -132,7 +132,7 @@ def _timeout(p: dict[str, Any]) -> float:
         "max_pods": {"type": "integer", "minimum": 1, "maximum": HARD_MAX_DRAIN_PODS, "default": 30,
                      "description": "refuse to drain a node with more pods to evict than this"},
     }, ["node"]),
-    mutates=True, lease=NODE_LEASE,
+    mutates=True, idempotent=True, lease=NODE_LEASE,
     description="kubectl drain: cordon a node, then evict its pods, respecting PodDisruptionBudgets.",
 )
 async def drain(inp: ActionInput) -> dict[str, Any]:

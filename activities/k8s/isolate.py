@@ -44,7 +44,7 @@ def _wanted_spec(pod_selector: dict[str, Any], allowed: list[str]) -> dict[str, 
         "allow_from_namespaces": {"type": "array", "items": NAMESPACE, "uniqueItems": True, "maxItems": 50,
                                   "default": [], "description": "namespaces still allowed in, e.g. monitoring"},
     }, ["namespace", "deployment"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="Contain a deployment: a NetworkPolicy that denies all ingress to its pods (except from the "
                 "namespaces in allow_from_namespaces).",
 )

@@ -22,7 +22,7 @@ from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 @action(
     "k8s.remove_isolation",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME, "name": POLICY_NAME}, ["namespace"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="Undo k8s.isolate: delete the NetworkPolicy it created (only ones labelled managed-by=incidentctl).",
 )
 async def remove_isolation(inp: ActionInput) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """`k8s.rollout_restart` and `k8s.rollout_undo`: kubectl's rollout restart and undo on a Deployment.
 
 Idempotent under Temporal retries: restart stamps the activity's scheduled time (a retry stamps the same value,
-so no second restart); undo marks the deployment with `<incident>/<step>` and a retry that finds its own mark
-reports the rollback already done instead of undoing again (which would flip back to the bad revision).
+so no second restart); undo marks the deployment with the step's `ActionInput.retry_key()` and a retry that finds
+its own mark reports the rollback already done instead of undoing again (which would flip back to the bad
+revision).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HASH_LABEL = "pod-template-hash"
 @action(
     "k8s.rollout_restart",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME}, ["namespace", "deployment"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout restart: new pods for the same template (restartedAt annotation).",
 )
 async def rollout_restart(inp: ActionInput) -> dict[str, Any]:
@@ -65,13 +66,13 @@ def _bare_template(rs: dict[str, Any]) -> dict[str, Any]:
                                            "description": "refuse unless the deployment is still at this revision "
                                                           "(the one the diagnosis and the approval saw; null: any)"}},
                       ["namespace", "deployment"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout undo: put the pod template of an earlier ReplicaSet back on the deployment.",
 )
 async def rollout_undo(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     before = await read_deployment(p)
-    mark = f"{inp.incident_id}/{inp.step_id}"
+    mark = inp.retry_key()
     annotations = before["metadata"].get("annotations", {})
     if inp.incident_id and annotations.get(ROLLBACK_MARK) == mark:
         return change_record(p, before, before, inp.dry_run, to_revision=None,

@@ -20,7 +20,7 @@ HARD_MAX_REPLICAS = 100
         "min_replicas": {"type": "integer", "minimum": 0, "default": 0},
         "max_replicas": {"type": "integer", "minimum": 0, "maximum": HARD_MAX_REPLICAS, "default": 20},
     }, ["namespace", "deployment", "replicas"]),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description=f"Set a deployment's replicas within [min_replicas, max_replicas] (never above "
                 f"{HARD_MAX_REPLICAS}).",
 )

@@ -1,20 +1,54 @@
-"""`k8s.set_resources`: raise or lower one container's memory and CPU, never past a bound."""
+"""`k8s.set_resources`: raise or lower one container's memory and CPU, never past a bound.
+
+Idempotent under Temporal retries: the patch that changes the resources also records, in the deployment's
+`incidentctl.dev/resources-before` annotation, the container's resources it started from and the step that
+changed them. A retry of the same step (the worker died after the patch landed) finds its own record and computes
+the new values from the recorded ones, never from the already raised ones, so `memory_factor` is applied once;
+it reports the recorded values as `before`, so the runbook's rollback restores the original limit.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
 from activities.k8s.api import STRATEGIC_MERGE_PATCH, refuse
+from activities.k8s.changes import REVISION_ANNOTATION, revision_of
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
 from activities.k8s.health import format_bytes, parse_quantity
 from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 HARD_MAX_MEMORY = "64Gi"
 HARD_MAX_CPU = "32"
+RESOURCES_BEFORE = "incidentctl.dev/resources-before"
 QUANTITY = {"type": "string", "pattern": r"^[0-9.]+(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"}
+
+
+def _recorded(deployment: dict[str, Any], key: str, container: str) -> dict[str, Any] | None:
+    """What this step's earlier attempt recorded before changing `container` (None: no attempt of it did)."""
+    raw = deployment["metadata"].get("annotations", {}).get(RESOURCES_BEFORE)
+    try:
+        record = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("step") != key or record.get("container") != container:
+        return None
+    return record
+
+
+def _as_it_was(deployment: dict[str, Any], container: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The deployment as the first attempt saw it (its recorded resources and revision), for the change record."""
+    was = copy.deepcopy(deployment)
+    for spec in was["spec"]["template"]["spec"]["containers"]:
+        if spec["name"] == container:
+            spec["resources"] = record["resources"]
+    if record.get("revision") is not None:
+        was["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = str(record["revision"])
+    return was
 
 
 def _new_value(current: str | None, absolute: str | None, factor: float | None, what: str) -> float | None:
@@ -38,7 +72,7 @@ def _new_value(current: str | None, absolute: str | None, factor: float | None, 
     }, ["namespace", "deployment"], dependentRequired={"memory_limit": ["max_memory"],
                                                        "memory_factor": ["max_memory"],
                                                        "cpu_limit": ["max_cpu"], "cpu_request": ["max_cpu"]}),
-    mutates=True, lease=DEPLOYMENT_LEASE,
+    mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="Raise or lower a container's memory/CPU within a bound (max_memory/max_cpu are required).",
 )
 async def set_resources(inp: ActionInput) -> dict[str, Any]:
@@ -52,7 +86,14 @@ async def set_resources(inp: ActionInput) -> dict[str, Any]:
                           f"{', '.join(names)}; say which with container:", type="UnknownContainer",
                           non_retryable=True)
     resources = next(c for c in containers if c["name"] == name).get("resources", {})
-    limits, requests = dict(resources.get("limits", {})), dict(resources.get("requests", {}))
+    step_key = inp.retry_key()
+    record = _recorded(before, step_key, name) if inp.incident_id else None
+    current = before
+    if record is not None:
+        # An earlier attempt of this step changed them already: start from what it started from.
+        before = _as_it_was(current, name, record)
+    start = record["resources"] if record is not None else resources
+    limits, requests = dict(start.get("limits", {})), dict(start.get("requests", {}))
     memory = _new_value(limits.get("memory"), p.get("memory_limit"), p.get("memory_factor"), f"{name}'s memory limit")
     if memory is not None:
         bound = min(parse_quantity(p["max_memory"]), parse_quantity(HARD_MAX_MEMORY))
@@ -71,7 +112,13 @@ async def set_resources(inp: ActionInput) -> dict[str, Any]:
             target["cpu"] = p[key]
     wanted = {"limits": limits, "requests": requests}
     if {k: v for k, v in wanted.items() if v} == {k: v for k, v in resources.items() if v}:
-        return change_record(p, before, before, inp.dry_run, container=name)
-    body = {"spec": {"template": {"spec": {"containers": [{"name": name, "resources": wanted}]}}}}
+        return change_record(p, before, current, inp.dry_run, container=name,
+                             **({"note": "already set by this step"} if record is not None else {}))
+    body: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": name, "resources": wanted}]}}}}
+    if inp.incident_id:
+        # In the same patch as the change, so a retry that finds the change also finds where it started from.
+        body["metadata"] = {"annotations": {RESOURCES_BEFORE: json.dumps(
+            {"step": step_key, "container": name, "resources": start, "revision": revision_of(before)},
+            sort_keys=True)}}
     after = await patch_deployment(p, body, STRATEGIC_MERGE_PATCH, inp.dry_run)
     return change_record(p, before, after, inp.dry_run, container=name)

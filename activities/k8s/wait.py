@@ -14,12 +14,12 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.heartbeats import previous_details
 from activities.k8s.api import Target, duration_param, heartbeat, must
 from activities.k8s.health import deployment_summary, summarize_pod
 from activities.k8s.schemas import DURATION, NAME, NAMESPACE, SELECTOR, k8s_params
 from incidentctl.dsl.durations import format_duration
 
-HEARTBEAT_TIMEOUT_S = 30.0
 MAX_WAIT_S = 3600.0
 # Every wait takes these: how long to wait in all (at most MAX_WAIT_S) and how often to look.
 WAITING = {"timeout": {**DURATION, "default": "5m"}, "interval": {**DURATION, "default": "2s"}}
@@ -29,15 +29,12 @@ class _Clock:
     """Deadline and elapsed time that survive activity retries (via heartbeat details)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
-        from temporalio import activity  # here, not at module import: building the action catalog must not load it
-
         self.timeout = min(duration_param(params, "timeout"), MAX_WAIT_S)
         self.interval = max(duration_param(params, "interval"), 0.2)
         self.started = time.time()
-        if activity.in_activity():
-            details = activity.info().heartbeat_details
-            if details and isinstance(details[0], dict) and "started" in details[0]:
-                self.started = float(details[0]["started"])
+        details = previous_details()
+        if details and isinstance(details[0], dict) and "started" in details[0]:
+            self.started = float(details[0]["started"])
 
     def elapsed(self) -> float:
         return time.time() - self.started
@@ -58,7 +55,6 @@ def _failed(message: str, seen: dict[str, Any]) -> ActionError:
     "k8s.wait_rollout",
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME, **WAITING}, ["namespace", "deployment"]),
     description="kubectl rollout status: wait until every replica runs the current template and is available.",
-    heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
 async def wait_rollout(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
@@ -89,7 +85,6 @@ async def _pods(p: dict[str, Any]) -> list[dict[str, Any]]:
                        "min_ready": {"type": "integer", "minimum": 1, "default": 1}, **WAITING},
                       ["namespace", "selector"]),
     description="Wait until every pod matching the selector is Ready (and at least min_ready exist).",
-    heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
 async def wait_pods_ready(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
@@ -112,7 +107,6 @@ async def wait_pods_ready(inp: ActionInput) -> dict[str, Any]:
     params=k8s_params({"namespace": NAMESPACE, "selector": SELECTOR, "for": DURATION, **WAITING},
                       ["namespace", "selector", "for"]),
     description="Wait until the selected pods are all Ready and none has restarted for a whole `for` window.",
-    heartbeat_timeout=HEARTBEAT_TIMEOUT_S,
 )
 async def wait_stable(inp: ActionInput) -> dict[str, Any]:
     p = inp.params

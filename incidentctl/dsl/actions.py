@@ -18,11 +18,14 @@ class ActionInfo:
     params_schema: dict[str, Any]
     mutates: bool = False
     description: str = ""
-    # For long actions that heartbeat: a worker that dies mid-action is noticed after this long.
+    # A worker that dies mid-action is noticed after this long (None: the plan's DEFAULT_HEARTBEAT_S).
     heartbeat_timeout_s: float | None = None
     # Mutating actions: the object they change, a template over their params such as
     # "k8s/{context}/{namespace}/deployments/{deployment}"; a step holds that object's lease while it runs.
     lease: str | None = None
+    # Mutating actions: repeating an attempt (a retry after a worker crash) changes nothing more than the first
+    # did, so the compiler lets Temporal retry them (MUTATING_MAX_ATTEMPTS) by default.
+    idempotent: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mutates": self.mutates,

@@ -21,11 +21,13 @@ from incidentctl.dsl.errors import RunbookError, RunbookErrors
 from incidentctl.dsl.matchers import parse_matcher
 from incidentctl.dsl.plan import (
     DEFAULT_CADENCE_S,
+    DEFAULT_HEARTBEAT_S,
     DEFAULT_SEND_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
     DEFAULT_WAIT_DEADLINE_S,
     DEFAULT_WAIT_INTERVAL_S,
     MUTATING_MAX_ATTEMPTS,
+    NON_IDEMPOTENT_MAX_ATTEMPTS,
     STEP_KINDS,
     AlertPolicy,
     Approval,
@@ -87,9 +89,9 @@ class _Compiler:
             step.action = action
             info = self.check_action(action, step.params, path, kind)
             if info is not None:
-                step.mutates, step.heartbeat_s = info.mutates, info.heartbeat_timeout_s
+                step.mutates, step.heartbeat_s = info.mutates, info.heartbeat_timeout_s or DEFAULT_HEARTBEAT_S
                 step.lease = info.lease if info.mutates else None
-            step.retry = self.retry(raw, path, step.mutates)
+            step.retry = self.retry(raw, path, step.mutates, info is not None and info.idempotent)
         step.timeout_s = self.duration(raw, "timeout", path, DEFAULT_TIMEOUT_S if action else None)
         step.on_failure = _on_failure(raw.get("on_failure"))
         step.next, step.end = raw.get("next"), bool(raw.get("end"))
@@ -159,8 +161,9 @@ class _Compiler:
             self.error((*path, key), str(exc))
             return default
 
-    def retry(self, step: dict[str, Any], path: Path_, mutates: bool) -> Retry:
-        retry = Retry(max_attempts=MUTATING_MAX_ATTEMPTS) if mutates else Retry()
+    def retry(self, step: dict[str, Any], path: Path_, mutates: bool, idempotent: bool) -> Retry:
+        retry = Retry(max_attempts=MUTATING_MAX_ATTEMPTS if idempotent else NON_IDEMPOTENT_MAX_ATTEMPTS) \
+            if mutates else Retry()
         given = step.get("retry") or {}
         retry.max_attempts = given.get("max_attempts", retry.max_attempts)
         retry.backoff = given.get("backoff", retry.backoff)

@@ -36,8 +36,13 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_WAIT_INTERVAL_S = 10.0
 DEFAULT_WAIT_DEADLINE_S = 600.0
 DEFAULT_SEND_TIMEOUT_S = 30.0
-# A remediation is retried only when its author says it is safe to repeat.
-MUTATING_MAX_ATTEMPTS = 1
+# Every action heartbeats while it runs (activities/heartbeats.py): a worker that dies mid-action is noticed
+# after this long, not after the step's whole timeout. An action's own `heartbeat_timeout` wins.
+DEFAULT_HEARTBEAT_S = 30.0
+# A remediation is retried (after a worker crash, a transient error) only when repeating it is safe: its action
+# declares itself idempotent under retry (`@action(idempotent=True)`), or the runbook's `retry` says so.
+MUTATING_MAX_ATTEMPTS = 3
+NON_IDEMPOTENT_MAX_ATTEMPTS = 1
 # Status updates to stakeholders, per severity (None: none).
 DEFAULT_CADENCE_S: dict[str, float | None] = {"SEV1": 900.0, "SEV2": 1800.0, "SEV3": 3600.0, "SEV4": None}
 # How long every alert must stay resolved before the incident is, per severity (docs/lifecycle.md).
@@ -117,7 +122,7 @@ class Step:
     mutates: bool = False
     lease: str | None = None  # mutating actions: the object changed, a template over params (`leases` below)
     params: Any = None
-    heartbeat_s: float | None = None
+    heartbeat_s: float | None = None  # DEFAULT_HEARTBEAT_S for action kinds; None (older plans): none
     # check
     assert_: str | None = field(default=None, metadata=_json_name("assert"))
     message: Any = None

@@ -44,13 +44,16 @@ class Identity:
 
 @dataclass
 class Fault:
-    """Answer the next `count` matching requests with `status` (0: no answer) after `delay_s`."""
+    """Answer the next `count` matching requests with `status` (0: carry them out) after `delay_s`; with
+    `answer_delay_s`, carry them out first and hold the answer that long (a client that dies meanwhile never
+    learns its change was made)."""
 
     count: int
     status: int = 503
     delay_s: float = 0.0
     path_contains: str = ""
     method: str = ""
+    answer_delay_s: float = 0.0
 
 
 class Cluster:

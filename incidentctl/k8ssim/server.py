@@ -86,6 +86,10 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
                                f"injected fault: {fault.status}")
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
         who = cluster.identity(token)
+        if fault is not None and fault.answer_delay_s:
+            answer = await _dispatch(request, cluster, who)
+            await asyncio.sleep(fault.answer_delay_s)
+            return answer
         return await _dispatch(request, cluster, who)
     except ApiError as error:
         return _status(error)
