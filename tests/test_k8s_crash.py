@@ -40,6 +40,7 @@ GOES_ON_WITHIN_S = DEFAULT_HEARTBEAT_S + 60
 UNDO_RUNBOOK = """
 name: crash-undo
 version: 1
+changes: {clusters: ["*"], namespaces: [shop]}
 steps:
   - id: undo
     action: k8s.rollout_undo
@@ -52,6 +53,7 @@ steps:
 RAISE_RUNBOOK = """
 name: crash-raise
 version: 1
+changes: {clusters: ["*"], namespaces: [shop]}
 steps:
   - id: raise
     action: k8s.set_resources
