@@ -8,6 +8,7 @@ references (incidentctl.dsl.scope), jumps, unreachable steps. Defaults come from
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ from incidentctl.dsl.scope import Scope
 from incidentctl.dsl.source import Path_, load_yaml
 from incidentctl.dsl.types import matches_type
 from incidentctl.dsl.validate import explain, schema_errors
+
+# Temporal refuses payloads over 2 MiB by default, and every incident's input carries its plan (twice, with the
+# alert, when it continues as new): a plan stays well below.
+MAX_PLAN_BYTES = 512 * 1024
 
 
 @dataclass
@@ -464,10 +469,16 @@ def compile_source(text: str, file: str, catalog: ActionCatalog) -> Plan:
     runbook = RunbookInfo(name=data["name"], version=str(data["version"]), description=data.get("description"),
                           owner=data.get("owner"), team=data.get("team"), severity=data.get("severity", "SEV3"),
                           service=data.get("service"))
-    return Plan(runbook=runbook, source=Source(path=file), trigger=data.get("trigger"), parameters=parameters,
+    plan = Plan(runbook=runbook, source=Source(path=file), trigger=data.get("trigger"), parameters=parameters,
                 steps=steps, rollback=rollback, on_cancel=on_cancel, on_alert_resolved=on_alert_resolved,
                 resolve=resolve, leases=leases, communication=communication, changes=changes,
                 auto_approve_mutations=auto_approve_mutations).with_hash()
+    size = len(json.dumps(plan.wire_json, separators=(",", ":")))
+    if size > MAX_PLAN_BYTES:
+        # Every incident carries its plan in its input: past Temporal's payload limit none could even start.
+        raise RunbookErrors([source.error((), f"the compiled plan is {size // 1024} KiB, over the "
+                                              f"{MAX_PLAN_BYTES // 1024} KiB limit: split the runbook")])
+    return plan
 
 
 def compile_file(path: str | Path, catalog: ActionCatalog) -> Plan:
