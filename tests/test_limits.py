@@ -92,3 +92,13 @@ async def test_an_alert_carrying_bad_inputs_fails_one_step_and_the_incident_goes
     assert steps["number"]["status"] == "failed" and "beyond 64 bits" in steps["number"]["error"]["message"]
     assert steps["after"]["status"] == "succeeded" and summary["outcome"] == "succeeded"
     await incidents.cancel_incident(client, started.incident_id)
+
+
+def test_a_plan_too_large_to_start_is_refused_at_compile_time() -> None:
+    from incidentctl.dsl.compiler import MAX_PLAN_BYTES
+
+    huge = "x" * 2000
+    steps = "".join(f"  - {{id: s{i}, action: util.echo, params: {{message: '{huge}'}}}}\n"
+                    for i in range(MAX_PLAN_BYTES // 2000 + 10))
+    with pytest.raises(RunbookErrors, match=r"the compiled plan is \d+ KiB, over the 512 KiB limit"):
+        compile_text(f"name: huge\nversion: 1\nsteps:\n{steps}", "huge.yaml")
