@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from temporalio.client import Client
 
 from incidentctl import client as incidents
@@ -26,6 +27,7 @@ from incidentctl.devserver import DevServer
 from incidentctl.k8ssim.process import crash_looping_pod, start_simulator
 from incidentctl.library import load_plan
 from incidentctl.output import incident_report, timeline_report
+from incidentctl.people import people_file
 from incidentctl.review import load_review
 from incidentctl.review_markdown import review_markdown
 from workflows.model import ApprovalDecision, Closure, ReviewEdit
@@ -76,6 +78,11 @@ async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
     from incidentctl.workers import build_worker
 
     client = await connect(server.address)
+    if people_file() is None:
+        # Installed from a wheel there is no config/: the demo's own worker reads the demo's people.
+        people = workdir / "people.yaml"
+        people.write_text(yaml.safe_dump({"groups": DEMO_GROUPS}))
+        os.environ["INCIDENTCTL_PEOPLE"] = str(people)
     async with contextlib.AsyncExitStack() as stack:
         demo = await SCENARIOS[scenario](stack, workdir)
         plan = load_plan(demo.runbook)

@@ -278,3 +278,23 @@ async def test_pending_names_waiting_incidents_that_cannot_be_asked(client: Clie
     rows = await incidents.pending_approvals(client, unanswered=unanswered)
     assert started.incident_id in unanswered and started.incident_id not in {r["incident_id"] for r in rows}
     await incidents.cancel_incident(client, started.incident_id)
+
+
+async def test_groups_come_from_the_workers_people_file_not_from_the_starter(
+        client: Client, worker: Worker, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    people = tmp_path / "people.yaml"
+    people.write_text("groups:\n  sre: [alice, bob]\n  sre-leads: [dana]\n")
+    monkeypatch.setenv("INCIDENTCTL_PEOPLE", str(people))  # what the (in-process) worker reads
+    leads_only = "name: ap-leads\nversion: 1\nsteps:\n  - {id: gate, approval: {message: go?, groups: [sre-leads]}}\n"
+    # A starter who pins their own list: `outsider` in sre-leads.
+    started = await incidents.start_incident(client, compile_text(leads_only, "ap.yaml"), key=unique,
+                                             task_queue=TEST_TASK_QUEUE, groups={"sre-leads": ["outsider"]})
+    incident = started.incident_id
+    await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
+    with pytest.raises(incidents.IncidentError, match="'outsider' may not approve"):
+        await incidents.decide(client, incident, ApprovalDecision(approver="outsider", approve=True))
+    assert (await incidents.decide(client, incident, ApprovalDecision(approver="dana", approve=True))).outcome \
+        == "approved"
+    kinds = {e["kind"]: e for e in await incidents.incident_timeline(client, incident)}
+    assert kinds["people_loaded"]["detail"]["groups"] == {"sre": 2, "sre-leads": 1}
+    await incidents.cancel_incident(client, incident)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,10 +157,13 @@ steps:
 """
 
 
-async def test_approval_timeout_defaults_and_group_quorum(client: Client, worker: Worker, unique: str) -> None:
+async def test_approval_timeout_defaults_and_group_quorum(client: Client, worker: Worker, unique: str,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    people = tmp_path / "people.yaml"
+    people.write_text("groups:\n  sre: [carol, dave, erin]\n")
+    monkeypatch.setenv("INCIDENTCTL_PEOPLE", str(people))  # the worker reads it when the incident starts
     plan = compile_text(APPROVAL_RULES, "approvals.yaml")
-    started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE,
-                                             groups={"sre": ["carol", "dave", "erin"]})
+    started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     incident = started.incident_id
     await eventually(lambda: incidents.show_incident(client, incident),
                      lambda s: any(p["step"] == "by_group" for p in s["pending_approvals"]))

@@ -170,6 +170,8 @@ def apply_decision(state: IncidentState, pending: PendingApproval, decision: App
 
 
 PEOPLE_CHECKED = "approval-people-checked"
+# The worker's activity that reads its people file (incidentctl/people.py): groups are never the starter's word.
+PEOPLE_ACTIVITY = "incident.people"
 
 
 def rendered_people(names: list[str], context: dict[str, Any], field_name: str) -> list[str]:
@@ -210,7 +212,7 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
     message = spec.message if literal_message else expressions.render(spec.message or "", context)
     checked = workflow.patched(PEOPLE_CHECKED) if workflow.in_workflow() else True
     # Every stage's people, rendered and checked now: a bad escalation list fails the step before anyone waits.
-    people = [stage_people(stage, context, run.input.groups, checked) for stage in (spec, *spec.escalation)]
+    people = [stage_people(stage, context, run.groups, checked) for stage in (spec, *spec.escalation)]
     pending = PendingApproval(step=key, approvers=list(people[0][0]), groups=list(people[0][1]),
                               required=spec.required, message=str(message), requested_at=run.now().isoformat(),
                               allow_self_approval=spec.allow_self_approval,

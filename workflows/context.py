@@ -57,6 +57,11 @@ class IncidentRun:
         self.active_plan: Plan = self.plan
         self.active_params: dict[str, Any] = inp.params
 
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Who is in which group for this incident's approvals: the worker's people file, read at start."""
+        return self.state.groups if self.state.groups is not None else self.input.groups
+
     @staticmethod
     def now() -> datetime:
         return workflow.now()

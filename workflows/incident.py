@@ -18,11 +18,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import alerts
-    from workflows.approvals import apply_decision, decision_problem
+    from workflows.approvals import PEOPLE_ACTIVITY, apply_decision, decision_problem
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
@@ -96,12 +96,14 @@ class IncidentWorkflow:
             # Before any step or message: a plan nobody compiled with this deployment's key does nothing.
             try:
                 verdict = await check_plan(inp.plan, inp.plan_signature)
+                run.event("plan_check", detail=verdict)
+                if not verdict["ok"]:
+                    raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused",
+                                           non_retryable=True)
+                await self._load_people()
             except (asyncio.CancelledError, CancelledError):
                 self._runbooks.finish(CANCELLED)  # nothing of the plan ran, and its on_cancel does not either
                 raise
-            run.event("plan_check", detail=verdict)
-            if not verdict["ok"]:
-                raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused", non_retryable=True)
         if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
             state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
             state.mark("opened_at", state.started_at)
@@ -165,6 +167,20 @@ class IncidentWorkflow:
         state.runs += 1
         self._run.event("continued_as_new", detail={"next_step_index": state.pc, "run": state.runs})
         workflow.continue_as_new(IncidentInput(**{**inp.__dict__, "carried": state.carry()}))
+
+    async def _load_people(self) -> None:
+        """Groups from the worker's people file, not from whoever started the incident (who could name anyone)."""
+        run = self._run
+        try:
+            run.state.groups = await workflow.execute_activity(
+                PEOPLE_ACTIVITY, result_type=dict, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3))
+        except ActivityError as exc:
+            run.state.groups = {}  # nobody approves through a group, rather than the starter's list
+            run.event("people_unavailable", detail={"error": str(exc.cause or exc)})
+            return
+        run.event("people_loaded", detail={"groups": {name: len(members)
+                                                      for name, members in sorted(run.state.groups.items())}})
 
     async def _release_target(self) -> None:
         """The incident is over: the next alert about its target opens a new incident (or joins another)."""
@@ -309,7 +325,7 @@ class IncidentWorkflow:
 
     def _decision_problem(self, decision: ApprovalDecision) -> tuple[Any, str | None]:
         inp = self._run.input
-        return decision_problem(self._run.state.approvals, decision, inp.groups, inp.started_by)
+        return decision_problem(self._run.state.approvals, decision, self._run.groups, inp.started_by)
 
     @workflow.update
     async def decide_approval(self, decision: ApprovalDecision) -> ApprovalReceipt:

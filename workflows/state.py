@@ -59,6 +59,9 @@ class IncidentState:
     quiet_until: str | None = None  # while monitoring: resolved unless an alert fires before then
     reopen_until: str | None = None  # once resolved: a re-fire before then re-opens this incident
     refire_pending: bool = False  # an alert fired again after the incident resolved; the lifecycle decides
+    # Group name -> members, read by the worker from its people file when the incident started (None: incidents
+    # started before that, which use the groups their starter pinned in the input).
+    groups: dict[str, list[str]] | None = None
     # Alert groups of other runbooks that joined this incident because they are about the same target.
     joined: list[dict[str, Any]] = field(default_factory=list)
     # Changes this incident made under a lease (one per mutating step run), for the review.
