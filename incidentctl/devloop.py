@@ -112,6 +112,9 @@ def _run_dev(args: argparse.Namespace, db_file: Path) -> int:
     server.start()
     print(f"temporal server  {server.address}   (incidents kept in {db_file})")
     print(f"temporal web UI  {server.ui_url}")
+    if server.address != "127.0.0.1:7233":
+        # Other commands look for Temporal at TEMPORAL_ADDRESS (default 127.0.0.1:7233).
+        print(f"in other shells  export TEMPORAL_ADDRESS={server.address}")
     try:
         asyncio.run(_serve(server, args.task_queue, args.receiver_port))
     finally:
