@@ -172,7 +172,8 @@ class IncidentWorkflow:
         """Groups from the worker's people file, not from whoever started the incident (who could name anyone)."""
         run = self._run
         try:
-            run.state.groups = await workflow.execute_activity(
+            # Local: the worker running the incident reads its own file, with no task-queue round trip.
+            run.state.groups = await workflow.execute_local_activity(
                 PEOPLE_ACTIVITY, result_type=dict, start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3))
         except ActivityError as exc:

@@ -22,7 +22,8 @@ class PlanCheck:
 
 
 async def check_plan(plan: dict[str, Any], signature: str) -> dict[str, Any]:
-    """{"ok", "checked", "reason"}: the verdict, recorded in history once."""
-    return await workflow.execute_activity(
+    """{"ok", "checked", "reason"}: the verdict, recorded in history once. A local activity: it runs in the
+    worker that runs the incident, without a round trip through the server's task queue."""
+    return await workflow.execute_local_activity(
         VERIFY_ACTIVITY, PlanCheck(plan_hash=plan_hash(plan), signature=signature), result_type=dict,
         start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=5))
