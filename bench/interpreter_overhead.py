@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baseline_workflow import Baseline, noop  # noqa: E402
+from baseline_workflow import Baseline, admit, noop  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
@@ -83,7 +83,7 @@ async def run(args: argparse.Namespace, server: DevServer) -> None:
     # Like for like first: the baseline starts without eager start, so does the interpreter here.
     variants = {"baseline (hand-written)": baseline, "IncidentWorkflow (runbook)": interpreter(False),
                 "  ... with eager start": interpreter(True)}
-    async with Worker(client, task_queue="bench-baseline", workflows=[Baseline], activities=[noop]), \
+    async with Worker(client, task_queue="bench-baseline", workflows=[Baseline], activities=[noop, admit]), \
             build_worker(client, task_queue="bench-interp"):
         for start_one in variants.values():
             await start_one()  # warm every path before measuring

@@ -92,27 +92,3 @@ def _token_owners(path: Path, people: Any) -> dict[str, str]:
     raise PeopleConfigError(f"people file {path}: `people:` maps each person to {{token_sha256: <64 hex>}} "
                             "(make one with `incidentctl people token NAME`)")
 
-
-class PeopleDirectory:
-    """The worker's activity that reads its people file for a starting incident (groups pinned in it)."""
-
-    def activities(self) -> list[Any]:
-        _define_activities()
-        return [self.groups]
-
-    async def groups(self) -> dict[str, list[str]]:
-        from temporalio.exceptions import ApplicationError
-
-        try:
-            return load_groups()
-        except PeopleConfigError as exc:
-            raise ApplicationError(str(exc), type="PeopleConfig", non_retryable=True) from None
-
-
-@functools.cache
-def _define_activities() -> None:
-    from temporalio import activity
-
-    from workflows.approvals import PEOPLE_ACTIVITY
-
-    activity.defn(name=PEOPLE_ACTIVITY)(PeopleDirectory.groups)

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from incidentctl.payload_codec import parse_keys
-from workflows.plan_check import VERIFY_ACTIVITY, PlanCheck
+from incidentctl.people import PeopleConfigError, load_groups
+from workflows.plan_check import ADMIT_ACTIVITY, PlanCheck
 
 
 def _keys() -> list[tuple[str, bytes]]:
@@ -54,17 +55,25 @@ def verify_plan(check: PlanCheck) -> dict[str, Any]:
     return {"ok": True, "checked": True, "reason": f"signed with key {key_id!r}"}
 
 
-class PlanVerifier:
+class Admission:
+    """The worker's local activity for a starting incident: is its plan signed, and who is in which group (from
+    this worker's people file, never the starter's)."""
+
     def activities(self) -> list[Callable[..., Any]]:
         _define_activities()
-        return [self.verify]
+        return [self.admit]
 
-    async def verify(self, check: PlanCheck) -> dict[str, Any]:
-        return verify_plan(check)
+    async def admit(self, check: PlanCheck) -> dict[str, Any]:
+        try:
+            groups: dict[str, list[str]] | None = load_groups()
+            people_error = None
+        except PeopleConfigError as exc:
+            groups, people_error = None, str(exc)
+        return {"plan": verify_plan(check), "groups": groups, "people_error": people_error}
 
 
 @functools.cache
 def _define_activities() -> None:
     from temporalio import activity
 
-    activity.defn(name=VERIFY_ACTIVITY)(PlanVerifier.verify)
+    activity.defn(name=ADMIT_ACTIVITY)(Admission.admit)

@@ -9,8 +9,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
-from incidentctl.people import PeopleDirectory
-from incidentctl.plan_signing import PlanVerifier
+from incidentctl.plan_signing import Admission
 from incidentctl.target_leases import TargetLeases
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
@@ -31,6 +30,6 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         workflows=[IncidentWorkflow, TargetWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
-                    *PlanVerifier().activities(), *PeopleDirectory().activities()],
+                    *Admission().activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

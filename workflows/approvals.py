@@ -170,8 +170,6 @@ def apply_decision(state: IncidentState, pending: PendingApproval, decision: App
 
 
 PEOPLE_CHECKED = "approval-people-checked"
-# The worker's activity that reads its people file (incidentctl/people.py): groups are never the starter's word.
-PEOPLE_ACTIVITY = "incident.people"
 
 
 def rendered_people(names: list[str], context: dict[str, Any], field_name: str) -> list[str]:

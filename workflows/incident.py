@@ -18,11 +18,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import alerts
-    from workflows.approvals import PEOPLE_ACTIVITY, apply_decision, decision_problem
+    from workflows.approvals import apply_decision, decision_problem
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         RunbookRequest,
         SeverityChange,
     )
-    from workflows.plan_check import check_plan
+    from workflows.plan_check import admit
     from workflows.review import review_problem
     from workflows.runbooks import Runbooks
     from workflows.target_state import LeaseAnswer
@@ -95,12 +95,13 @@ class IncidentWorkflow:
         if not inp.carried and workflow.patched(PLAN_CHECKED):
             # Before any step or message: a plan nobody compiled with this deployment's key does nothing.
             try:
-                verdict = await check_plan(inp.plan, inp.plan_signature)
+                admission = await admit(inp.plan, inp.plan_signature)
+                verdict = admission["plan"]
                 run.event("plan_check", detail=verdict)
                 if not verdict["ok"]:
                     raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused",
                                            non_retryable=True)
-                await self._load_people()
+                self._pin_people(admission)
             except (asyncio.CancelledError, CancelledError):
                 self._runbooks.finish(CANCELLED)  # nothing of the plan ran, and its on_cancel does not either
                 raise
@@ -168,18 +169,14 @@ class IncidentWorkflow:
         self._run.event("continued_as_new", detail={"next_step_index": state.pc, "run": state.runs})
         workflow.continue_as_new(IncidentInput(**{**inp.__dict__, "carried": state.carry()}))
 
-    async def _load_people(self) -> None:
+    def _pin_people(self, admission: dict[str, Any]) -> None:
         """Groups from the worker's people file, not from whoever started the incident (who could name anyone)."""
         run = self._run
-        try:
-            # Local: the worker running the incident reads its own file, with no task-queue round trip.
-            run.state.groups = await workflow.execute_local_activity(
-                PEOPLE_ACTIVITY, result_type=dict, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3))
-        except ActivityError as exc:
+        if admission.get("groups") is None:
             run.state.groups = {}  # nobody approves through a group, rather than the starter's list
-            run.event("people_unavailable", detail={"error": str(exc.cause or exc)})
+            run.event("people_unavailable", detail={"error": admission.get("people_error")})
             return
+        run.state.groups = admission["groups"]
         run.event("people_loaded", detail={"groups": {name: len(members)
                                                       for name, members in sorted(run.state.groups.items())}})
 
