@@ -23,7 +23,12 @@ from workflows.plan_check import ADMIT_ACTIVITY, PlanCheck
 
 
 def _keys() -> list[tuple[str, bytes]]:
-    raw = os.environ.get("INCIDENTCTL_PLAN_KEYS", "")
+    return _parsed_keys(os.environ.get("INCIDENTCTL_PLAN_KEYS", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_keys(raw: str) -> list[tuple[str, bytes]]:
+    # The receiver signs every notification's plan: parse the variable once per value, not per alert.
     return parse_keys(raw, "INCIDENTCTL_PLAN_KEYS") if raw.strip() else []
 
 

@@ -205,14 +205,18 @@ class AlertIntake:
                 rpc_timeout=self.rpc_timeout,
             ))
         except (RPCError, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError, RuntimeError) as exc:
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
             # The start operation holds the same failure; read it so asyncio does not report it as lost.
             try:
                 await start.workflow_handle()
             except Exception:  # noqa: BLE001 - it is the failure already being reported
                 pass
-            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
-            raise TemporalUnavailable(f"incident {workflow_id}: {exc}{hint}") from None
+            raise self._unavailable(workflow_id, exc, exc) from None
+
+    def _unavailable(self, workflow_id: str, what: object, exc: BaseException) -> TemporalUnavailable:
+        """A delivery that recorded nothing: counted, and answered 503 so the sender retries."""
+        self.metrics.inc("incidentctl_deliveries_total", result="failed")
+        hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
+        return TemporalUnavailable(f"incident {workflow_id}: {what}{hint}")
 
     async def _run_ended(self, workflow_id: str, run_id: str, wait_s: float = 30.0) -> bool:
         """Whether that run of the incident ended within `wait_s` (it closes itself right after answering)."""
@@ -231,19 +235,17 @@ class AlertIntake:
         try:
             return await call
         except (RPCError, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError, RuntimeError) as exc:
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
-            raise TemporalUnavailable(f"incident {workflow_id}: target: {exc}{hint}") from None
+            raise self._unavailable(workflow_id, f"target: {exc}", exc) from None
 
     async def _to_target_owner(self, target: str, route: Route, workflow_id: str, first: dict[str, Any],
                                notification: AlertNotification) -> tuple[Outcome | None, bool]:
         """Deliver to the incident already open for `target`, if another one is: (its outcome, False) then;
         (None, True) when this group's own incident holds the target; (None, False) when the owner could
         not be reached twice (the group opens its own incident, not holding the target)."""
-        joined = AlertNotification(**{**vars(notification), "joined": _joined(target, route, workflow_id)})
         known = self.targets.known_owner(target)
         if known == workflow_id:
             return None, True
+        joined = AlertNotification(**{**vars(notification), "joined": _joined(target, route, workflow_id)})
         stale = ""
         if known:
             outcome = await self._join(known, joined, route)
@@ -290,12 +292,9 @@ class AlertIntake:
         except RPCError as exc:
             if gone(exc):
                 return None
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            raise TemporalUnavailable(f"incident {workflow_id}: {exc.message}") from None
+            raise self._unavailable(workflow_id, exc.message, exc) from None
         except (WorkflowUpdateFailedError, RPCTimeoutOrCancelledError) as exc:
-            self.metrics.inc("incidentctl_deliveries_total", result="failed")
-            hint = " (no worker answered: is one running?)" if isinstance(exc, RPCTimeoutOrCancelledError) else ""
-            raise TemporalUnavailable(f"incident {workflow_id}: {getattr(exc, 'cause', None) or exc}{hint}") from None
+            raise self._unavailable(workflow_id, getattr(exc, "cause", None) or exc, exc) from None
 
     def _incident_input(self, route: Route, workflow_id: str, alert: dict[str, Any]) -> IncidentInput:
         plan = route.plan
