@@ -16,6 +16,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from incidentctl.dsl.allowed_changes import render_lease
 from incidentctl.dsl.plan import Approval, Step
 from workflows.context import IncidentRun
 from workflows.errors import StepError
@@ -25,14 +26,9 @@ from workflows.targets import RELEASE_SIGNAL, target_workflow_id
 REQUEST_ACTIVITY = "target.request_lease"
 
 
-class _Missing(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 def lease_key(template: str, params: dict[str, Any]) -> str:
     """The object a step changes, from its action's lease template and the step's rendered params."""
-    return template.format_map(_Missing({k: "" if v is None else v for k, v in params.items()}))
+    return render_lease(template, params)
 
 
 def describe_change(change: dict[str, Any]) -> str:

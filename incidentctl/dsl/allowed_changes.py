@@ -48,7 +48,8 @@ class _Missing(dict[str, Any]):
         return ""
 
 
-def _render(segment: str, params: Mapping[str, Any]) -> str:
+def render_lease(segment: str, params: Mapping[str, Any]) -> str:
+    """A lease template (or one segment of it) over a step's params; a missing or null param is empty."""
     return segment.format_map(_Missing({k: "" if v is None else v for k, v in params.items()}))
 
 
@@ -65,7 +66,7 @@ def changed_object(lease: str, params: Mapping[str, Any]) -> ChangedObject | Non
     parts = lease.split("/")
     if len(parts) != _K8S_PARTS or parts[0] != "k8s":
         return None
-    cluster, namespace, resource, name = (_render(part, params) for part in parts[1:])
+    cluster, namespace, resource, name = (render_lease(part, params) for part in parts[1:])
     return ChangedObject(cluster=cluster, namespace=namespace if parts[2] else None, resource=resource, name=name)
 
 
