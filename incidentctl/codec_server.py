@@ -14,6 +14,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from incidentctl.intake.auth import bearer_token
 from incidentctl.payload_codec import CodecKeyError, EncryptionCodec
 
 
@@ -33,8 +34,8 @@ def create_codec_app(codec: EncryptionCodec, *, token: str | None = None, origin
     def handler(encode: bool) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
             if token:
-                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                given = bearer_token(request)
+                if not given or not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
                     return refused(401, "Authorization: Bearer <codec token> required")
             try:
                 payloads = json_format.Parse(await request.text(), Payloads())

@@ -29,6 +29,13 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
+def bearer_token(request: web.Request) -> str:
+    """The token of an `Authorization: Bearer ...` header ("" without one). RFC 9110: the scheme is
+    case-insensitive ("bearer" and "Bearer" are the same)."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
 def signing_input(timestamp: str, method: str, path: str, body: bytes) -> bytes:
     return f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
 
@@ -69,9 +76,8 @@ class ReceiverAuth:
         if self.insecure and not (self.token or self.hmac_secret):
             return None
         if self.token:
-            # RFC 9110: the scheme is case-insensitive ("bearer" and "Bearer" are the same).
-            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(_utf8(given.strip()), _utf8(self.token)):
+            given = bearer_token(request)
+            if given and hmac.compare_digest(_utf8(given), _utf8(self.token)):
                 return None
         if self.hmac_secret and request.headers.get(SIGNATURE_HEADER):
             return self._signature_problem(request, body)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from incidentctl import client as incidents
+from incidentctl.intake.auth import bearer_token
 from incidentctl.intake.http import INTAKE, LIMITS, Refused, read_body
 from incidentctl.intake.http import refuse as _refuse
 from incidentctl.intake.payloads import PayloadError, decode_json
@@ -42,15 +43,15 @@ class Command:
 
 def person(request: web.Request) -> str:
     """The verified person behind the request, or Refused (401)."""
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    given = bearer_token(request)
+    if not given:
         raise Refused(401, "people's commands need a personal token: Authorization: Bearer <token> "
                            "(make one with `incidentctl people token NAME`)", "unauthorized")
     try:
         owners = load_token_owners()
     except PeopleConfigError as exc:
         raise Refused(503, f"cannot check the token: {exc}", "people_file") from None
-    digest = token_digest(given.strip())
+    digest = token_digest(given)
     for known, owner in owners.items():
         if hmac.compare_digest(known, digest):
             return owner
