@@ -239,6 +239,17 @@ async def cmd_incident_pending(args: argparse.Namespace) -> int:
     return EXIT_FAILED if unanswered else EXIT_OK
 
 
+async def _relayed(incident: str, command: Any) -> dict[str, Any] | None:
+    """`command` sent through the receiver as the person whose token is set (incidentctl/people_client.py), or
+    None when no token is: then it goes straight to Temporal."""
+    from incidentctl.people_client import RelayError, relay_command
+
+    try:
+        return await relay_command(incident, command)
+    except RelayError as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def cmd_incident_cancel(args: argparse.Namespace) -> int:
     from incidentctl.client import IncidentError, cancel_incident
 
@@ -252,12 +263,14 @@ async def cmd_incident_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_incident_decide(args: argparse.Namespace) -> int:
     from incidentctl.client import IncidentError, decide
-    from workflows.model import ApprovalDecision
+    from workflows.model import ApprovalDecision, ApprovalReceipt
 
     decision = ApprovalDecision(approver=args.as_user, approve=args.command == "approve",
                                 step=args.step or "", comment=args.comment or "")
     try:
-        receipt = await decide(await _client(args), args.incident, decision)
+        relayed = await _relayed(args.incident, decision)
+        receipt = (ApprovalReceipt(**relayed) if relayed is not None
+                   else await decide(await _client(args), args.incident, decision))
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
     if args.output == "json":
@@ -272,13 +285,16 @@ async def cmd_incident_assign(args: argparse.Namespace) -> int:
     from incidentctl.client import IncidentError, acknowledge_incident, assign_incident
     from workflows.model import Acknowledgement, Assignment
 
-    client = await _client(args)
+    command = (Acknowledgement(by=args.as_user) if args.command == "ack" else
+               Assignment(by=args.as_user, commander=args.commander or "", assignee=args.assignee or ""))
+    relayed = await _relayed(args.incident, command)
     try:
-        if args.command == "ack":
-            roles = await acknowledge_incident(client, args.incident, Acknowledgement(by=args.as_user))
+        if relayed is not None:
+            roles = relayed
+        elif isinstance(command, Acknowledgement):
+            roles = await acknowledge_incident(await _client(args), args.incident, command)
         else:
-            roles = await assign_incident(client, args.incident, Assignment(
-                by=args.as_user, commander=args.commander or "", assignee=args.assignee or ""))
+            roles = await assign_incident(await _client(args), args.incident, command)
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
     if args.output == "json":
@@ -294,30 +310,35 @@ async def cmd_incident_command(args: argparse.Namespace) -> int:
     """note, severity, resolve, reopen, close, run: a person steers an open incident (validated updates)."""
     from incidentctl import client as incidents
     from incidentctl.params import ParameterError, parse_assignments
-    from workflows.model import Closure, Note, Reopening, Resolution, SeverityChange
+    from incidentctl.people_client import RelayError, configured, relay
+    from workflows.model import Closure, CommandReceipt, Note, Reopening, Resolution, SeverityChange
 
-    client = await _client(args)
     by = args.as_user
+    commands = {
+        "note": lambda: (Note(by=by, text=" ".join(args.text)), incidents.add_note),
+        "severity": lambda: (SeverityChange(by=by, severity=args.severity, reason=args.reason or ""),
+                             incidents.change_severity),
+        "resolve": lambda: (Resolution(by=by, summary=args.summary or ""), incidents.resolve_incident),
+        "reopen": lambda: (Reopening(by=by, reason=args.reason or ""), incidents.reopen_incident),
+        "close": lambda: (Closure(by=by, no_review=args.no_review, reason=args.reason or ""),
+                          incidents.close_incident),
+    }
     try:
-        if args.command == "note":
-            receipt = await incidents.add_note(client, args.incident, Note(by=by, text=" ".join(args.text)))
-        elif args.command == "severity":
-            receipt = await incidents.change_severity(client, args.incident, SeverityChange(
-                by=by, severity=args.severity, reason=args.reason or ""))
-        elif args.command == "resolve":
-            receipt = await incidents.resolve_incident(client, args.incident, Resolution(by=by,
-                                                                                         summary=args.summary or ""))
-        elif args.command == "reopen":
-            receipt = await incidents.reopen_incident(client, args.incident, Reopening(by=by, reason=args.reason or ""))
-        elif args.command == "close":
-            receipt = await incidents.close_incident(client, args.incident, Closure(
-                by=by, no_review=args.no_review, reason=args.reason or ""))
+        if args.command in commands:
+            command, send = commands[args.command]()
+            relayed = await _relayed(args.incident, command)
+            receipt = (CommandReceipt(**relayed) if relayed is not None
+                       else await send(await _client(args), args.incident, command))
         else:
-            plan = _load_plan(args.runbook)
-            receipt = await incidents.run_runbook(client, args.incident, plan, parse_assignments(args.param or []), by)
+            plan, params = _load_plan(args.runbook), parse_assignments(args.param or [])
+            if configured() is not None:  # the receiver runs its own loaded runbook of that name
+                receipt = CommandReceipt(**await relay(args.incident, "runbooks", {
+                    "by": by, "runbook": plan.runbook.name, "params": params}))
+            else:
+                receipt = await incidents.run_runbook(await _client(args), args.incident, plan, params, by)
     except ParameterError as exc:
         raise CommandError("\n".join(exc.problems)) from None
-    except incidents.IncidentError as exc:
+    except (incidents.IncidentError, RelayError) as exc:
         raise CommandError(str(exc)) from None
     if args.output == "json":
         print(to_json(receipt.__dict__))
@@ -362,7 +383,7 @@ async def cmd_incident_review(args: argparse.Namespace) -> int:
 async def _edit_review(args: argparse.Namespace) -> int:
     from incidentctl.client import IncidentError, incident_state, update_review
     from incidentctl.review import LIST_FIELDS, ReviewEditError, review_fields
-    from workflows.model import ReviewEdit
+    from workflows.model import CommandReceipt, ReviewEdit
 
     by = (args.as_user or os.environ.get("USER", "")).strip()
     if not by:
@@ -377,7 +398,9 @@ async def _edit_review(args: argparse.Namespace) -> int:
             # A list grows by what is given here, and the edit carries the whole list: read it first.
             current = (await incident_state(client, args.incident)).get("review") or {}
             fields = review_fields(args.set, current)
-        answer = await update_review(client, args.incident, ReviewEdit(by=by, fields=fields))
+        edit = ReviewEdit(by=by, fields=fields)
+        relayed = await _relayed(args.incident, edit)
+        answer = CommandReceipt(**relayed) if relayed is not None else await update_review(client, args.incident, edit)
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
     if args.format == "json":
@@ -473,6 +496,17 @@ async def cmd_codec_serve(args: argparse.Namespace) -> int:
     print(f"codec server {url} (POST /decode, /encode); point the Temporal UI's codec endpoint at it", flush=True)
     await stop_on_signals().wait()
     await runner.cleanup()
+    return EXIT_OK
+
+
+def cmd_identity_key(args: argparse.Namespace) -> int:
+    from incidentctl.identity import new_signing_key, signing_key_line
+
+    key = new_signing_key(args.key_id)
+    print("# the receiver: signs people's commands it verified (keep it secret, like a password)")
+    print(f"INCIDENTCTL_IDENTITY_SIGNING_KEY={signing_key_line(key)}")
+    print("# every worker: trusts commands signed with it (add to the list to rotate: k2=...,k1=...)")
+    print(f"INCIDENTCTL_IDENTITY_KEYS={key.public_line()}")
     return EXIT_OK
 
 
@@ -740,6 +774,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "people-file line that stores only its hash)")
     token.add_argument("person", help="who the token speaks for, as named in the people file's groups")
     token.set_defaults(handler=cmd_people_token)
+
+    identity = commands.add_parser("identity", help="verified people: the receiver's signing key and the "
+                                                    "workers' trusted keys")
+    identity_cmds = identity.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    identity_key = identity_cmds.add_parser(
+        "key", help="print a new key pair: INCIDENTCTL_IDENTITY_SIGNING_KEY for the receiver (secret), "
+                    "INCIDENTCTL_IDENTITY_KEYS for every worker")
+    identity_key.add_argument("key_id", nargs="?", default="k1", help="the key's id (default %(default)s)")
+    identity_key.set_defaults(handler=cmd_identity_key)
 
     codec = commands.add_parser("codec", help="payload encryption: keys, and the codec server for the Temporal UI")
     codec_cmds = codec.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")

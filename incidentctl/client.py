@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -354,14 +355,17 @@ async def close_incident(client: Client, incident: str, closure: Closure) -> Com
     return await _update(client, incident, IncidentWorkflow.close, closure, "close refused")
 
 
-async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[str, Any] | None, by: str
-                      ) -> CommandReceipt:
-    """Run another runbook inside the open incident; its parameters are resolved here, as at start."""
+async def run_runbook(client: Client, incident: str, plan: Plan, params: dict[str, Any] | None, by: str,
+                      prove: Callable[[Any], str] | None = None) -> CommandReceipt:
+    """Run another runbook inside the open incident; its parameters are resolved here, as at start. `prove`
+    makes the request's identity proof (incidentctl/identity.py), where the caller verified `by`."""
     try:
         resolved = resolve_params(plan, params or {}, None)
     except ParameterError as exc:
         raise IncidentError("; ".join(exc.problems), "invalid") from None
     request = RunbookRequest(by=by, plan=plan.wire_json, params=resolved, plan_signature=sign_plan(plan.hash))
+    if prove is not None:
+        request.proof = prove(request)
     return await _update(client, incident, IncidentWorkflow.run_runbook, request, "run refused")
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
+    from incidentctl.identity_policy import IdentityPolicy
     from incidentctl.intake.runner import auth_from_env, start_receiver
     from incidentctl.workers import build_worker
 
@@ -30,9 +31,11 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
     auth = auth_from_env(insecure=True)
     receiver = await start_receiver(client, port=receiver_port, auth=auth, task_queue=task_queue)
     mode = "token/HMAC required" if auth.token or auth.hmac_secret else "no auth (dev mode)"
+    identity = IdentityPolicy.for_dev()
+    people = ("verified people only" if identity.required else "anyone acts as the name given (dev mode)")
     try:
-        async with build_worker(client, task_queue):
-            print(f"worker           polling task queue {task_queue!r}")
+        async with build_worker(client, task_queue, identity=identity):
+            print(f"worker           polling task queue {task_queue!r}; people's commands: {people}")
             print(f"alert receiver   {receiver.url}/alertmanager  ({mode})")
             print("ready: point Alertmanager at the receiver, or `incidentctl incident start --runbook NAME`; "
                   "Ctrl-C stops all")

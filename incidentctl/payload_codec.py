@@ -10,45 +10,21 @@ Temporal UI reads histories through `incidentctl codec serve` (the codec server 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from incidentctl.keyring import KeyringError as CodecKeyError
+from incidentctl.keyring import new_key, parse_keys
+
+__all__ = ["CodecKeyError", "EncryptionCodec", "keys_from_env", "new_key", "parse_keys"]
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
-
-
-class CodecKeyError(ValueError):
-    pass
-
-
-def new_key(key_id: str) -> str:
-    return f"{key_id}={base64.b64encode(secrets.token_bytes(32)).decode()}"
-
-
-def parse_keys(text: str, where: str) -> list[tuple[str, bytes]]:
-    keys: list[tuple[str, bytes]] = []
-    for entry in text.replace("\n", ",").split(","):
-        entry = entry.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        key_id, _, encoded = entry.partition("=")
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if not key_id.strip() or len(key) != 32:
-            raise CodecKeyError(f"{where}: each key is `id=<base64 of 32 bytes>` (make one with "
-                                f"`incidentctl codec key`); {key_id.strip() or 'an entry'} is not")
-        keys.append((key_id.strip(), key))
-    return keys
 
 
 def keys_from_env() -> list[tuple[str, bytes]]:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.payload_codec import parse_keys
 from incidentctl.people import PeopleConfigError, load_groups
 from workflows.plan_check import ADMIT_ACTIVITY, PlanCheck
@@ -61,8 +62,12 @@ def verify_plan(check: PlanCheck) -> dict[str, Any]:
 
 
 class Admission:
-    """The worker's local activity for a starting incident: is its plan signed, and who is in which group (from
-    this worker's people file, never the starter's)."""
+    """The worker's local activity for a starting incident: is its plan signed, who is in which group (from
+    this worker's people file, never the starter's), and what it requires of people's commands (`identity`:
+    the policy given, else the worker's environment read at each admission)."""
+
+    def __init__(self, identity: IdentityPolicy | None = None) -> None:
+        self.identity = identity
 
     def activities(self) -> list[Callable[..., Any]]:
         _define_activities()
@@ -74,7 +79,9 @@ class Admission:
             people_error = None
         except PeopleConfigError as exc:
             groups, people_error = None, str(exc)
-        return {"plan": verify_plan(check), "groups": groups, "people_error": people_error}
+        identity = self.identity or IdentityPolicy.from_env()
+        return {"plan": verify_plan(check), "groups": groups, "people_error": people_error,
+                "identity": identity.pinned()}
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.catalog import all_activities
 from activities.incident_history import IncidentHistory
+from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.plan_signing import Admission
 from incidentctl.target_leases import TargetLeases
 from workflows.incident import IncidentWorkflow
@@ -23,13 +24,16 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "incidentctl", "activities"))
 
 
-def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100) -> Worker:
+def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100,
+                 identity: IdentityPolicy | None = None) -> Worker:
+    """`identity`: what incidents started here require of people's commands (default: the environment's,
+    incidentctl/identity_policy.py)."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[IncidentWorkflow, TargetWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
-                    *Admission().activities()],
+                    *Admission(identity).activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,10 @@ from incidentctl.devserver import DevServer
 from incidentctl.workers import build_worker
 
 TEST_TASK_QUEUE = "incidentctl-tests"
+# Workers take people's commands as given (the `dev` rule) unless a test asks otherwise: tests/test_identity.py
+# runs its own workers that require verified people. Set for the whole session, so workers the tests start as
+# processes (worker.py) inherit it.
+os.environ.setdefault("INCIDENTCTL_IDENTITY", "open")
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("service", ("incidentctl.client", "incidentctl.params", "incidentctl.people", "incidentctl.intake",
                  "incidentctl.library", "incidentctl.workers", "incidentctl.target_leases", "worker",
                  "incidentctl.connection", "incidentctl.payload_codec", "incidentctl.codec_server",
-                 "incidentctl.plan_signing",
+                 "incidentctl.plan_signing", "incidentctl.identity_policy", "incidentctl.people_client",
                  "incidentctl.history", "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",
                  "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",

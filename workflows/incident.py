@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
+    from workflows.identity_gate import IdentityGate
     from workflows.interpreter import Interpreter
     from workflows.lifecycle import FINAL, RUNBOOK_RUNNING, Lifecycle, command_problem, hands_over
     from workflows.model import (
@@ -76,6 +77,7 @@ class IncidentWorkflow:
         # Decided before any handler runs (an update may arrive with the start, or right after continue-as-new).
         self._with_lifecycle = workflow.patched(LIFECYCLE)
         self._continuing = False
+        self._identity = IdentityGate(self._run, admitting=not inp.carried)
         state = self._run.state
         if inp.carried:
             state.restore(inp.carried)
@@ -102,9 +104,11 @@ class IncidentWorkflow:
                     raise ApplicationError(f"plan refused: {verdict['reason']}", type="PlanRefused",
                                            non_retryable=True)
                 self._pin_people(admission)
+                self._identity.pin(admission)
             except (asyncio.CancelledError, CancelledError):
                 self._runbooks.finish(CANCELLED)  # nothing of the plan ran, and its on_cancel does not either
                 raise
+        self._identity.admitting = False  # admitted above, or started before admission existed
         if self._with_lifecycle and state.status in (RUNNING, MITIGATING) and not state.runbook_runs:
             state.status = MITIGATING  # a new incident, or one that continued-as-new before the lifecycle
             state.mark("opened_at", state.started_at)
@@ -216,13 +220,20 @@ class IncidentWorkflow:
     def _command_problem(self, command: Any) -> str | None:
         if not self._with_lifecycle:
             return "this incident was started before incidents had a lifecycle: it ends with its runbook"
-        return command_problem(self._run.state, command)
+        return self._identity.problem(command) or command_problem(self._run.state, command)
+
+    def _verified(self, command: Any) -> None:
+        """In a handler: the command's proof is spent (refused when the state changed since its validator)."""
+        problem = self._identity.spend(command)
+        if problem:
+            raise ApplicationError(problem, type="IdentityRefused", non_retryable=True)
 
     def _receipt(self, **detail: Any) -> CommandReceipt:
         return CommandReceipt(incident_id=self._run.input.incident_id, status=self._run.state.status, detail=detail)
 
     @workflow.update
     def note(self, note: Note) -> CommandReceipt:
+        self._verified(note)
         entry = {"at": workflow.now().isoformat(), "by": note.by, "text": note.text}
         self._run.state.notes.append(entry)
         self._run.event("note_added", detail={"by": note.by, "text": note.text})
@@ -236,6 +247,7 @@ class IncidentWorkflow:
 
     @workflow.update
     def change_severity(self, change: SeverityChange) -> CommandReceipt:
+        self._verified(change)
         state = self._run.state
         entry = {"at": workflow.now().isoformat(), "by": change.by, "from": state.severity, "to": change.severity,
                  "reason": change.reason}
@@ -256,6 +268,7 @@ class IncidentWorkflow:
 
     async def _carry_out(self, command: Any) -> CommandReceipt:
         """Hand a command to the lifecycle's loop and answer once it took effect (or was refused there)."""
+        self._verified(command)
         number = self._lifecycle.enqueue(command)
         await workflow.wait_condition(lambda: number in self._lifecycle.carried_out)
         result = self._lifecycle.carried_out.pop(number)
@@ -304,6 +317,7 @@ class IncidentWorkflow:
 
     @workflow.update
     def update_review(self, edit: ReviewEdit) -> CommandReceipt:
+        self._verified(edit)
         review, now = self._run.state.review, workflow.now().isoformat()
         for key, value in edit.fields.items():
             if key == "completed":
@@ -322,8 +336,10 @@ class IncidentWorkflow:
     # ---------------------------------------------------------------- approvals
 
     def _decision_problem(self, decision: ApprovalDecision) -> tuple[Any, str | None]:
-        inp = self._run.input
-        return decision_problem(self._run.state.approvals, decision, self._run.groups, inp.started_by)
+        pending, problem = decision_problem(self._run.state.approvals, decision, self._run.groups,
+                                            self._run.input.started_by)
+        identity_problem = self._identity.problem(decision) if pending is not None else None
+        return (None, identity_problem) if identity_problem else (pending, problem)
 
     @workflow.update
     async def decide_approval(self, decision: ApprovalDecision) -> ApprovalReceipt:
@@ -331,6 +347,7 @@ class IncidentWorkflow:
         if pending is None:
             # The validator refuses these first; this covers state that changed in between.
             raise ApplicationError(problem or "approval refused", type="ApprovalRefused", non_retryable=True)
+        self._verified(decision)
         return apply_decision(self._run.state, pending, decision, workflow.now().isoformat())
 
     @decide_approval.validator
@@ -343,7 +360,8 @@ class IncidentWorkflow:
     def approve(self, decision: ApprovalDecision) -> None:
         """For tools that can only signal: checked here, refusals land on the timeline."""
         pending, problem = self._decision_problem(decision)
-        if pending is None:
+        problem = problem if pending is None else self._identity.spend(decision)
+        if problem:
             self._run.event("approval_refused", decision.step or None,
                             {"approver": decision.approver, "reason": problem})
             return
@@ -377,6 +395,7 @@ class IncidentWorkflow:
 
     @workflow.update
     def assign(self, assignment: Assignment) -> dict[str, Any]:
+        self._verified(assignment)
         roles = self._run.state.roles
         changed = {k: v for k, v in (("commander", assignment.commander), ("assignee", assignment.assignee)) if v}
         roles.update(changed)
@@ -389,9 +408,13 @@ class IncidentWorkflow:
             raise ValueError("say who assigns (--as)")
         if not (assignment.commander.strip() or assignment.assignee.strip()):
             raise ValueError("give a commander, an assignee, or both")
+        problem = self._identity.problem(assignment)
+        if problem:
+            raise ValueError(problem)
 
     @workflow.update
     def acknowledge(self, ack: Acknowledgement) -> dict[str, Any]:
+        self._verified(ack)
         state, now = self._run.state, workflow.now()
         started = datetime.fromisoformat(state.started_at) if state.started_at else now
         state.roles.update(acknowledged_by=ack.by, acknowledged_at=now.isoformat(),
@@ -407,6 +430,9 @@ class IncidentWorkflow:
             raise ValueError("say who acknowledges (--as)")
         if roles.get("acknowledged_by"):
             raise ValueError(f"already acknowledged by {roles['acknowledged_by']} at {roles['acknowledged_at']}")
+        problem = self._identity.problem(ack)
+        if problem:
+            raise ValueError(problem)
 
     # ---------------------------------------------------------------- queries
 

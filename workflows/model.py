@@ -81,6 +81,7 @@ class ApprovalDecision:
     approve: bool
     step: str = ""  # optional when exactly one approval is waiting
     comment: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -124,6 +125,7 @@ class AlertReceipt:
 class Note:
     by: str
     text: str
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -131,18 +133,21 @@ class SeverityChange:
     by: str
     severity: str
     reason: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
 class Resolution:
     by: str
     summary: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
 class Reopening:
     by: str
     reason: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -150,6 +155,7 @@ class Closure:
     by: str
     no_review: bool = False  # SEV1/SEV2 incidents are closed after their review unless this says otherwise
     reason: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -160,6 +166,7 @@ class RunbookRequest:
     plan: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
     plan_signature: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -174,11 +181,13 @@ class Assignment:
     by: str
     commander: str = ""
     assignee: str = ""
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
 class Acknowledgement:
     by: str
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it
 
 
 @dataclass
@@ -188,3 +197,4 @@ class ReviewEdit:
 
     by: str
     fields: dict[str, Any] = field(default_factory=dict)
+    proof: str = ""  # who verified the person (incidentctl/identity.py), where the worker requires it

@@ -62,6 +62,10 @@ class IncidentState:
     # Group name -> members, read by the worker from its people file when the incident started (None: incidents
     # started before that, which use the groups their starter pinned in the input).
     groups: dict[str, list[str]] | None = None
+    # What the worker that admitted this incident requires of people's commands (identity_policy.IdentityPolicy
+    # pinned: required, trusted public keys); None for incidents admitted before it, which take `by` as given.
+    identity: dict[str, Any] | None = None
+    used_proofs: dict[str, int] = field(default_factory=dict)  # nonce -> issued (s): a proof counts once
     # Alert groups of other runbooks that joined this incident because they are about the same target.
     joined: list[dict[str, Any]] = field(default_factory=list)
     # Changes this incident made under a lease (one per mutating step run), for the review.

@@ -4,11 +4,17 @@
 section (incidentctl/people.py), so the receiver never stores a token. Who acts is the token's owner, never a
 name in the body, and the alert senders' webhook token or HMAC is not accepted here: it proves a sender, not a
 person. A refusal comes back as 409 with the workflow's reason; a bad body as 422 naming what is wrong.
+
+Each command is signed for the incident it goes to (incidentctl/identity.py) with the receiver's
+`INCIDENTCTL_IDENTITY_SIGNING_KEY`, so a worker that requires verified people knows this receiver checked who
+acts; a receiver without the key sends commands unsigned, which only an `open` worker takes.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
@@ -16,6 +22,8 @@ from typing import Any
 from aiohttp import web
 
 from incidentctl import client as incidents
+from incidentctl.identity import IdentityError, SigningKey, sign
+from incidentctl.identity_policy import signing_key_from_env
 from incidentctl.intake.auth import bearer_token
 from incidentctl.intake.http import INTAKE, LIMITS, Refused, read_body
 from incidentctl.intake.http import refuse as _refuse
@@ -24,6 +32,7 @@ from incidentctl.people import PeopleConfigError, load_token_owners, token_diges
 from workflows.model import (
     Acknowledgement,
     ApprovalDecision,
+    Assignment,
     Closure,
     Note,
     Reopening,
@@ -81,12 +90,33 @@ def _checked(body: Any, fields: Fields, who: str) -> dict[str, Any]:
     return body
 
 
+@functools.lru_cache(maxsize=2)
+def _signing_key(raw: str) -> SigningKey | None:
+    return signing_key_from_env({"INCIDENTCTL_IDENTITY_SIGNING_KEY": raw})
+
+
+def prover(incident: str) -> Callable[[Any], str] | None:
+    """Signs a command for `incident` as verified here, or None when this receiver has no signing key."""
+    try:
+        key = _signing_key(os.environ.get("INCIDENTCTL_IDENTITY_SIGNING_KEY", ""))
+    except IdentityError as exc:
+        raise Refused(503, f"cannot sign for the person: {exc}", "identity_key") from None
+    return None if key is None else functools.partial(sign, key, incident)
+
+
+def signed(incident: str, command: Any) -> Any:
+    prove = prover(incident)
+    if prove is not None:
+        command.proof = prove(command)
+    return command
+
+
 async def _decide(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
     if body["decision"] not in ("approve", "reject"):
         raise Refused(422, 'field "decision" must be "approve" or "reject"', "schema")
     decision = ApprovalDecision(approver=who, approve=body["decision"] == "approve", step=body.get("step", ""),
                                 comment=body.get("comment", ""))
-    return await incidents.decide(request.app[INTAKE].client, incident, decision)
+    return await incidents.decide(request.app[INTAKE].client, incident, signed(incident, decision))
 
 
 async def _run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
@@ -94,13 +124,14 @@ async def _run(request: web.Request, incident: str, who: str, body: dict[str, An
     plan = request.app[INTAKE].router.plans.get(body["runbook"])
     if plan is None:
         raise Refused(422, f"no runbook named {body['runbook']!r} is loaded by this receiver", "schema")
-    return await incidents.run_runbook(request.app[INTAKE].client, incident, plan, body.get("params"), who)
+    return await incidents.run_runbook(request.app[INTAKE].client, incident, plan, body.get("params"), who,
+                                       prover(incident))
 
 
 def _simple(make: Callable[[str, dict[str, Any]], Any], send: Callable[..., Awaitable[Any]]
             ) -> Callable[[web.Request, str, str, dict[str, Any]], Awaitable[Any]]:
     async def run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
-        return await send(request.app[INTAKE].client, incident, make(who, body))
+        return await send(request.app[INTAKE].client, incident, signed(incident, make(who, body)))
     return run
 
 
@@ -112,6 +143,9 @@ COMMANDS: dict[str, Command] = {
         lambda who, b: SeverityChange(by=who, severity=b["severity"], reason=b.get("reason", "")),
         incidents.change_severity)),
     "acknowledge": Command({}, _simple(lambda who, b: Acknowledgement(by=who), incidents.acknowledge_incident)),
+    "assign": Command({"commander": (str, False), "assignee": (str, False)}, _simple(
+        lambda who, b: Assignment(by=who, commander=b.get("commander", ""), assignee=b.get("assignee", "")),
+        incidents.assign_incident)),
     "resolve": Command({"summary": (str, False)}, _simple(
         lambda who, b: Resolution(by=who, summary=b.get("summary", "")), incidents.resolve_incident)),
     "reopen": Command({"reason": (str, False)}, _simple(
