@@ -48,7 +48,7 @@ steps:
     action: util.echo
     params: {message: "group ${{ params.group }}"}
   - id: hold
-    approval: {message: "hold the incident open during the storm"}
+    approval: {message: "hold the incident open during the storm", groups: [sre]}
 """
 
 

@@ -126,7 +126,7 @@ def test_people_file_is_validated(tmp_path: Path) -> None:
 
 async def test_roles_assignment_and_time_to_acknowledge(client: Client, worker: Worker, unique: str) -> None:
     text = ("name: ap-roles\nversion: 1\nowner: alice\nteam: platform\nsteps:\n"
-            "  - {id: gate, approval: {message: hold}}\n")
+            "  - {id: gate, approval: {message: hold, approvers: [alice]}}\n")
     incident = await start(client, text, unique, alert={"labels": {"alertname": "X", "team": "payments"}})
     state = await eventually(lambda: incidents.show_incident(client, incident), waiting("gate"))
     assert (state["roles"]["commander"], state["roles"]["assignee"]) == ("alice", "payments")

@@ -400,6 +400,14 @@ SEMANTIC_CASES = [
     ("""\
      name: x
      version: 1
+     steps:
+       - id: a
+         approval: {message: "anyone?"}
+     """, "rb.yaml:5:15: $.steps[0].approval: an approval names who decides (approvers, groups or both): one "
+          "anybody could give would approve nothing"),
+    ("""\
+     name: x
+     version: 1
      parameters:
        limit: {type: integer, default: lots}
      steps:

@@ -92,7 +92,7 @@ name: pinned
 version: 1
 steps:
   - id: gate
-    approval: {message: "go?"}
+    approval: {message: "go?", approvers: [anyone]}
   - id: act
     action: util.echo
     params: {message: from version 1}

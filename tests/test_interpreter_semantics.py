@@ -149,7 +149,7 @@ name: sem-approvals
 version: 1
 steps:
   - id: auto
-    approval: {message: "fast path", timeout: 300ms, on_timeout: approve}
+    approval: {message: "fast path", approvers: [alice], timeout: 300ms, on_timeout: approve}
   - id: by_group
     approval: {message: "needs two SREs", groups: [sre], required: 2}
   - id: expires

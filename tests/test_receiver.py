@@ -63,7 +63,7 @@ parameters:
   namespace: {type: string, required: true, default: "${{ alert.labels.namespace }}"}
 steps:
   - id: gate
-    approval: {message: "look at ${{ params.namespace }}?"}
+    approval: {message: "look at ${{ params.namespace }}?", groups: [sre]}
 """
 
 DISK = """

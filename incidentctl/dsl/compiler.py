@@ -185,7 +185,10 @@ class _Compiler:
                             timeout_s=self.duration(spec, "timeout", path, None),
                             on_timeout=spec.get("on_timeout", "reject"),
                             allow_self_approval=bool(spec.get("allow_self_approval", False)))
-        if approval.approvers and not approval.groups and approval.required > len(approval.approvers):
+        if not approval.approvers and not approval.groups:
+            self.error(path, "an approval names who decides (approvers, groups or both): one anybody could give "
+                             "would approve nothing")
+        elif approval.approvers and not approval.groups and approval.required > len(approval.approvers):
             self.error((*path, "required"), f"needs {approval.required} approvals but only "
                                             f"{len(approval.approvers)} approver(s) are listed")
         for i, stage in enumerate(spec.get("escalation") or []):
