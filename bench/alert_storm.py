@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -35,7 +36,11 @@ from incidentctl.devserver import DevServer  # noqa: E402
 from incidentctl.intake.payloads import parse_alertmanager  # noqa: E402
 from incidentctl.intake.runner import start_receiver  # noqa: E402
 from incidentctl.intake.server import ReceiverAuth  # noqa: E402
+from incidentctl.payload_codec import new_key  # noqa: E402
 from incidentctl.workers import build_worker  # noqa: E402
+
+# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default).
+os.environ.setdefault("INCIDENTCTL_PLAN_KEYS", new_key("bench"))
 
 RUNBOOK = """
 name: storm

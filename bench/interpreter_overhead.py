@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,11 @@ from temporalio.worker import Worker  # noqa: E402
 from incidentctl import client as incidents  # noqa: E402
 from incidentctl.devserver import DevServer  # noqa: E402
 from incidentctl.library import compile_text  # noqa: E402
+from incidentctl.payload_codec import new_key  # noqa: E402
 from incidentctl.workers import build_worker  # noqa: E402
+
+# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default).
+os.environ.setdefault("INCIDENTCTL_PLAN_KEYS", new_key("bench"))
 
 RUNBOOK = """
 name: bench-three-steps

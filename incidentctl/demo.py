@@ -76,6 +76,7 @@ SCENARIOS = {"kubernetes": _kubernetes_incident, "http": _http_incident}
 
 async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
     from incidentctl.identity_policy import IdentityPolicy
+    from incidentctl.plan_signing import plans_required_from_env
     from incidentctl.workers import build_worker
 
     client = await connect(server.address)
@@ -87,7 +88,8 @@ async def _run(server: DevServer, scenario: str, workdir: Path) -> str:
     async with contextlib.AsyncExitStack() as stack:
         demo = await SCENARIOS[scenario](stack, workdir)
         plan = load_plan(demo.runbook)
-        async with build_worker(client, identity=IdentityPolicy.for_dev()):
+        async with build_worker(client, identity=IdentityPolicy.for_dev(),
+                                plans_required=plans_required_from_env(default=False)):
             started = await incidents.start_incident(client, plan, params=demo.params, alert=demo.alert,
                                                      started_by="alertmanager", groups=DEMO_GROUPS)
             print(f"incident started {started.incident_id}  (runbook {demo.runbook})\n")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
     from incidentctl.identity_policy import IdentityPolicy
     from incidentctl.intake.runner import auth_from_env, start_receiver
+    from incidentctl.plan_signing import plans_required_from_env
     from incidentctl.workers import build_worker
 
     client = await connect(server.address)
@@ -34,7 +35,8 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
     identity = IdentityPolicy.for_dev()
     people = ("verified people only" if identity.required else "anyone acts as the name given (dev mode)")
     try:
-        async with build_worker(client, task_queue, identity=identity):
+        async with build_worker(client, task_queue, identity=identity,
+                                plans_required=plans_required_from_env(default=False)):
             print(f"worker           polling task queue {task_queue!r}; people's commands: {people}")
             print(f"alert receiver   {receiver.url}/alertmanager  ({mode})")
             print("ready: point Alertmanager at the receiver, or `incidentctl incident start --runbook NAME`; "

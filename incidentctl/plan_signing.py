@@ -3,9 +3,10 @@ whoever compiled it (the receiver, the CLI) and checked by the worker before any
 
 Keys: `INCIDENTCTL_PLAN_KEYS` (`id=<base64 of 32 bytes>` entries, the first signing, all verifying, so keys
 rotate; `incidentctl codec key` makes the same kind). A worker with keys refuses an unsigned or altered plan,
-e.g. one started by hand with `temporal workflow start`; a worker without keys runs any plan and says so in
-the incident (`plan_check` on the timeline). The check is an activity, so its verdict is recorded once and a
-replay (or a later key rotation) never re-decides it.
+e.g. one started by hand with `temporal workflow start`. A worker without keys refuses every plan unless
+`INCIDENTCTL_PLAN_SIGNATURES=optional` (what `incidentctl dev` and the demo use unless told otherwise): then it
+runs any plan and says so in the incident (`plan_check` on the timeline). The check is an activity, so its
+verdict is recorded once and a replay (or a later key rotation) never re-decides it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from incidentctl.identity_policy import IdentityPolicy
@@ -43,8 +44,20 @@ def sign_plan(plan_hash: str) -> str:
     return f"{keys[0][0]}:{_mac(keys[0][1], plan_hash)}" if keys else ""
 
 
-def verify_plan(check: PlanCheck) -> dict[str, Any]:
+def plans_required_from_env(env: Mapping[str, str] | None = None, default: bool = True) -> bool:
+    """`INCIDENTCTL_PLAN_SIGNATURES`: `required` (the default outside `incidentctl dev`) or `optional`."""
+    env = os.environ if env is None else env
+    mode = env.get("INCIDENTCTL_PLAN_SIGNATURES", "").strip().lower()
+    return default if not mode else mode != "optional"
+
+
+def verify_plan(check: PlanCheck, required: bool = False) -> dict[str, Any]:
     keys = dict(_keys())
+    if not keys and required:
+        return {"ok": False, "checked": True,
+                "reason": "this worker runs only signed plans but has no key to check them: give the worker, the "
+                          "receiver and the CLI the same INCIDENTCTL_PLAN_KEYS (`incidentctl codec key` makes "
+                          "one), or set INCIDENTCTL_PLAN_SIGNATURES=optional where any plan may run"}
     if not keys:
         return {"ok": True, "checked": False,
                 "reason": "this worker checks no plan signatures (INCIDENTCTL_PLAN_KEYS is not set)"}
@@ -66,8 +79,9 @@ class Admission:
     this worker's people file, never the starter's), and what it requires of people's commands (`identity`:
     the policy given, else the worker's environment read at each admission)."""
 
-    def __init__(self, identity: IdentityPolicy | None = None) -> None:
+    def __init__(self, identity: IdentityPolicy | None = None, plans_required: bool | None = None) -> None:
         self.identity = identity
+        self.plans_required = plans_required  # None: INCIDENTCTL_PLAN_SIGNATURES, read at each admission
 
     def activities(self) -> list[Callable[..., Any]]:
         _define_activities()
@@ -80,7 +94,8 @@ class Admission:
         except PeopleConfigError as exc:
             groups, people_error = None, str(exc)
         identity = self.identity or IdentityPolicy.from_env()
-        return {"plan": verify_plan(check), "groups": groups, "people_error": people_error,
+        plans_required = plans_required_from_env() if self.plans_required is None else self.plans_required
+        return {"plan": verify_plan(check, plans_required), "groups": groups, "people_error": people_error,
                 "identity": identity.pinned()}
 
 

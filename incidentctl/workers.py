@@ -25,15 +25,16 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 
 def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100,
-                 identity: IdentityPolicy | None = None) -> Worker:
+                 identity: IdentityPolicy | None = None, plans_required: bool | None = None) -> Worker:
     """`identity`: what incidents started here require of people's commands (default: the environment's,
-    incidentctl/identity_policy.py)."""
+    incidentctl/identity_policy.py); `plans_required`: whether only signed plans run (default: the environment's,
+    incidentctl/plan_signing.py)."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[IncidentWorkflow, TargetWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
-                    *Admission(identity).activities()],
+                    *Admission(identity, plans_required).activities()],
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -21,6 +21,7 @@ TEST_TASK_QUEUE = "incidentctl-tests"
 # runs its own workers that require verified people. Set for the whole session, so workers the tests start as
 # processes (worker.py) inherit it.
 os.environ.setdefault("INCIDENTCTL_IDENTITY", "open")
+os.environ.setdefault("INCIDENTCTL_PLAN_SIGNATURES", "optional")  # likewise; tests/test_plan_signing.py requires
 
 
 @pytest.fixture(scope="session")
