@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ def _patches(sim: Any, deployment: str) -> list[dict[str, Any]]:
     return [r for r in sim.requests() if r["method"] == "PATCH" and r["path"] == path]
 
 
+def _pod_deletes(sim: Any) -> list[dict[str, Any]]:
+    return [r for r in sim.requests() if r["method"] == "DELETE" and "/namespaces/shop/pods/" in r["path"]]
+
+
 CRASH_MOMENTS = ["applied", "not_applied"]
 
 
@@ -84,17 +89,24 @@ async def _kill_mid_patch(dev_server: DevServer, client: Client, sim: Any, runbo
                           moment: str, tmp_path: Path, unique: str) -> tuple[dict[str, Any], float]:
     """Run `runbook`, SIGKILL its worker while the deployment's PATCH is held, let a second worker finish.
     (summary, seconds from the kill to the changing step's success)."""
+    return await _kill_mid_change(dev_server, client, sim, runbook, moment, tmp_path, unique, "PATCH",
+                                  f"/deployments/{deployment}", lambda: _patches(sim, deployment))
+
+
+async def _kill_mid_change(dev_server: DevServer, client: Client, sim: Any, runbook: str, moment: str,
+                           tmp_path: Path, unique: str, method: str, path_contains: str,
+                           changes: Callable[[], list[dict[str, Any]]]) -> tuple[dict[str, Any], float]:
+    """Run `runbook`, SIGKILL its worker while its first `method` request to `path_contains` is held, let a second
+    worker finish. (summary, seconds from the kill to the changing step's success)."""
     task_queue = f"k8s-kill-{unique}"
     held = {"answer_delay_s": PATCH_HELD_S} if moment == "applied" else {"delay_s": PATCH_HELD_S}
-    sim.control("faults", {"count": 1, "status": 0, "method": "PATCH", "path_contains": f"/deployments/{deployment}",
-                           **held})
+    sim.control("faults", {"count": 1, "status": 0, "method": method, "path_contains": path_contains, **held})
     first = _worker(dev_server, task_queue, sim.kubeconfig, tmp_path / "worker1.log")
     second = None
     try:
         started = await incidents.start_incident(client, compile_text(runbook, "crash.yaml"), key=unique,
                                                  task_queue=task_queue)
-        await eventually(lambda: asyncio.to_thread(_patches, sim, deployment), lambda found: len(found) == 1,
-                         timeout=90)
+        await eventually(lambda: asyncio.to_thread(changes), lambda found: len(found) == 1, timeout=90)
         os.killpg(first.pid, signal.SIGKILL)  # the PATCH is in flight: no graceful shutdown, a crash
         killed_at = time.time()
         first.wait(timeout=10)
@@ -151,4 +163,39 @@ async def test_a_memory_raise_interrupted_by_a_crash_is_applied_once_not_compoun
     assert output["after"]["resources"]["search"]["limits"]["memory"] == "384Mi"
     assert output["changed"] is True
     assert output.get("note") == ("already set by this step" if moment == "applied" else None)
+    assert DEFAULT_HEARTBEAT_S <= went_on < GOES_ON_WITHIN_S
+
+
+DELETE_RUNBOOK = """
+name: crash-delete
+version: 1
+changes: {clusters: ["*"], namespaces: [shop]}
+steps:
+  - id: delete
+    action: k8s.delete_pods
+    params: {namespace: shop, selector: app=cart}
+  - id: after
+    action: util.echo
+    params: {message: went on}
+"""
+
+
+@pytest.mark.parametrize("moment", CRASH_MOMENTS)
+async def test_a_pod_delete_interrupted_by_a_crash_deletes_its_victims_once_never_their_replacements(
+        dev_server: DevServer, client: Client, k8s_sim: Any, tmp_path: Path, unique: str, moment: str) -> None:
+    with k8s_sim("bad-rollout") as sim:
+        pods = sim.get("/api/v1/namespaces/shop/pods")["items"]
+        [crashing] = [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == "shop/cart:1.4.3"]
+        summary, went_on = await _kill_mid_change(dev_server, client, sim, DELETE_RUNBOOK, moment, tmp_path, unique,
+                                                  "DELETE", "/namespaces/shop/pods/", lambda: _pod_deletes(sim))
+        deletes = [r["path"].rsplit("/", 1)[1] for r in _pod_deletes(sim)]
+        after = [p["metadata"]["name"] for p in sim.get("/api/v1/namespaces/shop/pods")["items"]
+                 if p["metadata"]["labels"].get("app") == "cart"]
+    assert summary["outcome"] == "succeeded", summary
+    # Only the pod chosen before the crash, never its replacement (which crash-loops on the same image).
+    assert set(deletes) == {crashing} and crashing not in after
+    # Applied: the retry found its victim gone and deleted nothing. Not applied: the retry deleted that same pod
+    # (once more on the wire, unless the simulator finished the dropped request first).
+    assert len(deletes) == 1 if moment == "applied" else 1 <= len(deletes) <= 2
+    assert len(after) == 4, "the ReplicaSet replaced the deleted pod once"
     assert DEFAULT_HEARTBEAT_S <= went_on < GOES_ON_WITHIN_S
