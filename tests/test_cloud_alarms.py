@@ -227,6 +227,14 @@ def test_a_cloud_monitoring_incident_becomes_one_alert_per_series() -> None:
         assert reason in str(caught.value)
 
 
+def test_the_openapi_document_describes_the_cloud_endpoints() -> None:
+    from incidentctl.intake.openapi import openapi_document
+
+    paths = openapi_document()["paths"]
+    assert paths["/sns"]["post"]["security"] == [], "SNS proves itself by its signature, not our credentials"
+    assert {"basic": []} in paths["/gcm"]["post"]["security"] and "403" in paths["/sns"]["post"]["responses"]
+
+
 # ---------------------------------------------------------------- SNS through the wire
 
 
