@@ -258,6 +258,11 @@ async def test_a_subscription_is_confirmed_only_for_an_allowed_topic_and_an_sns_
     status, answer = await post(receiver, "/sns", unsubscribed)
     assert status == 200 and answer == {"unsubscribed": TOPIC}
     assert len(fake_sns.confirmations) == before + 1, "an unsubscribe is not confirmed (that would resubscribe)"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(receiver.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            metrics = await r.text()
+    assert 'incidentctl_sns_messages_total{type="SubscriptionConfirmation"}' in metrics
+    assert 'incidentctl_requests_rejected_total{reason="sns_topic"}' in metrics
 
 
 async def test_an_alarm_opens_one_incident_with_its_labels_and_its_ok_resolves_it(
