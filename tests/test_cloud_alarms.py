@@ -301,6 +301,12 @@ async def test_an_alarm_opens_one_incident_with_its_labels_and_its_ok_resolves_i
     assert summary["alert_status"] == "resolved" and summary["steps"]["gate"]["status"] == "superseded"
     assert summary["steps"]["verify"]["output"]["message"] == f"alarm resolved for i-{unique}"
     await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
+    # The first ALARM sent again (a replay inside the age window, or a late retry) is the same firing: counted,
+    # it does not re-open the incident. A new ALARM (a new StateChangeTime) would.
+    status, replayed = await post(receiver, "/sns", firing)
+    assert status == 200 and replayed["incidents"][0]["incident_id"] == incident
+    state = await incidents.show_incident(client, incident)
+    assert state["status"] == "resolved" and next(iter(state["alerts"].values()))["refired"] == 0
     kinds = [e["kind"] for e in await incidents.incident_timeline(client, incident)]
     assert kinds.count("alert_firing") == 1 and kinds.count("alert_resolved") == 1
     await incidents.cancel_incident(client, incident)
@@ -345,18 +351,34 @@ async def test_forged_altered_stale_or_unsigned_messages_are_refused(
 async def test_the_signing_certificate_is_fetched_once_and_the_endpoint_is_off_without_topics(
         receiver: RunningReceiver, client: Client, worker: Worker, fake_sns: FakeSns, unique: str,
         tmp_path: Path) -> None:
-    fetched = fake_sns.certificate_fetches
-    for _ in range(3):
-        status, _ = await post(receiver, "/sns", fake_sns.sign(fake_sns.confirmation(TOPIC, "UnsubscribeConfirmation")))
-        assert status == 200
-    assert fake_sns.certificate_fetches == fetched, "the certificate was cached by an earlier test"
+    def unsubscribed() -> dict[str, Any]:
+        return fake_sns.sign(fake_sns.confirmation(TOPIC, "UnsubscribeConfirmation"))
 
-    off = await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
-                               runbook_paths=[tmp_path], sns=SnsConfig())
+    assert (await post(receiver, "/sns", unsubscribed()))[0] == 200
+    fetched = fake_sns.certificate_fetches
+    assert fetched >= 1
+    for _ in range(3):
+        assert (await post(receiver, "/sns", unsubscribed()))[0] == 200
+    assert fake_sns.certificate_fetches == fetched, "the certificate is cached"
+
+    # A trusted host that has no certificate now, or whose TLS does not verify: SNS should retry (503).
+    missing = fake_sns.sign(fake_sns.confirmation(TOPIC), cert_url=f"{fake_sns.base_url}/gone.pem")
+    status, answer = await post(receiver, "/sns", missing)
+    assert status == 503 and "answered HTTP 404" in answer["error"]
+
+    async def receiver_with(sns: SnsConfig) -> RunningReceiver:
+        return await start_receiver(client, port=0, auth=ReceiverAuth(token=TOKEN), task_queue=TEST_TASK_QUEUE,
+                                    runbook_paths=[tmp_path], sns=sns)
+
+    untrusting = await receiver_with(SnsConfig(topic_arns=(TOPIC,), trust=SnsTrust(trusted_host=r"127\.0\.0\.1")))
+    off = await receiver_with(SnsConfig())
     try:
+        status, answer = await post(untrusting, "/sns", unsubscribed())
+        assert status == 503 and "certificate verify failed" in answer["error"], "TLS is checked, not skipped"
         status, answer = await post(off, "/sns", fake_sns.sign(fake_sns.confirmation(TOPIC)))
         assert status == 403 and "SNS intake is off" in answer["error"]
     finally:
+        await untrusting.stop()
         await off.stop()
 
 
