@@ -196,7 +196,8 @@ def test_a_cloudwatch_alarm_becomes_one_alert_per_alarm() -> None:
 
 
 @pytest.mark.parametrize(("text", "reason"), [
-    ("plain text published to the topic", "not a CloudWatch alarm (its Message is not JSON)"),
+    ("plain text published to the topic", "not a CloudWatch alarm (its Message: body is not valid JSON"),
+    ("[" * 100 + "]" * 100, "nested deeper than 32 levels"),
     ('{"hello": 1}', "not a CloudWatch alarm (no AlarmName and NewStateValue)"),
     (alarm("A", "BROKEN"), "NewStateValue 'BROKEN' is not ALARM, OK or INSUFFICIENT_DATA"),
     (alarm("A", "ALARM", changed="yesterday"), "StateChangeTime: 'yesterday' is not an ISO 8601 time"),

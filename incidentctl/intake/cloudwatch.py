@@ -10,11 +10,10 @@ TreatMissingData=breaching and go to ALARM instead.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from incidentctl.intake.cloud_labels import add_labels, parse_time, rfc3339
-from incidentctl.intake.payloads import Delivery, PayloadError, fingerprint
+from incidentctl.intake.payloads import Delivery, PayloadError, decode_json, fingerprint
 
 STATES = {"ALARM": "firing", "OK": "resolved"}
 NOT_DELIVERED_STATE = "INSUFFICIENT_DATA"
@@ -70,9 +69,9 @@ def _metric(trigger: Any) -> tuple[str, str, dict[str, Any]]:
 def parse_alarm(text: str, topic_arn: str) -> Delivery:
     """The SNS `Message` of a CloudWatch alarm notification -> a Delivery of one alert (or none delivered)."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise PayloadError("the SNS message is not a CloudWatch alarm (its Message is not JSON)") from None
+        message = decode_json(text)  # the same limits as a body of ours (depth, lone surrogates)
+    except PayloadError as exc:
+        raise PayloadError(f"the SNS message is not a CloudWatch alarm (its Message: {exc})") from None
     if not isinstance(message, dict) or "AlarmName" not in message or "NewStateValue" not in message:
         raise PayloadError("the SNS message is not a CloudWatch alarm (no AlarmName and NewStateValue)")
     name, state = _text(message, "AlarmName"), _text(message, "NewStateValue")
