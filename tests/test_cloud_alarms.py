@@ -236,6 +236,24 @@ def test_the_openapi_document_describes_the_cloud_endpoints() -> None:
     assert {"basic": []} in paths["/gcm"]["post"]["security"] and "403" in paths["/sns"]["post"]["responses"]
 
 
+def test_the_sns_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from incidentctl.intake.sns import sns_config_from_env
+
+    monkeypatch.setenv("INCIDENTCTL_SNS_TOPIC_ARNS", f" {TOPIC}, arn:aws:sns:*:{ACCOUNT}:alarms-* ,")
+    config = sns_config_from_env()
+    assert config.topic_arns == (TOPIC, f"arn:aws:sns:*:{ACCOUNT}:alarms-*")
+    assert config.topic_allowed(f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms-web")
+    assert not config.topic_allowed("arn:aws:sns:us-east-1:999999999999:alarms-web")
+    assert config.trust.trusted_host == DEFAULT_TRUSTED_HOST and config.trust.ca_bundle is None
+    monkeypatch.setenv("INCIDENTCTL_SNS_CERT_HOST", "sns(")
+    with pytest.raises(ValueError, match="INCIDENTCTL_SNS_CERT_HOST is not a regular expression"):
+        sns_config_from_env()
+    monkeypatch.delenv("INCIDENTCTL_SNS_CERT_HOST")
+    monkeypatch.setenv("INCIDENTCTL_SNS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="is not a file"):
+        sns_config_from_env()
+
+
 # ---------------------------------------------------------------- SNS through the wire
 
 
