@@ -265,7 +265,7 @@ async def test_a_subscription_is_confirmed_only_for_an_allowed_topic_and_an_sns_
     assert answer["subscription_arn"].startswith(TOPIC + ":")
     assert len(fake_sns.confirmations) == before + 1 and fake_sns.confirmations[-1]["TopicArn"] == TOPIC
 
-    other = f"arn:aws:sns:eu-west-1:999999999999:{'someone-else'}"
+    other = "arn:aws:sns:eu-west-1:999999999999:someone-else"
     status, answer = await post(receiver, "/sns", fake_sns.sign(fake_sns.confirmation(other)))
     assert status == 403 and "is not on the allow-list" in answer["error"]
     elsewhere = fake_sns.confirmation(TOPIC, subscribe_url="https://attacker.example/?Action=ConfirmSubscription")
