@@ -8,6 +8,8 @@ People's commands are not alert senders: they need a personal token (people_api.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import threading
@@ -34,6 +36,18 @@ def bearer_token(request: web.Request) -> str:
     case-insensitive ("bearer" and "Bearer" are the same)."""
     scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
     return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def basic_password(request: web.Request) -> str:
+    """The password of an `Authorization: Basic ...` header ("" without one); the user name is not checked."""
+    scheme, _, encoded = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def signing_input(timestamp: str, method: str, path: str, body: bytes) -> bytes:
@@ -83,6 +97,15 @@ class ReceiverAuth:
             return self._signature_problem(request, body)
         return (f"missing or wrong credentials (Authorization: Bearer <token>, or {TIMESTAMP_HEADER} and "
                 f"{SIGNATURE_HEADER}: sha256=<hmac of timestamp, method, path and body>)")
+
+    def webhook_problem(self, request: web.Request, body: bytes) -> str | None:
+        """As `problem`, also taking the token as a Basic auth password or an `auth_token` query parameter:
+        for senders that cannot set a bearer header (Cloud Monitoring's basic-auth and token webhooks)."""
+        if self.token:
+            for given in (basic_password(request), request.query.get("auth_token", "")):
+                if given and hmac.compare_digest(_utf8(given), _utf8(self.token)):
+                    return None
+        return self.problem(request, body)
 
     def _signature_problem(self, request: web.Request, body: bytes) -> str | None:
         assert self.hmac_secret is not None

@@ -126,6 +126,8 @@ class AlertIntake:
 
     async def deliver(self, delivery: Delivery) -> Report:
         report = self.reject(delivery)
+        for alert, reason in delivery.not_delivered:
+            self._unrouted(report, alert, reason)
         groups: dict[tuple[str, str], tuple[Route, list[dict[str, Any]]]] = {}
         for alert in delivery.alerts:
             self.metrics.inc("incidentctl_alerts_total", status=alert["status"])

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from incidentctl.intake.delivery import AlertIntake
+from incidentctl.intake.delivery import AlertIntake, TemporalUnavailable
+from incidentctl.intake.payloads import Delivery
 
 log = logging.getLogger("incidentctl.receiver")
 
@@ -63,3 +64,18 @@ async def read_body(request: web.Request, limits: ReceiverLimits) -> bytes:
     except (ValueError, ConnectionError, web.HTTPException) as exc:
         raise Refused(400, f"cannot read body: {exc}", "unreadable") from None
     return b"".join(chunks)
+
+
+async def deliver(intake: AlertIntake, delivery: Delivery, endpoint: str) -> web.Response:
+    """Deliver parsed alerts (from any sender) and answer: 200 with the report, 422 when no alert could be taken,
+    Refused(503) when nothing durable happened."""
+    if delivery.rejected and not delivery.alerts:
+        report = intake.reject(delivery)
+        reasons = "; ".join(r["reason"] for r in report.rejected[:5])
+        return refuse(intake, 422, f"no alert could be accepted: {reasons}", "schema", **report.as_json())
+    try:
+        report = await intake.deliver(delivery)
+    except TemporalUnavailable as exc:
+        raise Refused(503, f"not recorded, retry later: {exc}", "temporal_unavailable") from None
+    intake.metrics.inc("incidentctl_notifications_total", endpoint=endpoint)
+    return web.json_response(report.as_json())

@@ -13,6 +13,7 @@ _HELP = {
     "incidentctl_incidents_started_total": "Incidents started by the receiver (re-fires included).",
     "incidentctl_deliveries_total": "Notifications delivered to incidents, by result.",
     "incidentctl_requests_rejected_total": "Requests refused with a 4xx or 503, by reason.",
+    "incidentctl_sns_messages_total": "SNS messages from an allowed topic whose signature verified, by type.",
     "incidentctl_request_seconds_sum": "Total time spent answering alert POSTs.",
     "incidentctl_request_seconds_count": "Alert POSTs answered.",
 }

@@ -38,7 +38,11 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "personalToken": {"type": "http", "scheme": "bearer",
                                                   "description": "a person's token (incidentctl people token)"},
-                                "hmac": {"type": "apiKey", "in": "header", "name": "X-Incidentctl-Signature"}},
+                                "hmac": {"type": "apiKey", "in": "header", "name": "X-Incidentctl-Signature"},
+                                "basic": {"type": "http", "scheme": "basic",
+                                          "description": "the receiver token as the password (/gcm only)"},
+                                "authToken": {"type": "apiKey", "in": "query", "name": "auth_token",
+                                              "description": "the receiver token (/gcm only)"}},
         },
         "paths": {
             "/alertmanager": {"post": {
@@ -52,6 +56,20 @@ def openapi_document() -> dict[str, Any]:
                 "security": security,
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Alert"}}}},
+                "responses": responses}},
+            "/sns": {"post": {
+                "summary": "Amazon SNS HTTPS subscription (CloudWatch alarms): confirmations and notifications, "
+                           "proven by SNS's signature and the topic allow-list, not by our credentials",
+                "security": [],
+                "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "responses": {**responses,
+                              "403": {"description": "topic not allowed, signature refused, stale message, or the "
+                                                     "endpoint is off", "content": {"application/json": {
+                                                         "schema": error}}}}}},
+            "/gcm": {"post": {
+                "summary": "Google Cloud Monitoring webhook (schema 1.2): incident open/closed",
+                "security": [*security, {"basic": []}, {"authToken": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": responses}},
             "/alerts/unrouted": {"get": {"summary": "Recent alerts no runbook took", "security": security,
                                          "responses": {"200": {"description": "newest last"}}}},

@@ -52,6 +52,9 @@ class Delivery:
     source: str = "alertmanager"
     truncated: int = 0
     rejected: list[RejectedAlert] = field(default_factory=list)
+    # Well-formed alerts that are deliberately not delivered (a cloud alarm's INSUFFICIENT_DATA), with the reason:
+    # answered and kept with the unrouted alerts, so nothing is dropped silently.
+    not_delivered: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
 
 def decode_json(raw: bytes) -> Any:

@@ -15,6 +15,7 @@ from incidentctl.client import SEVERITIES
 from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.routing import DEFAULT_KEY_LABELS, Router
 from incidentctl.intake.server import ReceiverAuth, ReceiverLimits, create_app
+from incidentctl.intake.sns import SnsConfig, sns_config_from_env
 from incidentctl.library import compile_directory, runbook_dirs
 from incidentctl.localhttp import serve
 from workflows.model import TASK_QUEUE
@@ -83,11 +84,13 @@ def limits_from_env() -> ReceiverLimits:
 async def start_receiver(client: Client, *, host: str = "127.0.0.1", port: int = 9095,
                          auth: ReceiverAuth, task_queue: str = TASK_QUEUE,
                          runbook_paths: list[Path] | None = None,
-                         limits: ReceiverLimits | None = None, rpc_timeout: float = 10.0) -> RunningReceiver:
+                         limits: ReceiverLimits | None = None, rpc_timeout: float = 10.0,
+                         sns: SnsConfig | None = None) -> RunningReceiver:
     intake = AlertIntake(client, load_router(runbook_paths), task_queue=task_queue, rpc_timeout=rpc_timeout)
     limits = limits or limits_from_env()
+    app = create_app(intake, auth, limits, sns or sns_config_from_env())
     runner, url = await serve(
-        create_app(intake, auth, limits), host, port, access_log=None, keepalive_timeout=limits.header_timeout_s,
+        app, host, port, access_log=None, keepalive_timeout=limits.header_timeout_s,
         # After a refused body, drain what is still coming for at most this long (not aiohttp's 10 s).
         lingering_time=2.0,
         max_connections=limits.max_connections,

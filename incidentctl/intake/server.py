@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from incidentctl.intake import people_api
+from incidentctl.intake import people_api, sns
 from incidentctl.intake.auth import ReceiverAuth
-from incidentctl.intake.delivery import AlertIntake, TemporalUnavailable
-from incidentctl.intake.http import INTAKE, LIMITS, ReceiverLimits, Refused, read_body
+from incidentctl.intake.cloud_monitoring import parse_notification
+from incidentctl.intake.delivery import AlertIntake
+from incidentctl.intake.http import INTAKE, LIMITS, ReceiverLimits, Refused, deliver, read_body
 from incidentctl.intake.http import refuse as _refuse
 from incidentctl.intake.openapi import openapi_document
 from incidentctl.intake.payloads import Delivery, PayloadError, decode_json, parse_alertmanager, parse_single_alert
@@ -27,10 +28,12 @@ log = logging.getLogger("incidentctl.receiver")
 AUTH = web.AppKey("auth", ReceiverAuth)
 
 
-async def _body(request: web.Request) -> tuple[Any, bytes]:
-    """The authenticated JSON body, or Refused."""
+async def _body(request: web.Request, url_credentials: bool = False) -> tuple[Any, bytes]:
+    """The authenticated JSON body, or Refused. `url_credentials`: also Basic auth and `?auth_token=`, for
+    senders that cannot set a bearer header (Cloud Monitoring)."""
     raw = await read_body(request, request.app[LIMITS])
-    problem = request.app[AUTH].problem(request, raw)
+    auth = request.app[AUTH]
+    problem = auth.webhook_problem(request, raw) if url_credentials else auth.problem(request, raw)
     if problem:
         raise Refused(401, problem, "unauthorized")
     if request.content_type != "application/json":
@@ -41,27 +44,17 @@ async def _body(request: web.Request) -> tuple[Any, bytes]:
         raise Refused(400, str(exc), "malformed_json") from None
 
 
-def _alert_handler(parse: Callable[[Any], Delivery], endpoint: str
+def _alert_handler(parse: Callable[[Any], Delivery], endpoint: str, url_credentials: bool = False
                    ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         intake: AlertIntake = request.app[INTAKE]
         began = time.perf_counter()
         try:
             try:
-                delivery = parse((await _body(request))[0])
+                delivery = parse((await _body(request, url_credentials))[0])
             except PayloadError as exc:
                 raise Refused(422, str(exc), "schema") from None
-            if delivery.rejected and not delivery.alerts:
-                report = intake.reject(delivery)
-                reasons = "; ".join(r["reason"] for r in report.rejected[:5])
-                return _refuse(intake, 422, f"no alert could be accepted: {reasons}", "schema",
-                               **report.as_json())
-            try:
-                report = await intake.deliver(delivery)
-            except TemporalUnavailable as exc:
-                raise Refused(503, f"not recorded, retry later: {exc}", "temporal_unavailable") from None
-            intake.metrics.inc("incidentctl_notifications_total", endpoint=endpoint)
-            return web.json_response(report.as_json())
+            return await deliver(intake, delivery, endpoint)
         except Refused as refused:
             return _refuse(intake, refused.status, refused.reason, refused.code)
         finally:
@@ -111,7 +104,8 @@ def _openapi(_: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits | None = None) -> web.Application:
+def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits | None = None,
+               sns_config: sns.SnsConfig | None = None) -> web.Application:
     if not (auth.token or auth.hmac_secret or auth.insecure):
         raise ValueError("the receiver needs INCIDENTCTL_RECEIVER_TOKEN or INCIDENTCTL_RECEIVER_HMAC_SECRET "
                          "(or --insecure for local development)")
@@ -120,8 +114,12 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
     app[INTAKE] = intake
     app[AUTH] = auth
     app[LIMITS] = limits
+    app[sns.SNS] = sns.SnsEndpoint.of(sns_config or sns.SnsConfig())
     app.router.add_post("/alertmanager", _alert_handler(parse_alertmanager, "alertmanager"))
     app.router.add_post("/alerts", _alert_handler(parse_single_alert, "alerts"))
+    # Cloud alarms: SNS proves itself by signing (and the topic allow-list), Cloud Monitoring like a webhook.
+    app.router.add_post("/sns", sns.handle)
+    app.router.add_post("/gcm", _alert_handler(parse_notification, "gcm", url_credentials=True))
     app.router.add_get("/alerts/unrouted", _read_only(_unrouted))
     # People's commands (approvals, notes, severity, resolve, close, ...), each as the person a token names.
     app.router.add_post("/incidents/{incident}/{command}", people_api.command)
