@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -37,6 +39,8 @@ from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_oidc_subjects, load_token_owners, new_token
 from incidentctl.workers import build_worker
 from tests.conftest import eventually
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ISSUER, AUDIENCE = "https://idp.example.test", "incidentctl"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -320,3 +324,19 @@ async def test_a_signed_in_person_approves_through_the_receiver_and_bad_tokens_a
     shown = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
     assert [v["approver"] for v in shown["approvals"]] == ["bob"]
     assert [n["by"] for n in shown["notes"]] == ["alice"]
+
+
+async def test_the_cli_sends_a_sign_in_jwt_as_it_sends_a_personal_token(
+        client: Client, dev_server, strict_queue: str, receiver: RunningReceiver) -> None:
+    started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
+                                             task_queue=strict_queue, started_by="carol", severity="SEV3")
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "INCIDENTCTL_RECEIVER_URL": receiver.url,
+           "INCIDENTCTL_TOKEN": token()}
+    # Not subprocess.run: the worker shares this event loop and must go on while the CLI waits for it.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "incidentctl.cli", "incident", "note", started.incident_id, "--as", "bob", "via sso",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    shown = await incidents.show_incident(client, started.incident_id)
+    assert [(n["by"], n["text"]) for n in shown["notes"]] == [("bob", "via sso")]
