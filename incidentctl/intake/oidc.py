@@ -92,6 +92,7 @@ class JwksCache:
     settings: OidcSettings
     _keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     _fetched_at: float | None = None
+    _problem: str | None = None  # why the last fetch failed (None when it worked)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def key(self, kid: str) -> jwt.PyJWK:
@@ -103,19 +104,21 @@ class JwksCache:
             if stale or rotated:
                 await self._refresh(now)
         if kid not in self._keys:
+            if self._problem:
+                # We could not look for it: the provider's fault (503), not proof the token is bad (401).
+                raise JwksUnavailable(self._problem)
             raise OidcError(f"unknown key: the token is signed with key {kid!r}, which is not in the identity "
                             f"provider's JWKS ({self.settings.jwks})")
         return self._keys[kid]
 
     async def _refresh(self, now: float) -> None:
+        # Failures count as fetches too: a provider that is down is not asked more often than one that is up.
+        self._fetched_at = now
         try:
-            self._keys = _usable_keys(await self._document(), self.settings.jwks)
-        except JwksUnavailable:
-            if not self._keys:
-                raise
+            self._keys, self._problem = _usable_keys(await self._document(), self.settings.jwks), None
+        except JwksUnavailable as exc:
             # Keep the keys we have: a provider briefly down must not sign everyone out.
-        finally:
-            self._fetched_at = now
+            self._problem = str(exc)
 
     async def _document(self) -> Any:
         source = self.settings.jwks
