@@ -1,5 +1,6 @@
-"""People and groups for approvals: a YAML file mapping group names to users, and each person's API token
-(stored as its sha256 only) for the receiver's people endpoints."""
+"""People and groups for approvals: a YAML file mapping group names to users, and how each person signs in to
+the receiver's people endpoints: a personal token (stored as its sha256 only) and/or the values of their
+identity provider's claim (`oidc: [alice@example.com]`, or `email:`) for OIDC sign-in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import os
 import re
 import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +29,32 @@ def people_file() -> Path | None:
     return DEFAULT_PEOPLE_FILE if DEFAULT_PEOPLE_FILE.exists() else None
 
 
+@dataclass(frozen=True)
+class PeopleFile:
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    token_owners: dict[str, str] = field(default_factory=dict)  # sha256 hex of a personal token -> person
+    oidc_subjects: dict[str, str] = field(default_factory=dict)  # value of the OIDC claim -> person
+
+
 def load_groups(path: Path | None = None) -> dict[str, list[str]]:
     """`{group: [users]}`; a missing default file means no groups, a broken file is an error with its name."""
-    groups = _load(path)[0]
-    return {name: list(users) for name, users in groups.items()}
+    return {name: list(users) for name, users in _load(path).groups.items()}
 
 
 def load_token_owners(path: Path | None = None) -> dict[str, str]:
     """`{sha256 hex of a token: person}` from the file's `people:` section (none without a file)."""
-    return dict(_load(path)[1])
+    return dict(_load(path).token_owners)
 
 
-def _load(path: Path | None) -> tuple[dict[str, list[str]], dict[str, str]]:
+def load_oidc_subjects(path: Path | None = None) -> dict[str, str]:
+    """`{claim value: person}` from the `oidc:` (or `email:`) of each person in the `people:` section."""
+    return dict(_load(path).oidc_subjects)
+
+
+def _load(path: Path | None) -> PeopleFile:
     path = path or people_file()
     if path is None:
-        return {}, {}
+        return PeopleFile()
     try:
         stat = path.stat()
     except OSError as exc:
@@ -61,7 +74,7 @@ def new_token(person: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _parsed(path: Path, mtime_ns: int, size: int) -> PeopleFile:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -74,21 +87,38 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]],
         for name, users in groups.items()
     ):
         raise PeopleConfigError(f"people file {path} must have `groups:` mapping group names to lists of users")
-    return {name: list(users) for name, users in groups.items()}, _token_owners(path, data.get("people"))
+    return PeopleFile({name: list(users) for name, users in groups.items()}, *_sign_ins(path, data.get("people")))
 
 
-def _token_owners(path: Path, people: Any) -> dict[str, str]:
+PEOPLE_FORM = ("`people:` maps each person to {token_sha256: <64 hex>} (`incidentctl people token NAME`) and/or "
+               "{oidc: [<their value of the OIDC claim, e.g. alice@example.com>]} (or `email:`)")
+
+
+def _claim_values(entry: dict[str, Any]) -> list[str] | None:
+    """The person's OIDC claim values ([] without any), or None when they are not strings."""
+    given = [entry[key] for key in ("oidc", "email") if key in entry]
+    values = [v for item in given for v in (item if isinstance(item, list) else [item])]
+    return values if all(isinstance(v, str) and v.strip() for v in values) else None
+
+
+def _sign_ins(path: Path, people: Any) -> tuple[dict[str, str], dict[str, str]]:
     if people is None:
-        return {}
+        return {}, {}
+    if not isinstance(people, dict):
+        raise PeopleConfigError(f"people file {path}: {PEOPLE_FORM}")
     owners: dict[str, str] = {}
-    if isinstance(people, dict):
-        for person, entry in people.items():
-            digest = entry.get("token_sha256") if isinstance(entry, dict) else None
-            if not (isinstance(person, str) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
-                break
+    subjects: dict[str, str] = {}
+    for person, entry in people.items():
+        digest = entry.get("token_sha256") if isinstance(entry, dict) else None
+        values = _claim_values(entry) if isinstance(entry, dict) else None
+        if not isinstance(person, str) or values is None or (digest is None and not values) or (
+                digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest))):
+            raise PeopleConfigError(f"people file {path}: person {person!r}: {PEOPLE_FORM}")
+        if digest is not None:
             owners[digest] = person
-        else:
-            return owners
-    raise PeopleConfigError(f"people file {path}: `people:` maps each person to {{token_sha256: <64 hex>}} "
-                            "(make one with `incidentctl people token NAME`)")
-
+        for value in values:
+            # One sign-in must name one person: two would make whoever acts depend on the file's order.
+            if subjects.setdefault(value.strip(), person) != person:
+                raise PeopleConfigError(f"people file {path}: OIDC claim value {value!r} is given to both "
+                                        f"{subjects[value.strip()]} and {person}")
+    return owners, subjects

@@ -37,7 +37,8 @@ def openapi_document() -> dict[str, Any]:
                         "Alert": schema("alert.schema.json")},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "personalToken": {"type": "http", "scheme": "bearer",
-                                                  "description": "a person's token (incidentctl people token)"},
+                                                  "description": "a person's token (incidentctl people token), or "
+                                                                 "a JWT from the OIDC identity provider"},
                                 "hmac": {"type": "apiKey", "in": "header", "name": "X-Incidentctl-Signature"},
                                 "basic": {"type": "http", "scheme": "basic",
                                           "description": "the receiver token as the password (/gcm only)"},
@@ -89,8 +90,10 @@ def _people_paths(error: dict[str, Any]) -> dict[str, Any]:
 
     incident = [{"name": "incident", "in": "path", "required": True, "schema": {"type": "string"}}]
     answers = {code: {"description": text, "content": {"application/json": {"schema": error}}} for code, text in {
-        "401": "no personal token, or one nobody in the people file owns (webhook credentials are refused)",
-        "403": "the body names someone other than the token's owner", "404": "no such incident or command",
+        "401": "no personal token, or one nobody in the people file owns (webhook credentials are refused); "
+               "a sign-in JWT that is expired, for another audience or issuer, badly signed or by an unknown key",
+        "403": "the body names someone other than the token's owner; a valid sign-in JWT whose claim is nobody's",
+        "404": "no such incident or command",
         "409": "refused by the incident, with the reason", "422": "malformed body",
         "503": "Temporal or the worker did not answer"}.items()}
     paths: dict[str, Any] = {}

@@ -1,7 +1,9 @@
 """People's commands over HTTP: the same validated updates as the CLI, as the person a personal token names.
 
 `Authorization: Bearer <personal token>`; the token's sha256 is looked up in the people file's `people:`
-section (incidentctl/people.py), so the receiver never stores a token. Who acts is the token's owner, never a
+section (incidentctl/people.py), so the receiver never stores a token. Or `Authorization: Bearer <JWT>` from
+the organisation's identity provider where OIDC sign-in is configured (incidentctl/intake/oidc.py): the
+configured claim's value must be given to a person in the same section. Who acts is the token's owner, never a
 name in the body, and the alert senders' webhook token or HMAC is not accepted here: it proves a sender, not a
 person. A refusal comes back as 409 with the workflow's reason; a bad body as 422 naming what is wrong.
 
@@ -27,8 +29,9 @@ from incidentctl.identity_policy import signing_key_from_env
 from incidentctl.intake.auth import bearer_token
 from incidentctl.intake.http import INTAKE, LIMITS, Refused, read_body
 from incidentctl.intake.http import refuse as _refuse
+from incidentctl.intake.oidc import JwksCache, JwksUnavailable, OidcError, OidcSettings, looks_like_jwt, verified_claims
 from incidentctl.intake.payloads import PayloadError, decode_json
-from incidentctl.people import PeopleConfigError, load_token_owners, token_digest
+from incidentctl.people import PeopleConfigError, load_oidc_subjects, load_token_owners, token_digest
 from workflows.model import (
     Acknowledgement,
     ApprovalDecision,
@@ -50,12 +53,17 @@ class Command:
     run: Callable[[web.Request, str, str, dict[str, Any]], Awaitable[Any]]
 
 
-def person(request: web.Request) -> str:
-    """The verified person behind the request, or Refused (401)."""
+async def person(request: web.Request) -> str:
+    """The verified person behind the request (a personal token or an OIDC JWT), or Refused (401, 403, 503)."""
     given = bearer_token(request)
     if not given:
-        raise Refused(401, "people's commands need a personal token: Authorization: Bearer <token> "
-                           "(make one with `incidentctl people token NAME`)", "unauthorized")
+        raise Refused(401, "people's commands need a personal token or an OIDC sign-in token: Authorization: "
+                           "Bearer <token> (make a personal one with `incidentctl people token NAME`)",
+                      "unauthorized")
+    return await _oidc_person(given) if looks_like_jwt(given) else _token_person(given)
+
+
+def _token_person(given: str) -> str:
     try:
         owners = load_token_owners()
     except PeopleConfigError as exc:
@@ -66,6 +74,40 @@ def person(request: web.Request) -> str:
             return owner
     raise Refused(401, "unknown token: it belongs to nobody in the people file (the alert senders' webhook "
                        "token is not a person's)", "unauthorized")
+
+
+_JWKS: dict[OidcSettings, JwksCache] = {}  # one cache per configuration, for the receiver's lifetime
+
+
+async def _oidc_person(given: str) -> str:
+    try:
+        settings = OidcSettings.from_env(os.environ)
+    except ValueError as exc:
+        raise Refused(503, f"cannot check the sign-in token: {exc}", "oidc_settings") from None
+    if settings is None:
+        raise Refused(401, "this receiver does not take OIDC sign-in tokens (INCIDENTCTL_OIDC_ISSUER, "
+                           "INCIDENTCTL_OIDC_AUDIENCE and INCIDENTCTL_OIDC_JWKS_URL are not set): use a personal "
+                           "token", "unauthorized")
+    try:
+        claims = await verified_claims(given, settings, _JWKS.setdefault(settings, JwksCache(settings)))
+    except OidcError as exc:
+        raise Refused(401, f"sign-in token refused: {exc}", "unauthorized") from None
+    except JwksUnavailable as exc:
+        raise Refused(503, f"cannot check the sign-in token: {exc}", "oidc_keys") from None
+    value = claims.get(settings.claim)
+    if not isinstance(value, str) or not value.strip():
+        raise Refused(403, f"the sign-in token has no {settings.claim!r} claim to name a person by", "forbidden")
+    if settings.claim == "email" and claims.get("email_verified") is False:
+        raise Refused(403, f"the identity provider has not verified the email {value!r}", "forbidden")
+    try:
+        subjects = load_oidc_subjects()
+    except PeopleConfigError as exc:
+        raise Refused(503, f"cannot check the sign-in token: {exc}", "people_file") from None
+    owner = subjects.get(value.strip())
+    if owner is None:
+        raise Refused(403, f"{settings.claim} {value!r} is signed in but belongs to nobody in the people file "
+                           f"(give it to a person: `oidc: [{value}]` under `people:`)", "forbidden")
+    return owner
 
 
 def _checked(body: Any, fields: Fields, who: str) -> dict[str, Any]:
@@ -167,7 +209,7 @@ async def command(request: web.Request) -> web.Response:
         spec = COMMANDS.get(name)
         if spec is None:
             raise Refused(404, f"no command {name!r}; one of {', '.join(COMMANDS)}", "not_found")
-        who = person(request)
+        who = await person(request)
         raw = await read_body(request, request.app[LIMITS])
         if request.content_type != "application/json":
             raise Refused(415, f"content type must be application/json, not {request.content_type!r}",
@@ -191,7 +233,7 @@ async def show(request: web.Request) -> web.Response:
     """GET /incidents/{incident}: `incident show -o json`, for a person."""
     intake = request.app[INTAKE]
     try:
-        person(request)
+        await person(request)
         try:
             state = await incidents.show_incident(intake.client, request.match_info["incident"])
         except incidents.IncidentError as exc:
