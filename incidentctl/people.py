@@ -1,5 +1,6 @@
-"""People and groups for approvals: a YAML file mapping group names to users, and each person's API token
-(stored as its sha256 only) for the receiver's people endpoints."""
+"""People and groups for approvals: a YAML file mapping group names to users, and how each person proves who
+they are to the receiver: an API token (stored as its sha256 only) for the people endpoints, and/or their
+Slack user id for the Slack buttons (`people: {alice: {token_sha256: <64 hex>, slack: U0123ABC}}`)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ def load_token_owners(path: Path | None = None) -> dict[str, str]:
     return dict(_load(path)[1])
 
 
-def _load(path: Path | None) -> tuple[dict[str, list[str]], dict[str, str]]:
+def load_slack_users(path: Path | None = None) -> dict[str, str]:
+    """`{Slack user id: person}` from the file's `people:` section (none without a file)."""
+    return dict(_load(path)[2])
+
+
+def _load(path: Path | None) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
     path = path or people_file()
     if path is None:
-        return {}, {}
+        return {}, {}, {}
     try:
         stat = path.stat()
     except OSError as exc:
@@ -61,7 +67,7 @@ def new_token(person: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -74,21 +80,37 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, list[str]],
         for name, users in groups.items()
     ):
         raise PeopleConfigError(f"people file {path} must have `groups:` mapping group names to lists of users")
-    return {name: list(users) for name, users in groups.items()}, _token_owners(path, data.get("people"))
+    return ({name: list(users) for name, users in groups.items()}, *_credentials(path, data.get("people")))
 
 
-def _token_owners(path: Path, people: Any) -> dict[str, str]:
+TOKEN_DIGEST = re.compile(r"[0-9a-f]{64}")
+# Slack user ids: U... (or W... for Enterprise Grid users), upper-case letters and digits.
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def _credentials(path: Path, people: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """(`{token sha256: person}`, `{Slack user id: person}`); each credential belongs to one person."""
     if people is None:
-        return {}
+        return {}, {}
     owners: dict[str, str] = {}
+    slack_users: dict[str, str] = {}
     if isinstance(people, dict):
         for person, entry in people.items():
-            digest = entry.get("token_sha256") if isinstance(entry, dict) else None
-            if not (isinstance(person, str) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            if not (isinstance(person, str) and isinstance(entry, dict) and entry
+                    and set(entry) <= {"token_sha256", "slack"}):
                 break
-            owners[digest] = person
+            digest, slack = entry.get("token_sha256"), entry.get("slack")
+            if digest is not None and not (isinstance(digest, str) and TOKEN_DIGEST.fullmatch(digest)):
+                break
+            if slack is not None and not (isinstance(slack, str) and SLACK_USER.fullmatch(slack)):
+                break
+            for credential, known, what in ((digest, owners, "token"), (slack, slack_users, "Slack user")):
+                if credential is not None and known.setdefault(credential, person) != person:
+                    raise PeopleConfigError(f"people file {path}: {known[credential]} and {person} have the same "
+                                            f"{what}: each must be one person's")
         else:
-            return owners
+            return owners, slack_users
     raise PeopleConfigError(f"people file {path}: `people:` maps each person to {{token_sha256: <64 hex>}} "
-                            "(make one with `incidentctl people token NAME`)")
+                            "(make one with `incidentctl people token NAME`) and/or {slack: <Slack user id, "
+                            "U0123ABC>}")
 
