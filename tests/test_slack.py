@@ -232,3 +232,6 @@ async def test_without_a_signing_secret_the_endpoint_is_off(client: Client, rece
     body = interaction("U0BOB", "incidentctl_approve", BUTTON)
     status, answer = await click(receiver, body, signed_headers(SECRET, body))
     assert status == 404 and "INCIDENTCTL_SLACK_SIGNING_SECRET" in answer["error"]
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer webhook"}) as session:
+        async with session.get(f"{receiver.url}/openapi.json") as listed:
+            assert "/slack/interactions" in (await listed.json())["paths"]
