@@ -1,6 +1,7 @@
-"""People and groups for approvals: a YAML file mapping group names to users, and how each person signs in to
-the receiver's people endpoints: a personal token (stored as its sha256 only) and/or the values of their
-identity provider's claim (`oidc: [alice@example.com]`, or `email:`) for OIDC sign-in."""
+"""People and groups for approvals: a YAML file mapping group names to users, and how each person proves who
+they are to the receiver: a personal token (stored as its sha256 only) and/or the values of their identity
+provider's claim (`oidc: [alice@example.com]`, or `email:`) for OIDC sign-in, and/or their Slack user id for
+the Slack buttons (`slack: U0123ABC`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class PeopleFile:
     groups: dict[str, list[str]] = field(default_factory=dict)
     token_owners: dict[str, str] = field(default_factory=dict)  # sha256 hex of a personal token -> person
     oidc_subjects: dict[str, str] = field(default_factory=dict)  # value of the OIDC claim -> person
+    slack_users: dict[str, str] = field(default_factory=dict)  # Slack user id -> person
 
 
 def load_groups(path: Path | None = None) -> dict[str, list[str]]:
@@ -49,6 +51,11 @@ def load_token_owners(path: Path | None = None) -> dict[str, str]:
 def load_oidc_subjects(path: Path | None = None) -> dict[str, str]:
     """`{claim value: person}` from the `oidc:` (or `email:`) of each person in the `people:` section."""
     return dict(_load(path).oidc_subjects)
+
+
+def load_slack_users(path: Path | None = None) -> dict[str, str]:
+    """`{Slack user id: person}` from the file's `people:` section (none without a file)."""
+    return dict(_load(path).slack_users)
 
 
 def _load(path: Path | None) -> PeopleFile:
@@ -91,7 +98,12 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> PeopleFile:
 
 
 PEOPLE_FORM = ("`people:` maps each person to {token_sha256: <64 hex>} (`incidentctl people token NAME`) and/or "
-               "{oidc: [<their value of the OIDC claim, e.g. alice@example.com>]} (or `email:`)")
+               "{oidc: [<their value of the OIDC claim, e.g. alice@example.com>]} (or `email:`) and/or "
+               "{slack: <Slack user id, U0123ABC>}")
+SIGN_IN_KEYS = {"token_sha256", "oidc", "email", "slack"}
+TOKEN_DIGEST = re.compile(r"[0-9a-f]{64}")
+# Slack user ids: U... (or W... for Enterprise Grid users), upper-case letters and digits.
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def _claim_values(entry: dict[str, Any]) -> list[str] | None:
@@ -101,24 +113,28 @@ def _claim_values(entry: dict[str, Any]) -> list[str] | None:
     return values if all(isinstance(v, str) and v.strip() for v in values) else None
 
 
-def _sign_ins(path: Path, people: Any) -> tuple[dict[str, str], dict[str, str]]:
+def _sign_ins(path: Path, people: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(`{token sha256: person}`, `{OIDC claim value: person}`, `{Slack user id: person}`)."""
     if people is None:
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(people, dict):
         raise PeopleConfigError(f"people file {path}: {PEOPLE_FORM}")
     owners: dict[str, str] = {}
     subjects: dict[str, str] = {}
+    slack_users: dict[str, str] = {}
     for person, entry in people.items():
-        digest = entry.get("token_sha256") if isinstance(entry, dict) else None
-        values = _claim_values(entry) if isinstance(entry, dict) else None
-        if not isinstance(person, str) or values is None or (digest is None and not values) or (
-                digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest))):
+        ok = isinstance(person, str) and isinstance(entry, dict) and bool(entry) and set(entry) <= SIGN_IN_KEYS
+        digest = entry.get("token_sha256") if ok else None
+        slack = entry.get("slack") if ok else None
+        values = _claim_values(entry) if ok else None
+        if not ok or values is None or (digest is None and slack is None and not values) or (
+                digest is not None and not (isinstance(digest, str) and TOKEN_DIGEST.fullmatch(digest))) or (
+                slack is not None and not (isinstance(slack, str) and SLACK_USER.fullmatch(slack))):
             raise PeopleConfigError(f"people file {path}: person {person!r}: {PEOPLE_FORM}")
-        if digest is not None:
-            owners[digest] = person
-        for value in values:
-            # One sign-in must name one person: two would make whoever acts depend on the file's order.
-            if subjects.setdefault(value.strip(), person) != person:
-                raise PeopleConfigError(f"people file {path}: OIDC claim value {value!r} is given to both "
-                                        f"{subjects[value.strip()]} and {person}")
-    return owners, subjects
+        # One credential must name one person: two would make whoever acts depend on the file's order.
+        for credential, known, what in ((digest, owners, "token"), (slack, slack_users, "Slack user id"),
+                                        *((v.strip(), subjects, "OIDC claim value") for v in values)):
+            if credential is not None and known.setdefault(credential, person) != person:
+                raise PeopleConfigError(f"people file {path}: {what} {credential!r} is given to both "
+                                        f"{known[credential]} and {person}")
+    return owners, subjects, slack_users

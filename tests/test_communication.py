@@ -165,6 +165,9 @@ async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker
     assert "If approved, next: rollback runs util.echo with" in request and "undo to 7" in request
     assert f"Approve: incidentctl incident approve {incident} --step gate --as USER" in request
     assert f"POST https://incidentctl.example/incidents/{incident}/approvals" in request
+    # The step waiting goes with the request (Slack makes buttons of it: tests/test_slack.py).
+    assert next(d for d in sink.deliveries if d["event"] == "approval_requested")["approval_step"] == "gate"
+    assert all("approval_step" not in d for d in sink.deliveries if d["event"] != "approval_requested")
     resolved = by_event["resolved"]
     assert resolved.startswith("[INCIDENT RESOLVED]") and "Root cause: bad deploy of cart" in resolved
     assert "Duration: " in resolved

@@ -57,7 +57,8 @@ class Communicator:
             await self.broadcast("opened", messages.opened(self.run.summary(), self.statement("impact")))
         self._cadence_task = asyncio.ensure_future(self._status_updates())
 
-    async def broadcast(self, event: str, text: str) -> None:
+    async def broadcast(self, event: str, text: str, about: dict[str, Any] | None = None) -> None:
+        """`about`: what the message is about, as params every notifier accepts (`approval_step`)."""
         assert self.spec is not None
         state, incident = self.run.state, self.run.input.incident_id
         state.comms_seq += 1
@@ -74,7 +75,7 @@ class Communicator:
                 await workflow.execute_activity(
                     channel.action,
                     ActionInput(action=channel.action, incident_id=incident, step_id=f"comms:{event}:{seq}",
-                                params={**settings, "message": text, "event": event, "key": key}),
+                                params={**settings, "message": text, "event": event, "key": key, **(about or {})}),
                     start_to_close_timeout=timeout,
                     retry_policy=RetryPolicy(maximum_attempts=SEND_ATTEMPTS, initial_interval=timedelta(seconds=1)),
                 )
@@ -117,7 +118,7 @@ class Communicator:
         following = pending.will_run or approvals.next_run(
             upcoming, scope.key(upcoming) if upcoming else "", self.run.expression_context(scope))
         text = messages.approval_request(self.run.summary(), pending.__dict__, following, self.spec.approve_url)
-        await self.broadcast("approval_requested", text)
+        await self.broadcast("approval_requested", text, {"approval_step": pending.step})
 
     async def close(self) -> None:
         """The last message: how the incident ended (resolved, failed, rolled back, closed, cancelled)."""

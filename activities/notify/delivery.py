@@ -20,6 +20,8 @@ TARGET: dict[str, Any] = {
     "message": {"type": "string", "minLength": 1},
     "event": {"type": "string", "description": "opened, update, approval_requested, resolved, ..."},
     "key": {"type": "string", "description": "idempotency key; default incident/step"},
+    "approval_step": {"type": "string", "description": "set by incident communication on approval_requested: the "
+                                                       "step waiting for the decision (Slack makes buttons of it)"},
 }
 
 

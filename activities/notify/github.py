@@ -10,7 +10,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
-from activities.notify.delivery import idempotency_key
+from activities.notify.delivery import TARGET, idempotency_key
 from activities.secrets import secret_from_env
 
 MAX_PAGES = 10
@@ -78,6 +78,7 @@ def _marker(text: str) -> str:
                 "event": {"enum": ["opened", "update", "approval_requested", "resolved", "failed", "message"],
                           "default": "message"},
                 "key": {"type": "string"},
+                "approval_step": TARGET["approval_step"],
             }},
     description="Keep one GitHub issue per incident: open, comment, label and close on resolve.",
 )

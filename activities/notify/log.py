@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.notify.delivery import TARGET
 
 logger = logging.getLogger("incidentctl.notify")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -34,6 +35,7 @@ def _append_line(path: Path, line: str) -> None:
             "level": {"enum": ["info", "warning", "error"], "default": "info"},
             "event": {"type": "string", "description": "set by incident communication (opened, update, ...)"},
             "key": {"type": "string", "description": "idempotency key set by incident communication"},
+            "approval_step": TARGET["approval_step"],
         },
         "required": ["message"],
         "additionalProperties": False,

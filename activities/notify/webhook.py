@@ -16,5 +16,7 @@ async def webhook(inp: ActionInput) -> dict[str, Any]:
     key = idempotency_key(inp)
     body = {"incident_id": inp.incident_id, "event": inp.params["event"], "message": inp.params["message"],
             "idempotency_key": key}
+    if inp.params.get("approval_step"):
+        body["approval_step"] = inp.params["approval_step"]
     status = await post_json(target_url(inp.params), body, key)
     return {"delivered": True, "channel": "webhook", "status": status, "key": key}

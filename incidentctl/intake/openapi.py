@@ -77,6 +77,17 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
             **_people_paths(error),
+            "/slack/interactions": {"post": {
+                "summary": "A click on a Slack Approve/Reject button, signed by the Slack app "
+                           "(X-Slack-Signature, X-Slack-Request-Timestamp); decided as the person whose `slack:` "
+                           "user id clicked",
+                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": {"payload": {"type": "string"}},
+                               "required": ["payload"]}}}},
+                "responses": {"200": {"description": "{text}: what happened (approved as ..., refused: ...)"},
+                              "400": {"description": "not a Slack interaction"},
+                              "401": {"description": "wrong, stale or replayed Slack signature"},
+                              "404": {"description": "INCIDENTCTL_SLACK_SIGNING_SECRET is not set"}}}},
         },
     }
 
