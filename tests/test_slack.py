@@ -101,7 +101,8 @@ def test_slack_users_map_to_people_of_the_configured_workspace(tmp_path: Path) -
     for broken, reason in (("  bob: {slack: bob}\n", "maps each person to"),
                            ("  bob: {slack: U0BOB, token: x}\n", "maps each person to"),
                            ("  bob: {}\n", "maps each person to"),
-                           ("  bob: {slack: U0BOB}\n  dana: {slack: U0BOB}\n", "bob and dana have the same Slack")):
+                           ("  bob: {slack: U0BOB}\n  dana: {slack: U0BOB}\n",
+                            "Slack user id 'U0BOB' is given to both bob and dana")):
         path.write_text(f"groups: {{sre: [bob]}}\npeople:\n{broken}")
         with pytest.raises(PeopleConfigError, match=reason):
             load_slack_users(path)
