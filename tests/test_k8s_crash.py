@@ -1,4 +1,5 @@
-"""A worker SIGKILLed in the middle of a Kubernetes change: the change happens exactly once and the incident goes on.
+"""A worker SIGKILLed in the middle of a Kubernetes change (a rollout undo, a memory raise, a pod delete, a node
+drain): the change happens exactly once and the incident goes on.
 
 Through the real wire: a Temporal dev server, the simulated API server, and workers as separate processes. The
 simulator holds the action's PATCH for a few seconds (a `/_sim/faults` delay) and the test kills the worker while
@@ -198,4 +199,43 @@ async def test_a_pod_delete_interrupted_by_a_crash_deletes_its_victims_once_neve
     # (once more on the wire, unless the simulator finished the dropped request first).
     assert len(deletes) == 1 if moment == "applied" else 1 <= len(deletes) <= 2
     assert len(after) == 4, "the ReplicaSet replaced the deleted pod once"
+    assert DEFAULT_HEARTBEAT_S <= went_on < GOES_ON_WITHIN_S
+
+
+DRAIN_RUNBOOK = """
+name: crash-drain
+version: 1
+changes: {clusters: ["*"], cluster_resources: [nodes], names: [node-3]}
+steps:
+  - id: drain
+    action: k8s.drain
+    params: {node: node-3}
+  - id: after
+    action: util.echo
+    params: {message: went on}
+"""
+
+
+def _evictions(sim: Any) -> list[dict[str, Any]]:
+    return [r for r in sim.requests() if r["method"] == "POST" and r["path"].endswith("/eviction")]
+
+
+@pytest.mark.parametrize("moment", CRASH_MOMENTS)
+async def test_a_drain_interrupted_by_a_crash_evicts_each_pod_once_and_leaves_the_node_cordoned(
+        dev_server: DevServer, client: Client, k8s_sim: Any, tmp_path: Path, unique: str, moment: str) -> None:
+    with k8s_sim("node-not-ready") as sim:
+        pods = sim.get("/api/v1/namespaces/shop/pods")["items"]
+        on_node = sorted(p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == "node-3")
+        summary, went_on = await _kill_mid_change(dev_server, client, sim, DRAIN_RUNBOOK, moment, tmp_path, unique,
+                                                  "POST", "/eviction", lambda: _evictions(sim))
+        evicted = [r["path"].split("/")[-2] for r in _evictions(sim)]
+        node = sim.get("/api/v1/nodes/node-3")
+        left = [p["metadata"]["name"] for p in sim.get("/api/v1/namespaces/shop/pods")["items"]
+                if p["spec"].get("nodeName") == "node-3"]
+    assert summary["outcome"] == "succeeded", summary
+    assert on_node and node["spec"]["unschedulable"] is True and left == []
+    # Each pod evicted once: the retry finds it gone (applied) or evicts it now (not applied); replacements landed
+    # elsewhere (node-3 is cordoned), so the retry has nothing else to evict.
+    assert set(evicted) == set(on_node)
+    assert len(evicted) == len(on_node) if moment == "applied" else len(on_node) <= len(evicted) <= len(on_node) + 1
     assert DEFAULT_HEARTBEAT_S <= went_on < GOES_ON_WITHIN_S
