@@ -1,4 +1,4 @@
-"""Rendering for the CLI: aligned tables for people, JSON for scripts."""
+"""Rendering for the CLI: aligned tables for people, JSON or YAML for scripts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,20 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def _cell(value: Any, width: int = 60) -> str:
+def to_yaml(value: Any) -> str:
+    import yaml
+
+    # Through JSON first, so YAML shows exactly the values JSON does (datetimes and the like as strings).
+    plain = json.loads(json.dumps(value, default=str))
+    return yaml.safe_dump(plain, sort_keys=True, allow_unicode=True, default_flow_style=False).rstrip("\n")
+
+
+def structured(value: Any, fmt: str) -> str:
+    """`-o json` or `-o yaml`."""
+    return to_yaml(value) if fmt == "yaml" else to_json(value)
+
+
+def cell(value: Any, width: int = 60) -> str:
     if value is None:
         return "-"
     text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
@@ -28,7 +41,7 @@ WHOLE_COLUMNS = ("incident_id", "incident", "id", "step")
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
-    cells = [[_cell(row.get(c), 10_000 if c in WHOLE_COLUMNS else 60) for c in columns] for row in rows]
+    cells = [[cell(row.get(c), 10_000 if c in WHOLE_COLUMNS else 60) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -45,7 +58,7 @@ def incident_report(state: dict[str, Any]) -> str:
         f"severity   {state['severity']}   service {state.get('service') or '-'}"
         + ("   DRY RUN" if state.get("dry_run") else ""),
         f"started    {state.get('started_at')}   finished {state.get('finished_at') or '-'}",
-        f"params     {_cell(state.get('params'), 100)}",
+        f"params     {cell(state.get('params'), 100)}",
     ]
     roles = state.get("roles") or {}
     if roles:
