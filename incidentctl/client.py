@@ -30,6 +30,7 @@ from incidentctl.dsl.plan import Plan
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
 from incidentctl.plan_signing import sign_plan
+from incidentctl.ui_texts import static_details, static_summary
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     OPEN,
@@ -142,6 +143,7 @@ async def start_incident(
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=incident_search_attributes(OPEN, severity, runbook.name, service),
+            static_summary=static_summary(plan, inp), static_details=static_details(plan, inp),
             request_eager_start=eager_start,
         )
     except WorkflowAlreadyStartedError:

@@ -137,6 +137,7 @@ def state_from_history(history: IncidentHistory, description: WorkflowExecutionD
     state.update({k: v for k, v in known.items() if v})
     steps = dict(state.get("steps") or {})
     seq = len(steps)
+    results = _action_results(history)
     for key, step in story.steps.items():
         if key in steps and steps[key].get("status") not in ("running", None):
             continue  # the carried record is the workflow's own (with the step's outputs)
@@ -146,14 +147,34 @@ def state_from_history(history: IncidentHistory, description: WorkflowExecutionD
                   "seq": seq, "from_history": True}
         if step.get("error"):
             record["error"] = step["error"]
+        elif key in results:
+            record["output"] = results[key]  # the action's result (the runbook's `outputs:` are not applied)
         steps[key] = record
     state["steps"] = steps
     state["current_steps"] = [key for key, record in steps.items() if record.get("status") == "running"]
     # The workflow keeps pending approvals in memory only: the history cannot say which are waiting.
     state["pending_approvals"] = []
+    state["not_known"] = ["which approvals wait (ask again when a worker runs)",
+                          "step outputs as the runbook names them: the actions' own results are shown"]
     if description.close_time:
         state["finished_at"] = state.get("finished_at") or description.close_time.isoformat()
     return state
+
+
+def _action_results(history: IncidentHistory) -> dict[str, Any]:
+    """Step key -> the result of its last completed action, from the scheduled and completed activity events."""
+    steps: dict[tuple[str, int], str] = {}
+    results: dict[str, Any] = {}
+    for event in history.events:
+        if event.type == "ACTIVITY_TASK_SCHEDULED":
+            inp = event.data.get("input")
+            if isinstance(inp, dict) and isinstance(inp.get("step_id"), str):
+                steps[(event.run_id, event.event_id)] = inp["step_id"]
+        elif event.type == "ACTIVITY_TASK_COMPLETED":
+            key = steps.get((event.run_id, event.data.get("scheduled_event_id", -1)))
+            if key is not None:
+                results[key] = event.data.get("result")
+    return results
 
 
 def _identity(history: IncidentHistory) -> dict[str, Any]:

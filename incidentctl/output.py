@@ -82,6 +82,8 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append(f"changed    {lease['target']} by step {lease['step']} ({lease['action']}): {lease['outcome']}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
+    for unknown in state.get("not_known") or []:
+        lines.append(f"not known  {unknown}")
     if state.get("failure"):
         failure = state["failure"]
         lines.append(f"failure    step {failure.get('step')}: {failure.get('type')}: {failure.get('message')}")

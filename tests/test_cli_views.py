@@ -16,9 +16,12 @@ from pathlib import Path
 
 import yaml
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from incidentctl.devserver import DevServer
+from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_cli import CLI, GATED, ROOT, cli
+from workflows.model import Closure
 
 LIVE = """\
 name: cli-live
@@ -185,6 +188,8 @@ async def test_show_timeline_and_watch_of_a_running_incident_whose_worker_died_t
     assert "(no worker answered; from history as of" in shown.stdout
     state = show_json(incident, address, "--query-timeout", "2")
     assert state["source"] == "history" and state["steps"]["hello"]["status"] == "succeeded"
+    assert state["steps"]["hello"]["output"]["message"] == "hello x x1"  # the action's result, from history
+    assert "not known  which approvals wait" in shown.stdout
     assert state["runbook"] == "cli-gated" and state["severity"] == "SEV2" and state["params"] == {"who": "x",
                                                                                                     "times": 1}
     events = json.loads(cli("incident", "timeline", incident, *address, "--query-timeout", "2", "-o", "json").stdout)
@@ -254,3 +259,34 @@ def test_yaml_output_of_a_local_command() -> None:
     assert next(a for a in actions if a["name"] == "util.sleep")["mutates"] is False
     plan = yaml.safe_load(cli("runbook", "plan", "demo-http-service", "-o", "yaml").stdout)
     assert plan["runbook"]["name"] == "demo-http-service"
+
+
+async def test_the_temporal_ui_shows_the_incident_its_status_and_its_steps_by_name(
+        client: Client, worker: Worker, unique: str) -> None:
+    """Static summary and details (set at start), current details (the status, as it moves) and each activity's
+    summary (its step), read back from the server as the Temporal UI reads them."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    from incidentctl import client as incidents
+    from incidentctl.library import compile_text
+
+    plan = compile_text(LIVE, "live.yaml")
+    started = await incidents.start_incident(client, plan, params={"seconds": 0.2}, key=unique,
+                                             task_queue=TEST_TASK_QUEUE)
+    handle = client.get_workflow_handle(started.incident_id)
+    await eventually(lambda: incidents.show_incident(client, started.incident_id),
+                     lambda s: s["status"] == "resolved")
+    description = await handle.describe()
+    assert await description.static_summary() == "SEV3 incident: runbook cli-live"
+    details = await description.static_details()
+    assert "**Runbook** cli-live v1" in details and "- hello: util.echo\n- nap: util.sleep" in details
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert metadata.current_details == "**resolved** · SEV3 · runbook cli-live"
+    history = await handle.fetch_history()
+    summaries = [
+        await client.data_converter.decode([e.user_metadata.summary])
+        for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.user_metadata.HasField("summary")]
+    assert [s[0] for s in summaries] == ["step hello: util.echo", "step nap: util.sleep"]
+    await incidents.close_incident(client, started.incident_id, Closure(by="bob"))

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "incidentctl.plan_signing",
                  "incidentctl.history", "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",
                  "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report",
-                 "incidentctl.incident_view", "incidentctl.step_progress")),
+                 "incidentctl.incident_view", "incidentctl.step_progress", "incidentctl.ui_texts")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",
                "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim",
                "incidentctl.report_chart", "incidentctl.watch", "incidentctl.completion", "incidentctl.cli_help")),
