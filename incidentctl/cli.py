@@ -267,10 +267,13 @@ async def cmd_incident_list(args: argparse.Namespace) -> int:
         if not args.watch:
             print(text)
             return EXIT_OK
-        if sys.stdout.isatty():
-            print("\x1b[H\x1b[2J", end="")  # a refreshing screen, as `watch` draws it
-        print(f"{datetime.now(UTC).isoformat(timespec='seconds')}  every {args.interval:g}s (Ctrl-C to stop)\n{text}\n",
-              flush=True)
+        if args.output != "table":
+            print(text, flush=True)  # one document per refresh, nothing around it
+        else:
+            if sys.stdout.isatty():
+                print("\x1b[H\x1b[2J", end="")  # a refreshing screen, as `watch` draws it
+            print(f"{datetime.now(UTC).isoformat(timespec='seconds')}  every {args.interval:g}s (Ctrl-C to stop)\n"
+                  f"{text}\n", flush=True)
         await asyncio.sleep(args.interval)
 
 

@@ -307,6 +307,8 @@ async def pending_approvals(client: Client, limit: int = 200, unanswered: list[s
     Incidents listed as waiting that could not be asked (no worker) are appended to `unanswered`."""
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(list_query(status="waiting_approval"), limit=limit):
+        if execution.status != WorkflowExecutionStatus.RUNNING:
+            continue  # ended from outside while it waited (terminated, timed out): nothing waits any more
         try:
             state = await show_incident(client, execution.id)
         except IncidentError as exc:

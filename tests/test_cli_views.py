@@ -221,6 +221,8 @@ async def test_show_timeline_and_watch_of_a_running_incident_whose_worker_died_t
     assert incident in [r["incident_id"] for r in terminated]
     ended = show_json(incident, address)
     assert ended["status"] == "terminated" and ended["workflow_status"] == "TERMINATED"
+    pending = cli("incident", "pending", *address, "-o", "json", check_ok=False)
+    assert incident not in pending.stdout and incident not in pending.stderr, "nothing waits in a terminated incident"
 
 
 def test_completion_scripts_complete_commands_options_and_choices() -> None:
