@@ -9,6 +9,7 @@ search attributes. Such a view says so in `note`, with the time of the newest hi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from incidentctl.client import ENDED, IncidentError, incident_state, query_timeline, worker_polling
 from incidentctl.history import IncidentHistory, incident_history
 from incidentctl.review_timeline import ACTIVITY_ENDS, plan_of, story_of
+from incidentctl.step_progress import StepNames, running_steps
 from incidentctl.summaries import summary_from_carried
 from workflows.model import RUNBOOK_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
@@ -84,6 +86,13 @@ async def read_state(client: Client, incident: str, query_timeout: timedelta) ->
     view.state["workflow_status"] = "RUNNING" if view.running else description.status.name
     if not view.running and description.status in ENDED:
         view.state["status"] = ENDED[description.status]
+    if view.running:
+        # What a long step has done so far is the server's (its heartbeats), whoever answered the rest.
+        try:
+            progress = await running_steps(client, description, StepNames())
+        except RPCError:
+            progress = []
+        view.state["progress"] = [dataclasses.asdict(p) for p in progress]
     return view
 
 

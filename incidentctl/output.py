@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from workflows.messages import next_run_text
@@ -82,6 +83,9 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append(f"changed    {lease['target']} by step {lease['step']} ({lease['action']}): {lease['outcome']}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
+    now = datetime.now(UTC)
+    for progress in state.get("progress") or []:
+        lines.append(f"progress   {progress_text(progress, now)}")
     for unknown in state.get("not_known") or []:
         lines.append(f"not known  {unknown}")
     if state.get("failure"):
@@ -103,6 +107,30 @@ def incident_report(state: dict[str, Any]) -> str:
             lines.append(f"  if approved, runs: {next_run_text(pending['will_run'])}")
         lines.append(f"  incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
     return "\n".join(lines)
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def parse_time(at: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(at) if at else None
+    except ValueError:
+        return None
+
+
+def progress_text(progress: dict[str, Any], now: datetime) -> str:
+    """A running step as Temporal holds it (incidentctl.step_progress.StepProgress, as a dict)."""
+    started = parse_time(progress.get("started_at"))
+    running_for = f" for {elapsed((now - started).total_seconds())}" if started else ""
+    details = "; ".join(cell(d, 100) for d in progress["details"]) if progress.get("details") else \
+        "no progress reported"
+    retry = f" (last attempt failed: {progress['last_failure']})" if progress.get("last_failure") else ""
+    return (f"step {progress['step']} ({progress['action']}) {progress['state']}{running_for}, "
+            f"attempt {progress['attempt']}: {details}{retry}")
 
 
 def timeline_report(events: Sequence[dict[str, Any]]) -> str:

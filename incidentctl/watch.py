@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,36 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from incidentctl.client import ENDED, IncidentError
 from incidentctl.incident_view import describe, read_timeline
-from incidentctl.output import cell
-from incidentctl.step_progress import StepNames, StepProgress, running_steps
+from incidentctl.output import cell, elapsed, parse_time, progress_text
+from incidentctl.step_progress import StepNames, running_steps
 from workflows.model import STATUS_ATTR
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
 T = TypeVar("T")
-
-def elapsed(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _parse(at: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(at) if at else None
-    except ValueError:
-        return None
-
-
-def progress_text(progress: StepProgress, now: datetime) -> str:
-    started = _parse(progress.started_at)
-    running_for = f" for {elapsed((now - started).total_seconds())}" if started else ""
-    details = "; ".join(cell(d, 100) for d in progress.details) if progress.details else "no progress reported"
-    retry = f" (last attempt failed: {progress.last_failure})" if progress.last_failure else ""
-    return (f"step {progress.step} ({progress.action}) {progress.state}{running_for}, attempt {progress.attempt}: "
-            f"{details}{retry}")
-
 
 class Follower:
     """What has been printed of one incident, so each tick prints only what is new."""
@@ -87,7 +66,7 @@ class Follower:
             if key in self.seen:
                 continue
             self.seen.add(key)
-            at = _parse(entry.get("at"))
+            at = parse_time(entry.get("at"))
             if cutoff and at and at <= cutoff:
                 continue
             if at:
@@ -106,7 +85,7 @@ class Follower:
             fingerprint = (progress.state, progress.attempt, json.dumps(progress.details, default=str))
             if self.progress.get(progress.step) != fingerprint:
                 self.progress[progress.step] = fingerprint
-                self._line(progress_text(progress, now), now)
+                self._line(progress_text(dataclasses.asdict(progress), now), now)
         self.progress = {p.step: self.progress[p.step] for p in current}
         if not view.running:
             self._line(f"incident {self.incident} ended: {status} (workflow {description.status.name.lower()})")

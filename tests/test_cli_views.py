@@ -127,7 +127,7 @@ def test_watch_wait_short_ids_and_yaml_with_a_worker_then_views_of_the_closed_in
 
         # A second incident of the same runbook: now a prefix of both ids is ambiguous, of one it is not.
         watched = f"incident-cli-live-{unique}-watch"
-        cli(*start, "--key", f"{unique}-watch", "--param", "seconds=6")
+        cli(*start, "--key", f"{unique}-watch", "--param", "seconds=8")
         ambiguous = cli("incident", "show", f"incident-cli-live-{unique}", *address, check_ok=False)
         assert ambiguous.returncode == 1
         assert f"'incident-cli-live-{unique}' is ambiguous: it begins 2 incident ids" in ambiguous.stderr
@@ -140,6 +140,8 @@ def test_watch_wait_short_ids_and_yaml_with_a_worker_then_views_of_the_closed_in
             assert lines.wait_for(lambda line: line.startswith("watching ")) == f"watching {watched} (Ctrl-C to stop)\n"
             progress = lines.wait_for(lambda line: "step nap (util.sleep) started" in line)
             assert "attempt 1" in progress and "remaining_s" in progress, progress
+            shown = cli("incident", "show", watched, *address).stdout
+            assert "progress   step nap (util.sleep) started for 0:00:0" in shown and "remaining_s" in shown, shown
             lines.wait_for(lambda line: "status resolved" in line)
             cli("incident", "close", f"cli-live-{unique}-watc", "--as", "bob", *address)
             watch.wait(timeout=60)
