@@ -61,7 +61,7 @@ EXAMPLES: dict[str, list[str]] = {
     "completion": [
         "source <(incidentctl completion bash)",
         "incidentctl completion bash > ~/.local/share/bash-completion/completions/incidentctl",
-        "incidentctl completion zsh > \"${fpath[1]}/_incidentctl\"",
+        "source <(incidentctl completion zsh)   # in ~/.zshrc",
     ],
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -245,7 +246,17 @@ def test_completion_scripts_complete_commands_options_and_choices() -> None:
     assert complete("incident", "show", "-o", "y") == ["yaml"]
     assert complete("completion", "") == ["bash", "zsh"]
     zsh = cli("completion", "zsh").stdout
-    assert zsh.startswith("#compdef incidentctl") and "bashcompinit" in zsh and "complete -F _incidentctl" in zsh
+    assert "bashcompinit" in zsh and "complete -F _incidentctl" in zsh
+    if shutil.which("zsh"):
+        # zsh indexes arrays from 1 and filters by the typed prefix itself (compadd): the candidates are what counts.
+        probe = (f"{zsh}\nCOMP_WORDS=(incidentctl incident list --severity ''); COMP_CWORD=4; _incidentctl; "
+                 "print -l -- $COMPREPLY; COMP_WORDS=(incidentctl incident wat); COMP_CWORD=2; _incidentctl; "
+                 "print -l -- $COMPREPLY")
+        done = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        offered = done.stdout.split()
+        assert offered[:4] == ["SEV1", "SEV2", "SEV3", "SEV4"]
+        assert "watch" in offered[4:] and "--severity" not in offered
     bad = cli("completion", "fish", check_ok=False)
     assert bad.returncode == 2 and "invalid choice: 'fish'" in bad.stderr
 
