@@ -11,13 +11,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from incidentctl.output import incident_report, table, timeline_report, to_json
+from incidentctl.output import incident_report, structured, table, timeline_report
 
 if TYPE_CHECKING:
     from incidentctl.dsl.plan import Plan
 
 DEFAULT_ADDRESS = "localhost:7233"
 EXIT_OK, EXIT_FAILED = 0, 1
+OUTPUT_FORMATS = ("table", "json", "yaml")
+# Long enough for a loaded worker to answer a query, short enough that nobody waits long for a dead one.
+QUERY_TIMEOUT_S = 3.0
+WATCH_INTERVAL_S = 2.0
 
 
 class CommandError(Exception):
@@ -33,9 +37,18 @@ def _connect_options(parser: argparse.ArgumentParser) -> None:
                         help="worker task queue (env INCIDENTCTL_TASK_QUEUE)")
 
 
+def _live_options(parser: argparse.ArgumentParser, interval: bool = True) -> None:
+    parser.add_argument("--query-timeout", type=float, default=QUERY_TIMEOUT_S, metavar="SECONDS",
+                        help="how long a worker has to answer before the incident is read from its history "
+                             "(default %(default)s)")
+    if interval:
+        parser.add_argument("--interval", type=float, default=WATCH_INTERVAL_S, metavar="SECONDS",
+                            help="seconds between refreshes (default %(default)s)")
+
+
 def _output_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
-                        help="table for people, json for scripts")
+    parser.add_argument("--output", "-o", choices=OUTPUT_FORMATS, default="table",
+                        help="table for people, json or yaml for scripts")
 
 
 async def _client(args: argparse.Namespace) -> Any:
@@ -43,7 +56,7 @@ async def _client(args: argparse.Namespace) -> Any:
     from incidentctl.payload_codec import CodecKeyError
 
     try:
-        return await connect(args.address, args.namespace)
+        client = await connect(args.address, args.namespace)
     except (ConnectionConfigError, CodecKeyError) as exc:
         raise CommandError(str(exc)) from None
     except Exception as exc:  # the SDK raises RuntimeError with a transport message
@@ -51,6 +64,15 @@ async def _client(args: argparse.Namespace) -> Any:
             f"cannot reach Temporal at {args.address} ({exc}); start one with `incidentctl dev` "
             "or pass --address / TEMPORAL_ADDRESS"
         ) from None
+    if getattr(args, "incident", None):
+        # Every command that names an incident takes an unambiguous prefix of its id.
+        from incidentctl.client import IncidentError, resolve_incident_id
+
+        try:
+            args.incident = await resolve_incident_id(client, args.incident)
+        except IncidentError as exc:
+            raise CommandError(str(exc)) from None
+    return client
 
 
 # ------------------------------------------------------------------ runbook
@@ -91,7 +113,7 @@ def cmd_runbook_plan(args: argparse.Namespace) -> int:
     from incidentctl.dsl.summary import summarize_plan
 
     plan = _load_plan(args.runbook)
-    print(to_json(plan.to_json()) if args.output == "json" else summarize_plan(plan))
+    print(structured(plan.to_json(), args.output) if args.output != "table" else summarize_plan(plan))
     return EXIT_OK
 
 
@@ -102,8 +124,8 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
     from incidentctl.library import installed_actions
 
     specs = [info.describe() for _, info in sorted(installed_actions().items())]
-    if args.output == "json":
-        print(to_json(specs))
+    if args.output != "table":
+        print(structured(specs, args.output))
         return EXIT_OK
     rows = []
     for spec in specs:
@@ -154,9 +176,9 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
         raise CommandError("\n".join(exc.problems)) from None
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    if args.output == "json":
-        print(to_json({"incident_id": started.incident_id, "created": started.created,
-                       "plan_hash": plan.hash}))
+    if args.output != "table":
+        print(structured({"incident_id": started.incident_id, "created": started.created,
+                       "plan_hash": plan.hash}, args.output))
     elif started.created:
         print(f"started {started.incident_id} (runbook {plan.runbook.name} v{plan.runbook.version}, "
               f"plan {plan.hash[:12]})")
@@ -164,46 +186,95 @@ async def cmd_incident_start(args: argparse.Namespace) -> int:
         print(f"{started.incident_id} is already running: not started again")
     if args.wait:
         from incidentctl.client import wait_for_runbook
+        from incidentctl.watch import narrate_while
 
+        # Progress lines while it waits; on stderr when stdout is for a script.
+        stream = sys.stdout if args.output == "table" else sys.stderr
         try:
-            result = await wait_for_runbook(client, started.incident_id, timeout=args.wait_timeout)
+            result = await narrate_while(
+                client, started.incident_id, wait_for_runbook(client, started.incident_id, timeout=args.wait_timeout),
+                lambda line: print(line, file=stream, flush=True), args.interval, _query_deadline(args))
         except IncidentError as exc:
             raise CommandError(str(exc)) from None
-        print(to_json(result) if args.output == "json" else incident_report(result))
+        print(structured(result, args.output) if args.output != "table" else incident_report(result))
         return EXIT_OK if result.get("outcome") == "succeeded" else EXIT_FAILED
     return EXIT_OK
 
 
+def _query_deadline(args: argparse.Namespace) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=args.query_timeout)
+
+
 async def cmd_incident_show(args: argparse.Namespace) -> int:
-    from incidentctl.client import IncidentError, show_incident
+    from incidentctl.client import IncidentError
+    from incidentctl.incident_view import read_state
 
     try:
-        state = await show_incident(await _client(args), args.incident)
+        view = await read_state(await _client(args), args.incident, _query_deadline(args))
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    print(to_json(state) if args.output == "json" else incident_report(state))
+    assert view.state is not None
+    if view.note:
+        # Said on stderr for every format, and inside the JSON/YAML for scripts that keep only stdout.
+        print(f"note: {view.note}", file=sys.stderr)
+    if args.output != "table":
+        print(structured({**view.state, "source": view.source, "source_note": view.note}, args.output))
+    else:
+        print(incident_report(view.state) + (f"\n\n({view.note})" if view.note else ""))
     return EXIT_OK
 
 
 async def cmd_incident_timeline(args: argparse.Namespace) -> int:
-    from incidentctl.client import IncidentError, incident_timeline
+    from incidentctl.client import IncidentError
+    from incidentctl.incident_view import read_timeline
 
     try:
-        events = await incident_timeline(await _client(args), args.incident)
+        view = await read_timeline(await _client(args), args.incident, _query_deadline(args))
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    print(to_json(events) if args.output == "json" else timeline_report(events))
+    if view.note:
+        print(f"note: {view.note}", file=sys.stderr)
+    print(structured(view.timeline, args.output) if args.output != "table" else timeline_report(view.timeline))
+    return EXIT_OK
+
+
+async def cmd_incident_watch(args: argparse.Namespace) -> int:
+    from incidentctl.client import IncidentError
+    from incidentctl.watch import follow
+
+    client = await _client(args)
+    print(f"watching {args.incident} (Ctrl-C to stop)", flush=True)
+    try:
+        await follow(client, args.incident, lambda line: print(line, flush=True), args.interval, _query_deadline(args))
+    except IncidentError as exc:
+        raise CommandError(str(exc)) from None
     return EXIT_OK
 
 
 async def cmd_incident_list(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from incidentctl.client import list_incidents
 
-    rows = await list_incidents(await _client(args), status=args.status, severity=args.severity,
-                                runbook=args.runbook, service=args.service, limit=args.limit)
+    client = await _client(args)
     columns = ["incident_id", "status", "severity", "runbook", "service", "started_at"]
-    print(to_json(rows) if args.output == "json" else table(rows, columns))
-    return EXIT_OK
+    while True:
+        rows = await list_incidents(client, status=args.status, severity=args.severity,
+                                    runbook=args.runbook, service=args.service, limit=args.limit)
+        text = structured(rows, args.output) if args.output != "table" else table(rows, columns)
+        if not args.watch:
+            print(text)
+            return EXIT_OK
+        if args.output != "table":
+            print(text, flush=True)  # one document per refresh, nothing around it
+        else:
+            if sys.stdout.isatty():
+                print("\x1b[H\x1b[2J", end="")  # a refreshing screen, as `watch` draws it
+            print(f"{datetime.now(UTC).isoformat(timespec='seconds')}  every {args.interval:g}s (Ctrl-C to stop)\n"
+                  f"{text}\n", flush=True)
+        await asyncio.sleep(args.interval)
 
 
 def _time_left(seconds: int | None) -> str:
@@ -225,8 +296,8 @@ async def cmd_incident_pending(args: argparse.Namespace) -> int:
         # Listed as waiting for approval, but nobody could ask them what: never a silent "(none)".
         print(f"{len(unanswered)} incident(s) wait for approval but did not answer (is a worker running?): "
               + ", ".join(unanswered), file=sys.stderr)
-    if args.output == "json":
-        print(to_json(rows))
+    if args.output != "table":
+        print(structured(rows, args.output))
         return EXIT_FAILED if unanswered else EXIT_OK
     flat = [{"incident": r["incident_id"], "step": r["step"], "severity": r["severity"],
              "requested_at": r["requested_at"], "time_left": _time_left(r["time_left_s"]),
@@ -273,8 +344,8 @@ async def cmd_incident_decide(args: argparse.Namespace) -> int:
                    else await decide(await _client(args), args.incident, decision))
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    if args.output == "json":
-        print(to_json(receipt.__dict__))
+    if args.output != "table":
+        print(structured(receipt.__dict__, args.output))
     else:
         print(f"{'approved' if receipt.approve else 'rejected'} step {receipt.step} as {receipt.approver}: "
               f"{receipt.approvals}/{receipt.required} approvals, outcome {receipt.outcome}")
@@ -297,8 +368,8 @@ async def cmd_incident_assign(args: argparse.Namespace) -> int:
             roles = await assign_incident(await _client(args), args.incident, command)
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    if args.output == "json":
-        print(to_json(roles))
+    if args.output != "table":
+        print(structured(roles, args.output))
     else:
         ack = (f"acknowledged by {roles['acknowledged_by']} after {roles['time_to_ack_s']}s"
                if roles.get("acknowledged_by") else "not acknowledged")
@@ -340,8 +411,8 @@ async def cmd_incident_command(args: argparse.Namespace) -> int:
         raise CommandError("\n".join(exc.problems)) from None
     except (incidents.IncidentError, RelayError) as exc:
         raise CommandError(str(exc)) from None
-    if args.output == "json":
-        print(to_json(receipt.__dict__))
+    if args.output != "table":
+        print(structured(receipt.__dict__, args.output))
     else:
         print(f"{args.command}: done; incident {receipt.incident_id} is {receipt.status}")
     return EXIT_OK
@@ -360,7 +431,7 @@ async def cmd_incident_review(args: argparse.Namespace) -> int:
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
     markdown = review_markdown(review)
-    text = to_json(review) if args.format == "json" else markdown
+    text = structured(review, args.format) if args.format != "md" else markdown
     if args.file:
         try:
             Path(args.file).write_text(text if text.endswith("\n") else text + "\n")
@@ -403,8 +474,9 @@ async def _edit_review(args: argparse.Namespace) -> int:
         answer = CommandReceipt(**relayed) if relayed is not None else await update_review(client, args.incident, edit)
     except IncidentError as exc:
         raise CommandError(str(exc)) from None
-    if args.format == "json":
-        print(to_json({"incident_id": args.incident, "by": by, "fields": fields, "answer": answer.__dict__}))
+    if args.format != "md":
+        print(structured({"incident_id": args.incident, "by": by, "fields": fields, "answer": answer.__dict__},
+                         args.format))
     else:
         print(f"review of {args.incident} updated by {by}: {', '.join(sorted(fields))}")
     return EXIT_OK
@@ -424,8 +496,8 @@ async def cmd_report(args: argparse.Namespace) -> int:
         report = build_report(incidents, args.by, since, until)
     except ReportError as exc:
         raise CommandError(str(exc)) from None
-    if args.output == "json":
-        print(to_json(report))
+    if args.output != "table":
+        print(structured(report, args.output))
     else:
         print(report_table(report))
     if args.png:
@@ -435,7 +507,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
             render_png(report, Path(args.png))
         except OSError as exc:
             raise CommandError(f"cannot write {args.png}: {exc.strerror}") from None
-        print(f"wrote the chart to {args.png}", file=sys.stderr if args.output == "json" else sys.stdout)
+        print(f"wrote the chart to {args.png}", file=sys.stderr if args.output != "table" else sys.stdout)
     return EXIT_OK
 
 
@@ -535,8 +607,8 @@ def cmd_alerts_unrouted(args: argparse.Namespace) -> int:
         raise CommandError(f"the receiver refused: HTTP {exc.code} {exc.read().decode(errors='replace')}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise CommandError(f"cannot reach the receiver at {args.receiver}: {exc}") from None
-    if args.output == "json":
-        print(to_json(rows))
+    if args.output != "table":
+        print(structured(rows, args.output))
     else:
         flat = [{"received_at": r["received_at"], "alertname": r["labels"].get("alertname"),
                  "status": r["status"], "reason": r["reason"], "labels": r["labels"]} for r in rows]
@@ -563,6 +635,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from incidentctl.demo import run_demo
 
     return run_demo(args)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from incidentctl.completion import SCRIPTS
+
+    print(SCRIPTS[args.shell](build_parser()), end="")
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------ parser
@@ -639,26 +718,34 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true",
                        help="wait for the runbook to finish and show the incident (exit 1 unless it succeeded)")
     start.add_argument("--wait-timeout", type=float, default=3600.0, metavar="SECONDS")
+    _live_options(start)
     _connect_options(start)
     _output_option(start)
     start.set_defaults(handler=cmd_incident_start)
 
     for name, handler, helptext in (("show", cmd_incident_show, "status, current step and every step's result"),
                                     ("timeline", cmd_incident_timeline, "every event of the incident"),
+                                    ("watch", cmd_incident_watch, "follow the incident live until it closes"),
                                     ("cancel", cmd_incident_cancel, "cancel a running incident")):
         sub = incident_cmds.add_parser(name, help=helptext)
-        sub.add_argument("incident", help="incident id")
+        sub.add_argument("incident", help="incident id (or a unique prefix of it)")
         _connect_options(sub)
-        if name != "cancel":
+        if name in ("show", "timeline", "watch"):
+            _live_options(sub, interval=name == "watch")
+        if name in ("show", "timeline"):
             _output_option(sub)
         sub.set_defaults(handler=handler)
 
     listing = incident_cmds.add_parser("list", help="list incidents (newest first)")
-    listing.add_argument("--status")
+    listing.add_argument("--status", help="an incident status (waiting_approval, resolved, ...), or how its workflow "
+                                          "ended from outside: terminated, cancelled, timed_out, failed")
     listing.add_argument("--severity", choices=("SEV1", "SEV2", "SEV3", "SEV4"))
     listing.add_argument("--runbook")
     listing.add_argument("--service")
     listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--watch", "-w", action="store_true", help="refresh the list until Ctrl-C")
+    listing.add_argument("--interval", type=float, default=WATCH_INTERVAL_S, metavar="SECONDS",
+                         help="with --watch: seconds between refreshes (default %(default)s)")
     _connect_options(listing)
     _output_option(listing)
     listing.set_defaults(handler=cmd_incident_list)
@@ -711,7 +798,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print (or write) the post-incident review built from the incident's Temporal history and "
                     "summary, or edit the parts people write with --set.")
     review.add_argument("incident", help="incident id")
-    review.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+    review.add_argument("--format", choices=("md", "json", "yaml"), default="md",
+                        help="Markdown (default), JSON or YAML")
     review.add_argument("-o", dest="file", metavar="FILE", help="write the review to FILE instead of printing it")
     review.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="edit the review: summary, impact, root_cause, what_went_well, what_to_improve, "
@@ -802,6 +890,14 @@ def build_parser() -> argparse.ArgumentParser:
     setup = admin_cmds.add_parser("setup", help="register incidentctl's search attributes on a Temporal cluster")
     _connect_options(setup)
     setup.set_defaults(handler=cmd_admin_setup)
+
+    completion = commands.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(handler=cmd_completion)
+
+    from incidentctl.cli_help import add_examples
+
+    add_examples(parser)
     return parser
 
 

@@ -31,6 +31,7 @@ from incidentctl.dsl.plan import Plan
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import PeopleConfigError, load_groups
 from incidentctl.plan_signing import sign_plan
+from incidentctl.ui_texts import static_details, static_summary
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     OPEN,
@@ -143,6 +144,7 @@ async def start_incident(
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=incident_search_attributes(OPEN, severity, runbook.name, service),
+            static_summary=static_summary(plan, inp), static_details=static_details(plan, inp),
             request_eager_start=eager_start,
         )
     except WorkflowAlreadyStartedError:
@@ -183,14 +185,15 @@ def _no_worker(incident: str) -> IncidentError:
                          "(start one with `python worker.py` or `incidentctl dev`)", "unreachable")
 
 
-async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) -> Any:
+async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str, timeout: timedelta = QUERY_TIMEOUT
+                 ) -> Any:
     try:
         try:
-            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+            return await handle.query(query, rpc_timeout=timeout)
         except RPCError as exc:
             if exc.status not in _TRANSPORT_FAILURES:
                 raise
-            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+            return await handle.query(query, rpc_timeout=timeout)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}", "not_found") from None
@@ -201,9 +204,11 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str) ->
         raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
 
 
-async def incident_state(client: Client, incident: str, run_id: str | None = None) -> dict[str, Any]:
+async def incident_state(client: Client, incident: str, run_id: str | None = None,
+                         timeout: timedelta = QUERY_TIMEOUT) -> dict[str, Any]:
     """The `state` query of one run of an incident (its newest without `run_id`); a worker must answer it."""
-    return await _query(client.get_workflow_handle(incident, run_id=run_id), IncidentWorkflow.state, incident)
+    return await _query(client.get_workflow_handle(incident, run_id=run_id), IncidentWorkflow.state, incident,
+                        timeout)
 
 
 async def worker_polling(client: Client, task_queue: str) -> bool:
@@ -226,9 +231,32 @@ async def incident_timeline(client: Client, incident: str) -> list[dict[str, Any
     return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident)
 
 
+async def query_timeline(client: Client, incident: str, timeout: timedelta = QUERY_TIMEOUT) -> list[dict[str, Any]]:
+    """The workflow's own timeline, asked with a deadline of `timeout`."""
+    return await _query(_handle(client, incident), IncidentWorkflow.timeline, incident, timeout)
+
+
+# How a closed workflow that did not complete ended, as `incident list` and `show` say it: the status search
+# attribute keeps whatever the workflow last set (`running` for a terminated one, say), so it is not the answer.
+ENDED = {WorkflowExecutionStatus.TERMINATED: "terminated", WorkflowExecutionStatus.CANCELED: "cancelled",
+         WorkflowExecutionStatus.TIMED_OUT: "timed_out", WorkflowExecutionStatus.FAILED: "failed"}
+# The visibility name of each, for `--status terminated` and the like.
+_ENDED_VISIBILITY = {"terminated": "Terminated", "cancelled": "Canceled", "timed_out": "TimedOut", "failed": "Failed"}
+
+
+def listed_status(execution_status: WorkflowExecutionStatus | None, attribute: str | None) -> str | None:
+    """The incident status to show for an execution: one ended from outside never shows as open."""
+    return ENDED.get(execution_status, attribute) if execution_status is not None else attribute
+
+
 def list_query(status: str | None = None, severity: str | None = None, runbook: str | None = None,
                service: str | None = None) -> str:
     clauses = ["WorkflowType = 'IncidentWorkflow'"]
+    if status in _ENDED_VISIBILITY:
+        # Ended from outside, the execution status says so; incidents of old code also set the attribute.
+        clauses.append(f"(IncidentStatus = {visibility_quote(status)} OR "
+                       f"ExecutionStatus = '{_ENDED_VISIBILITY[status]}')")
+        status = None
     for attr, value in (("IncidentStatus", status), ("IncidentSeverity", severity),
                         ("IncidentRunbook", runbook), ("IncidentService", service)):
         if value:
@@ -245,9 +273,12 @@ async def list_incidents(client: Client, *, status: str | None = None, severity:
         attrs = execution.typed_search_attributes
         if execution.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
             continue  # the newest run of the same incident is listed too
+        shown = listed_status(execution.status, attrs.get(STATUS_ATTR))
+        if status and shown != status:
+            continue  # listed by a status attribute its workflow no longer has (it was terminated, say)
         rows.append({
             "incident_id": execution.id,
-            "status": attrs.get(STATUS_ATTR),
+            "status": shown,
             "severity": attrs.get(SEVERITY_ATTR),
             "runbook": attrs.get(RUNBOOK_ATTR),
             "service": attrs.get(SERVICE_ATTR) or "",
@@ -277,6 +308,8 @@ async def pending_approvals(client: Client, limit: int = 200, unanswered: list[s
     Incidents listed as waiting that could not be asked (no worker) are appended to `unanswered`."""
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(list_query(status="waiting_approval"), limit=limit):
+        if execution.status != WorkflowExecutionStatus.RUNNING:
+            continue  # ended from outside while it waited (terminated, timed out): nothing waits any more
         try:
             state = await show_incident(client, execution.id)
         except IncidentError as exc:
@@ -394,3 +427,33 @@ async def _update(client: Client, incident: str, update: Any, arg: Any, refusal:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}", "not_found") from None
         raise IncidentError(f"cannot reach incident {incident!r}: {exc.message}", "unreachable") from None
+
+
+# More candidates than this are not worth listing in the refusal: the prefix is far too short.
+SHOWN_CANDIDATES = 10
+
+
+async def resolve_incident_id(client: Client, given: str) -> str:
+    """The incident id `given` names: itself when an incident has that id, else the one incident whose id starts
+    with it (or with `incident-<given>`). Several -> a refusal listing them; none -> `given` (the command then
+    says there is no such incident)."""
+    try:
+        await _handle(client, given).describe()
+        return given
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            return given  # the command that follows reports the real problem
+    candidates: list[str] = []
+    for prefix in dict.fromkeys((given, f"incident-{given}")):
+        query = f"WorkflowType = 'IncidentWorkflow' AND WorkflowId STARTS_WITH {visibility_quote(prefix)}"
+        try:
+            async for execution in client.list_workflows(query, limit=SHOWN_CANDIDATES * 4):
+                if execution.id not in candidates:
+                    candidates.append(execution.id)
+        except RPCError:
+            return given
+    if len(candidates) > 1:
+        shown = ", ".join(candidates[:SHOWN_CANDIDATES]) + (", ..." if len(candidates) > SHOWN_CANDIDATES else "")
+        raise IncidentError(f"{given!r} is ambiguous: it begins {len(candidates)} incident ids ({shown}); give more "
+                            "of the id", "invalid")
+    return candidates[0] if candidates else given

@@ -1,9 +1,10 @@
-"""Rendering for the CLI: aligned tables for people, JSON for scripts."""
+"""Rendering for the CLI: aligned tables for people, JSON or YAML for scripts."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from workflows.messages import next_run_text
@@ -13,7 +14,20 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def _cell(value: Any, width: int = 60) -> str:
+def to_yaml(value: Any) -> str:
+    import yaml
+
+    # Through JSON first, so YAML shows exactly the values JSON does (datetimes and the like as strings).
+    plain = json.loads(json.dumps(value, default=str))
+    return yaml.safe_dump(plain, sort_keys=True, allow_unicode=True, default_flow_style=False).rstrip("\n")
+
+
+def structured(value: Any, fmt: str) -> str:
+    """`-o json` or `-o yaml`."""
+    return to_yaml(value) if fmt == "yaml" else to_json(value)
+
+
+def cell(value: Any, width: int = 60) -> str:
     if value is None:
         return "-"
     text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
@@ -28,7 +42,7 @@ WHOLE_COLUMNS = ("incident_id", "incident", "id", "step")
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
-    cells = [[_cell(row.get(c), 10_000 if c in WHOLE_COLUMNS else 60) for c in columns] for row in rows]
+    cells = [[cell(row.get(c), 10_000 if c in WHOLE_COLUMNS else 60) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -45,7 +59,7 @@ def incident_report(state: dict[str, Any]) -> str:
         f"severity   {state['severity']}   service {state.get('service') or '-'}"
         + ("   DRY RUN" if state.get("dry_run") else ""),
         f"started    {state.get('started_at')}   finished {state.get('finished_at') or '-'}",
-        f"params     {_cell(state.get('params'), 100)}",
+        f"params     {cell(state.get('params'), 100)}",
     ]
     roles = state.get("roles") or {}
     if roles:
@@ -69,6 +83,11 @@ def incident_report(state: dict[str, Any]) -> str:
         lines.append(f"changed    {lease['target']} by step {lease['step']} ({lease['action']}): {lease['outcome']}")
     if state.get("current_steps"):
         lines.append(f"running    {', '.join(state['current_steps'])}")
+    now = datetime.now(UTC)
+    for progress in state.get("progress") or []:
+        lines.append(f"progress   {progress_text(progress, now)}")
+    for unknown in state.get("not_known") or []:
+        lines.append(f"not known  {unknown}")
     if state.get("failure"):
         failure = state["failure"]
         lines.append(f"failure    step {failure.get('step')}: {failure.get('type')}: {failure.get('message')}")
@@ -88,6 +107,30 @@ def incident_report(state: dict[str, Any]) -> str:
             lines.append(f"  if approved, runs: {next_run_text(pending['will_run'])}")
         lines.append(f"  incidentctl incident approve {state['incident_id']} --step {pending['step']} --as USER")
     return "\n".join(lines)
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def parse_time(at: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(at) if at else None
+    except ValueError:
+        return None
+
+
+def progress_text(progress: dict[str, Any], now: datetime) -> str:
+    """A running step as Temporal holds it (incidentctl.step_progress.StepProgress, as a dict)."""
+    started = parse_time(progress.get("started_at"))
+    running_for = f" for {elapsed((now - started).total_seconds())}" if started else ""
+    details = "; ".join(cell(d, 100) for d in progress["details"]) if progress.get("details") else \
+        "no progress reported"
+    retry = f" (last attempt failed: {progress['last_failure']})" if progress.get("last_failure") else ""
+    return (f"step {progress['step']} ({progress['action']}) {progress['state']}{running_for}, "
+            f"attempt {progress['attempt']}: {details}{retry}")
 
 
 def timeline_report(events: Sequence[dict[str, Any]]) -> str:

@@ -26,10 +26,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "incidentctl.connection", "incidentctl.payload_codec", "incidentctl.codec_server",
                  "incidentctl.plan_signing", "incidentctl.identity_policy", "incidentctl.people_client",
                  "incidentctl.history", "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",
-                 "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report")),
+                 "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report",
+                 "incidentctl.incident_view", "incidentctl.step_progress", "incidentctl.ui_texts")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",
                "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim",
-               "incidentctl.report_chart")),
+               "incidentctl.report_chart", "incidentctl.watch", "incidentctl.completion", "incidentctl.cli_help")),
 ]
 STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp")}
 

@@ -74,10 +74,22 @@ class IncidentRun:
         carried by continue-as-new)."""
         self.state.status = status
         workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
+        self.show_details()
 
     def set_severity(self, severity: str) -> None:
         self.state.severity = severity
         workflow.upsert_search_attributes([SEVERITY_ATTR.value_set(severity)])
+        self.show_details()
+
+    def show_details(self) -> None:
+        """The incident at a glance as the Temporal UI's "current details" of the workflow: status, severity,
+        runbook, service and the steps running now. Served by the SDK's metadata query: it adds no command."""
+        state, inp = self.state, self.input
+        head = f"**{state.status}** · {state.severity or inp.severity} · runbook {self.active_plan.runbook.name}"
+        lines = [head + (f" · {inp.service}" if inp.service else "")]
+        if state.running:
+            lines.append("running: " + ", ".join(state.running))
+        workflow.set_current_details("\n\n".join(lines))
 
     def expression_context(self, scope: Scope) -> dict[str, Any]:
         inp = self.input

@@ -32,6 +32,8 @@ from workflows.errors import (
 )
 from workflows.leases import Leases, fresh_approval_step, lease_key
 
+# Activities scheduled with a summary (the step they run) from this patch on; histories before it have none.
+ACTIVITY_SUMMARIES = "activity-summaries"
 MAX_FOREACH_ITEMS = 500
 
 
@@ -120,6 +122,7 @@ class Interpreter:
         state.records[key] = {"status": "running", "kind": step.kind, "seq": len(state.records) + 1,
                               "started_at": run.now().isoformat()}
         state.running.append(key)
+        run.show_details()
         run.event("step_started", key, {"kind": step.kind, "action": step.action})
         try:
             # Every kind's raw result goes through `outputs`, containers included (their body has run by then).
@@ -138,6 +141,7 @@ class Interpreter:
         finally:
             if key in state.running:
                 state.running.remove(key)
+                run.show_details()
         scope.results[step.id] = {"status": "succeeded", "output": output, "error": None}
         state.records[key].update(status="succeeded", output=output, finished_at=run.now().isoformat())
         run.event("step_succeeded", key)
@@ -214,6 +218,8 @@ class Interpreter:
             ActionInput(action=step.action, params=params, incident_id=inp.incident_id, step_id=key,
                         dry_run=inp.dry_run and step.mutates,
                         changes=self.run.active_plan.changes if step.mutates else None),
+            # The Temporal UI names the activity by its step; the summary is part of the scheduling command.
+            summary=f"step {key}: {step.action}" if workflow.patched(ACTIVITY_SUMMARIES) else None,
             start_to_close_timeout=timedelta(seconds=step.timeout_s),
             heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
             retry_policy=RetryPolicy(

@@ -36,6 +36,7 @@ from incidentctl.intake.targets import target_of
 from incidentctl.params import ParameterError, resolve_params
 from incidentctl.people import load_groups
 from incidentctl.plan_signing import sign_plan
+from incidentctl.ui_texts import static_details, static_summary
 from workflows.incident import IncidentWorkflow
 from workflows.model import (
     RUNNING,
@@ -200,6 +201,7 @@ class AlertIntake:
             IncidentWorkflow.run, wire(inp), id=workflow_id, task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=incident_search_attributes(RUNNING, inp.severity, route.runbook, inp.service),
+            static_summary=static_summary(route.plan, inp), static_details=static_details(route.plan, inp),
         )
         try:
             return await self._limited(workflow_id, lambda: self.client.execute_update_with_start_workflow(
