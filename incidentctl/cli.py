@@ -159,22 +159,32 @@ def _read_alert(path: str | None) -> dict[str, Any] | None:
 
 
 async def cmd_incident_start(args: argparse.Namespace) -> int:
-    from incidentctl.client import IncidentError, start_incident
+    from incidentctl.client import IncidentError, StartedIncident, start_incident
     from incidentctl.params import ParameterError, parse_assignments
+    from incidentctl.people_client import RelayError, configured, relay_start
 
     plan = _load_plan(args.runbook)
     alert = _read_alert(args.alert)
     try:
         params = parse_assignments(args.param or [])
         client = await _client(args)
-        started = await start_incident(
-            client, plan, params=params, alert=alert, key=args.key, severity=args.severity,
-            started_by=args.started_by or os.environ.get("USER", ""), dry_run=args.dry_run,
-            task_queue=args.task_queue,
-        )
+        if configured() is not None:
+            # As the token's owner, through the receiver, which signs the start (its own loaded runbook of that name).
+            if alert:
+                raise CommandError("--alert is not sent through the receiver: alerts go to its alert endpoints")
+            receipt = await relay_start({k: v for k, v in {
+                "by": args.started_by, "runbook": plan.runbook.name, "params": params, "key": args.key,
+                "severity": args.severity, "dry_run": args.dry_run}.items() if v not in (None, "")})
+            started = StartedIncident(**receipt)
+        else:
+            started = await start_incident(
+                client, plan, params=params, alert=alert, key=args.key, severity=args.severity,
+                started_by=args.started_by or os.environ.get("USER", ""), dry_run=args.dry_run,
+                task_queue=args.task_queue,
+            )
     except ParameterError as exc:
         raise CommandError("\n".join(exc.problems)) from None
-    except IncidentError as exc:
+    except (IncidentError, RelayError) as exc:
         raise CommandError(str(exc)) from None
     if args.output != "table":
         print(structured({"incident_id": started.incident_id, "created": started.created,

@@ -53,6 +53,7 @@ from workflows.model import (
     ReviewEdit,
     RunbookRequest,
     SeverityChange,
+    StartClaim,
     incident_search_attributes,
     wire,
 )
@@ -104,11 +105,14 @@ async def start_incident(
     task_queue: str = TASK_QUEUE,
     history_event_limit: int = 8000,
     eager_start: bool = True,
+    prove_start: Callable[[str, Any], str] | None = None,
 ) -> StartedIncident:
     """Start an incident from a compiled plan; a second start with the same key reports the running one.
 
     With `eager_start`, a worker for the task queue in this process (the demo, `incidentctl dev`) gets the
     incident's first workflow task in the start's answer instead of polling for it: one round trip less.
+    `prove_start(incident id, StartClaim)`: the start's identity proof, where the caller verified `started_by`
+    (workers that require verified people refuse an unproven start).
     """
     runbook = plan.runbook
     resolved = resolve_params(plan, params or {}, alert)
@@ -136,6 +140,8 @@ async def start_incident(
         history_event_limit=history_event_limit,
         plan_signature=sign_plan(plan.hash),
     )
+    if prove_start is not None:
+        inp.start_proof = prove_start(workflow_id, StartClaim(started_by=started_by, plan_hash=plan.hash))
     try:
         handle = await client.start_workflow(
             IncidentWorkflow.run,

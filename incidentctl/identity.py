@@ -79,8 +79,9 @@ def parse_trusted_keys(text: str, where: str = "INCIDENTCTL_IDENTITY_KEYS") -> d
 
 
 def actor(command: Any) -> str:
-    """Who a command says acts: `approver` of a vote, `by` of every other command."""
-    return str(getattr(command, "approver", None) or getattr(command, "by", "") or "")
+    """Who a command says acts: `approver` of a vote, `started_by` of a start, `by` of every other command."""
+    return str(getattr(command, "approver", None) or getattr(command, "started_by", None)
+               or getattr(command, "by", "") or "")
 
 
 def _message(incident_id: str, command: Any, issued: int, nonce: str) -> bytes:

@@ -50,11 +50,20 @@ async def relay_command(incident: str, command: Any) -> dict[str, Any] | None:
 
 async def relay(incident: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST /incidents/{incident}/{endpoint} to the configured receiver; its receipt, or RelayError with why."""
+    return await _post(f"/incidents/{incident}/{endpoint}", body)
+
+
+async def relay_start(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /incidents: open an incident with a runbook the receiver loaded, as the token's owner."""
+    return await _post("/incidents", body)
+
+
+async def _post(path: str, body: dict[str, Any]) -> dict[str, Any]:
     where = configured()
     if where is None:
         raise RelayError("set INCIDENTCTL_RECEIVER_URL and INCIDENTCTL_TOKEN (your personal token)")
     url, token = where
-    target = f"{url}/incidents/{incident}/{endpoint}"
+    target = url + path
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session, \
                 session.post(target, json=body, headers={"Authorization": f"Bearer {token}"}) as response:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from incidentctl import client as incidents
 from incidentctl.identity import MAX_AGE_S, check, new_signing_key, parse_trusted_keys, sign, signing_key_line
@@ -124,15 +126,21 @@ def people(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 @pytest.fixture
-async def receiver(client: Client, strict_queue: str, people: dict[str, str]) -> AsyncIterator[RunningReceiver]:
-    running = await start_receiver(client, port=0, auth=ReceiverAuth(token="webhook"), task_queue=strict_queue)
+async def receiver(client: Client, strict_queue: str, people: dict[str, str], tmp_path: Path
+                   ) -> AsyncIterator[RunningReceiver]:
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    (books / "gated.yaml").write_text(GATED)
+    running = await start_receiver(client, port=0, auth=ReceiverAuth(token="webhook"), task_queue=strict_queue,
+                                   runbook_paths=[books])
     yield running
     await running.stop()
 
 
 async def start_gated(client: Client, queue: str) -> str:
     started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=queue, started_by="carol", severity="SEV3")
+                                             task_queue=queue, started_by="carol", severity="SEV3",
+                                             prove_start=functools.partial(sign, KEY))
     await eventually(lambda: incidents.show_incident(client, started.incident_id), lambda s: s["pending_approvals"])
     return started.incident_id
 
@@ -211,3 +219,36 @@ async def test_people_act_through_the_receiver_and_the_cli_with_their_token(
     shown = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["status"] == "resolved")
     assert [n["text"] for n in shown["notes"]] == ["checked the dashboards"]
     assert [v["approver"] for v in shown["approvals"]] == ["bob"]
+
+
+async def test_a_start_counts_only_with_its_starters_proof_and_the_starter_may_not_approve_it(
+        client: Client, strict_queue: str, receiver: RunningReceiver, people: dict[str, str]) -> None:
+    plan = compile_text(GATED, "gated.yaml")
+    # Started straight on Temporal naming someone else as the starter: refused before anything runs.
+    started = await incidents.start_incident(client, plan, key=uuid.uuid4().hex[:10], task_queue=strict_queue,
+                                             started_by="bob")
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.get_workflow_handle(started.incident_id).result()
+    assert "start refused" in str(failed.value.cause) and "bob is not verified" in str(failed.value.cause)
+    # A proof for another starter, or another plan, does not count either.
+    forged = await incidents.start_incident(client, plan, key=uuid.uuid4().hex[:10], task_queue=strict_queue,
+                                            started_by="bob",
+                                            prove_start=lambda incident, claim: sign(
+                                                KEY, incident, dataclasses.replace(claim, started_by="carol")))
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.get_workflow_handle(forged.incident_id).result()
+    assert "does not match" in str(failed.value.cause)
+
+    # Through the receiver, as the token's owner: the start is signed for bob, who then may not approve it.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {people['bob']}"}) as session:
+        async with session.post(receiver.url + "/incidents", json={"runbook": "id-gated", "key": unique_key()}) as r:
+            assert r.status == 200, await r.text()
+            incident = (await r.json())["receipt"]["incident_id"]
+        await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
+        async with session.post(f"{receiver.url}/incidents/{incident}/approvals", json={"decision": "approve"}) as r:
+            answer = await r.json()
+    assert r.status == 409 and "'bob' started this incident" in answer["error"]
+
+
+def unique_key() -> str:
+    return uuid.uuid4().hex[:10]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from temporalio.client import Client
 
 from incidentctl import client as incidents
-from incidentctl.identity import new_signing_key, parse_trusted_keys, signing_key_line
+from incidentctl.identity import new_signing_key, parse_trusted_keys, sign, signing_key_line
 from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.intake.oidc import JwksCache, JwksUnavailable, OidcError, OidcSettings, looks_like_jwt, verified_claims
 from incidentctl.intake.runner import RunningReceiver, start_receiver
@@ -304,7 +305,8 @@ async def test_a_signed_in_person_approves_through_the_receiver_and_bad_tokens_a
         client: Client, strict_queue: str, receiver: RunningReceiver, alice_token: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=strict_queue, started_by="carol", severity="SEV3")
+                                             task_queue=strict_queue, started_by="carol", severity="SEV3",
+                                             prove_start=functools.partial(sign, SIGNER))
     incident = started.incident_id
     await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
     path, approve = f"/incidents/{incident}/approvals", {"decision": "approve"}
@@ -348,7 +350,8 @@ async def test_a_signed_in_person_approves_through_the_receiver_and_bad_tokens_a
 async def test_the_cli_sends_a_sign_in_jwt_as_it_sends_a_personal_token(
         client: Client, dev_server, strict_queue: str, receiver: RunningReceiver) -> None:
     started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=strict_queue, started_by="carol", severity="SEV3")
+                                             task_queue=strict_queue, started_by="carol", severity="SEV3",
+                                             prove_start=functools.partial(sign, SIGNER))
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "INCIDENTCTL_RECEIVER_URL": receiver.url,
            "INCIDENTCTL_TOKEN": token()}
     # Not subprocess.run: the worker shares this event loop and must go on while the CLI waits for it.

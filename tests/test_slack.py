@@ -7,6 +7,7 @@ Slack's incoming webhook (it captures what the Slack action posts, buttons inclu
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -21,7 +22,7 @@ from aiohttp import web
 from temporalio.client import Client
 
 from incidentctl import client as incidents
-from incidentctl.identity import new_signing_key, parse_trusted_keys, signing_key_line
+from incidentctl.identity import new_signing_key, parse_trusted_keys, sign, signing_key_line
 from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.intake.auth import SeenSignatures
 from incidentctl.intake.http import Refused
@@ -177,7 +178,8 @@ async def test_slack_buttons_approve_as_the_mapped_person_and_refuse_everyone_el
     url, posted = slack_channel
     plan = compile_text(GATED.format(url=url), "slack-gated.yaml")
     started = await incidents.start_incident(client, plan, key=uuid.uuid4().hex[:10], task_queue=strict_queue,
-                                             started_by="carol", severity="SEV3")
+                                             started_by="carol", severity="SEV3",
+                                             prove_start=functools.partial(sign, KEY))
     incident = started.incident_id
 
     # The approval request on Slack: the whole text, plus Approve and Reject for this incident's step.

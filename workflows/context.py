@@ -84,6 +84,8 @@ class IncidentRun:
     def show_details(self) -> None:
         """The incident at a glance as the Temporal UI's "current details" of the workflow: status, severity,
         runbook, service and the steps running now. Served by the SDK's metadata query: it adds no command."""
+        if not workflow.in_workflow():
+            return  # a step's `finally` run while an evicted workflow's coroutines are closed: nobody to show
         state, inp = self.state, self.input
         head = f"**{state.status}** · {state.severity or inp.severity} · runbook {self.active_plan.runbook.name}"
         lines = [head + (f" · {inp.service}" if inp.service else "")]

@@ -13,8 +13,10 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from incidentctl.dsl.plan import plan_hash
     from incidentctl.identity import check, forget_expired
     from workflows.context import IncidentRun
+    from workflows.model import StartClaim
 
 
 class IdentityGate:
@@ -42,6 +44,18 @@ class IdentityGate:
             return f"the worker cannot verify anyone: {identity['error']}"
         return check(getattr(command, "proof", ""), identity["keys"], self._run.input.incident_id, command,
                      workflow.now().timestamp(), self._run.state.used_proofs).problem
+
+    def start_problem(self) -> str | None:
+        """Why the incident's start does not count (its starter unproven where people must be verified), or None.
+        Judged as of the start (`start_time`), so an incident that waited for a worker is not refused for it."""
+        identity, inp = self._run.state.identity, self._run.input
+        if identity is None or not identity["required"]:
+            return None
+        if identity.get("error"):
+            return f"the worker cannot verify anyone: {identity['error']}"
+        claim = StartClaim(started_by=inp.started_by, plan_hash=plan_hash(inp.plan))
+        return check(inp.start_proof, identity["keys"], inp.incident_id, claim,
+                     workflow.info().start_time.timestamp(), {}).problem
 
     def spend(self, command: Any) -> str | None:
         """`problem`, and when there is none the proof is used up."""

@@ -105,6 +105,10 @@ class IncidentWorkflow:
                                            non_retryable=True)
                 self._pin_people(admission)
                 self._identity.pin(admission)
+                unproven = self._identity.start_problem()
+                if unproven:
+                    run.event("start_refused", detail={"started_by": inp.started_by, "reason": unproven})
+                    raise ApplicationError(f"start refused: {unproven}", type="StartRefused", non_retryable=True)
             except (asyncio.CancelledError, CancelledError):
                 self._runbooks.finish(CANCELLED)  # nothing of the plan ran, and its on_cancel does not either
                 raise

@@ -64,6 +64,8 @@ class IncidentInput:
     target: str = ""
     # `<key id>:<hmac of the plan's sha256>` from whoever compiled it (incidentctl/plan_signing.py).
     plan_signature: str = ""
+    # Identity proof of StartClaim(started_by, plan hash) from whoever verified the starter (incidentctl/identity.py).
+    start_proof: str = ""
     # Set only by continue-as-new: the interpreter state to resume from.
     carried: dict[str, Any] | None = None
 
@@ -73,6 +75,14 @@ def wire(inp: IncidentInput) -> Any:
     converter makes of a dataclass (`dataclasses.asdict`), which for a plan of a few hundred nodes cost more
     than the rest of starting an incident. The worker decodes it into IncidentInput by the run method's type."""
     return dict(vars(inp))
+
+
+@dataclass
+class StartClaim:
+    """Who started an incident, with which plan: what a start's identity proof covers."""
+
+    started_by: str
+    plan_hash: str
 
 
 @dataclass

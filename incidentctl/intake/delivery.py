@@ -28,6 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from incidentctl.client import incident_id
 from incidentctl.dsl import expressions
+from incidentctl.identity import sign
+from incidentctl.identity_policy import signing_key_from_env
 from incidentctl.intake.joining import TargetDirectory, gone
 from incidentctl.intake.metrics import Metrics
 from incidentctl.intake.payloads import Delivery
@@ -44,6 +46,7 @@ from workflows.model import (
     AlertNotification,
     AlertReceipt,
     IncidentInput,
+    StartClaim,
     incident_search_attributes,
     wire,
 )
@@ -92,6 +95,8 @@ class AlertIntake:
         self.unrouted: deque[dict[str, Any]] = deque(maxlen=unrouted_kept)
         self._inflight: dict[str, tuple[asyncio.Semaphore, int]] = {}
         self.groups = load_groups()
+        # Signs what this receiver verified: people's commands, and the starts of incidents it opens.
+        self.signing_key = signing_key_from_env()
         self.targets = TargetDirectory(client, task_queue, self.rpc_timeout, self._limited)
 
     async def _limited(self, workflow_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -304,10 +309,13 @@ class AlertIntake:
         plan = route.plan
         params = resolve_params(plan, {}, alert)
         service = str(expressions.render(plan.runbook.service or "", {"params": params, "alert": alert}) or "")
+        started_by = f"alert:{alert['labels'].get('alertname')}"
+        proof = "" if self.signing_key is None else sign(
+            self.signing_key, workflow_id, StartClaim(started_by=started_by, plan_hash=plan.hash))
         return IncidentInput(incident_id=workflow_id, plan=route.plan.wire_json, params=params, alert=alert,
                              severity=self.router.severity(route, alert["labels"]), service=service,
-                             started_by=f"alert:{alert['labels'].get('alertname')}", track_refires=True,
-                             groups=self.groups, plan_signature=sign_plan(plan.hash))
+                             started_by=started_by, track_refires=True, groups=self.groups,
+                             plan_signature=sign_plan(plan.hash), start_proof=proof)
 
 
 def _joined(target: str, route: Route, workflow_id: str) -> dict[str, Any]:

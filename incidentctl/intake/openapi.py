@@ -97,7 +97,7 @@ _JSON_TYPES = {str: "string", bool: "boolean", dict: "object", int: "integer"}
 
 def _people_paths(error: dict[str, Any]) -> dict[str, Any]:
     """One path per people's command (incidentctl/intake/people_api.py), from the same field table it checks."""
-    from incidentctl.intake.people_api import COMMANDS
+    from incidentctl.intake.people_api import COMMANDS, START
 
     incident = [{"name": "incident", "in": "path", "required": True, "schema": {"type": "string"}}]
     answers = {code: {"description": text, "content": {"application/json": {"schema": error}}} for code, text in {
@@ -108,10 +108,17 @@ def _people_paths(error: dict[str, Any]) -> dict[str, Any]:
         "409": "refused by the incident, with the reason", "422": "malformed body",
         "503": "Temporal or the worker did not answer"}.items()}
     paths: dict[str, Any] = {}
-    for name, command in COMMANDS.items():
+    for name, command in {"": START, **COMMANDS}.items():
         body = {"type": "object", "additionalProperties": False,
                 "properties": {field: {"type": _JSON_TYPES[kind]} for field, (kind, _) in command.fields.items()},
                 "required": [field for field, (_, required) in command.fields.items() if required]}
+        if not name:
+            paths["/incidents"] = {"post": {
+                "summary": "`incident start` with a runbook the receiver loaded, as the person the token names",
+                "security": [{"personalToken": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {"200": {"description": "{by, receipt: {incident_id, run_id, created}}"}, **answers}}}
+            continue
         paths[f"/incidents/{{incident}}/{name}"] = {"post": {
             "summary": f"`incident {name}` as the person the token names (who acts is never read from the body)",
             "security": [{"personalToken": []}], "parameters": incident,

@@ -24,13 +24,15 @@ from typing import Any
 from aiohttp import web
 
 from incidentctl import client as incidents
-from incidentctl.identity import IdentityError, SigningKey, sign
-from incidentctl.identity_policy import signing_key_from_env
+from incidentctl.dsl.plan import Plan
+from incidentctl.identity import sign
 from incidentctl.intake.auth import bearer_token
+from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.http import INTAKE, LIMITS, Refused, read_body
 from incidentctl.intake.http import refuse as _refuse
 from incidentctl.intake.oidc import JwksCache, JwksUnavailable, OidcError, OidcSettings, looks_like_jwt, verified_claims
 from incidentctl.intake.payloads import PayloadError, decode_json
+from incidentctl.params import ParameterError
 from incidentctl.people import PeopleConfigError, load_oidc_subjects, load_token_owners, token_digest
 from workflows.model import (
     Acknowledgement,
@@ -132,22 +134,13 @@ def _checked(body: Any, fields: Fields, who: str) -> dict[str, Any]:
     return body
 
 
-@functools.lru_cache(maxsize=2)
-def _signing_key(raw: str) -> SigningKey | None:
-    return signing_key_from_env({"INCIDENTCTL_IDENTITY_SIGNING_KEY": raw})
-
-
-def prover(incident: str) -> Callable[[Any], str] | None:
+def prover(intake: AlertIntake, incident: str) -> Callable[[Any], str] | None:
     """Signs a command for `incident` as verified here, or None when this receiver has no signing key."""
-    try:
-        key = _signing_key(os.environ.get("INCIDENTCTL_IDENTITY_SIGNING_KEY", ""))
-    except IdentityError as exc:
-        raise Refused(503, f"cannot sign for the person: {exc}", "identity_key") from None
-    return None if key is None else functools.partial(sign, key, incident)
+    return None if intake.signing_key is None else functools.partial(sign, intake.signing_key, incident)
 
 
-def signed(incident: str, command: Any) -> Any:
-    prove = prover(incident)
+def signed(intake: AlertIntake, incident: str, command: Any) -> Any:
+    prove = prover(intake, incident)
     if prove is not None:
         command.proof = prove(command)
     return command
@@ -158,22 +151,43 @@ async def _decide(request: web.Request, incident: str, who: str, body: dict[str,
         raise Refused(422, 'field "decision" must be "approve" or "reject"', "schema")
     decision = ApprovalDecision(approver=who, approve=body["decision"] == "approve", step=body.get("step", ""),
                                 comment=body.get("comment", ""))
-    return await incidents.decide(request.app[INTAKE].client, incident, signed(incident, decision))
+    return await incidents.decide(request.app[INTAKE].client, incident, signed(request.app[INTAKE], incident, decision))
+
+
+def _loaded_plan(request: web.Request, name: str) -> Plan:
+    # Only runbooks the receiver loaded, by name: a body never names a file.
+    plan = request.app[INTAKE].router.plans.get(name)
+    if plan is None:
+        raise Refused(422, f"no runbook named {name!r} is loaded by this receiver", "schema")
+    return plan
+
+
+async def _start(request: web.Request, _: str, who: str, body: dict[str, Any]) -> Any:
+    """A person opens an incident with a loaded runbook, as themselves: the start is signed like their commands, so
+    a worker that requires verified people knows who started it (and keeps them from approving its steps)."""
+    intake = request.app[INTAKE]
+    plan = _loaded_plan(request, body["runbook"])
+    try:
+        return await incidents.start_incident(
+            intake.client, plan, params=body.get("params"), key=body.get("key") or None,
+            severity=body.get("severity") or None, started_by=who, dry_run=body.get("dry_run", False),
+            task_queue=intake.task_queue, eager_start=False,
+            prove_start=None if intake.signing_key is None else functools.partial(sign, intake.signing_key))
+    except ParameterError as exc:
+        raise Refused(422, "; ".join(exc.problems), "schema") from None
 
 
 async def _run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
-    # Only runbooks the receiver loaded, by name: a body never names a file.
-    plan = request.app[INTAKE].router.plans.get(body["runbook"])
-    if plan is None:
-        raise Refused(422, f"no runbook named {body['runbook']!r} is loaded by this receiver", "schema")
+    plan = _loaded_plan(request, body["runbook"])
     return await incidents.run_runbook(request.app[INTAKE].client, incident, plan, body.get("params"), who,
-                                       prover(incident))
+                                       prover(request.app[INTAKE], incident))
 
 
 def _simple(make: Callable[[str, dict[str, Any]], Any], send: Callable[..., Awaitable[Any]]
             ) -> Callable[[web.Request, str, str, dict[str, Any]], Awaitable[Any]]:
     async def run(request: web.Request, incident: str, who: str, body: dict[str, Any]) -> Any:
-        return await send(request.app[INTAKE].client, incident, signed(incident, make(who, body)))
+        intake = request.app[INTAKE]
+        return await send(intake.client, incident, signed(intake, incident, make(who, body)))
     return run
 
 
@@ -201,12 +215,24 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+START = Command({"runbook": (str, True), "params": (dict, False), "severity": (str, False), "key": (str, False),
+                 "dry_run": (bool, False)}, _start)
+
+
 async def command(request: web.Request) -> web.Response:
     """POST /incidents/{incident}/{command}."""
+    name = request.match_info["command"]
+    return await _serve(request, name, request.match_info["incident"], COMMANDS.get(name))
+
+
+async def start(request: web.Request) -> web.Response:
+    """POST /incidents: open an incident (`incident start`) as the person the token names."""
+    return await _serve(request, "start", "", START)
+
+
+async def _serve(request: web.Request, name: str, incident: str, spec: Command | None) -> web.Response:
     intake = request.app[INTAKE]
-    name, incident = request.match_info["command"], request.match_info["incident"]
     try:
-        spec = COMMANDS.get(name)
         if spec is None:
             raise Refused(404, f"no command {name!r}; one of {', '.join(COMMANDS)}", "not_found")
         who = await person(request)

@@ -122,6 +122,7 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
     app.router.add_post("/gcm", _alert_handler(parse_notification, "gcm", url_credentials=True))
     app.router.add_get("/alerts/unrouted", _read_only(_unrouted))
     # People's commands (approvals, notes, severity, resolve, close, ...), each as the person a token names.
+    app.router.add_post("/incidents", people_api.start)
     app.router.add_post("/incidents/{incident}/{command}", people_api.command)
     app.router.add_get("/incidents/{incident}", people_api.show)
     # Slack's Approve/Reject buttons, as the person whose Slack user id clicked (signed by Slack, not by a token).

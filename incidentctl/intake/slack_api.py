@@ -104,7 +104,7 @@ async def _decide(request: web.Request, click: Click) -> str:
     decision = ApprovalDecision(approver=who, approve=click.approve, step=click.step, comment="via Slack")
     try:
         receipt = await incidents.decide(request.app[INTAKE].client, click.incident,
-                                         signed(click.incident, decision))
+                                         signed(request.app[INTAKE], click.incident, decision))
     except incidents.IncidentError as exc:
         return f"refused: {exc}"
     return outcome_text(who, receipt)
