@@ -53,6 +53,18 @@ async def _client(args: argparse.Namespace) -> Any:
         ) from None
 
 
+async def _client_when_reachable(args: argparse.Namespace, stop: asyncio.Event) -> Any:
+    """For long-running services (the receiver): wait for Temporal rather than fail (it may start after us);
+    None when stopped while waiting."""
+    from incidentctl.connection import ConnectionConfigError, connect_when_reachable
+    from incidentctl.payload_codec import CodecKeyError
+
+    try:
+        return await connect_when_reachable(args.address, args.namespace, stop)
+    except (ConnectionConfigError, CodecKeyError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 # ------------------------------------------------------------------ runbook
 
 
@@ -436,7 +448,9 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     if args.token:
         auth = type(auth)(token=args.token, hmac_secret=auth.hmac_secret, insecure=auth.insecure)
     stop = stop_on_signals()
-    client = await _client(args)
+    client = await _client_when_reachable(args, stop)
+    if client is None:
+        return EXIT_OK
     try:
         receiver = await start_receiver(client, host=args.host, port=args.port, auth=auth,
                                         task_queue=args.task_queue)

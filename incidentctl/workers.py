@@ -3,6 +3,8 @@ queue."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -23,7 +25,9 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "incidentctl", "activities"))
 
 
-def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100) -> Worker:
+def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100,
+                 shutdown_grace: timedelta = timedelta()) -> Worker:
+    """`shutdown_grace`: on shutdown, how long running actions may go on before they are cancelled."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -32,4 +36,5 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
                     *Admission().activities()],
         max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=shutdown_grace,
     )

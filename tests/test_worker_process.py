@@ -1,0 +1,168 @@
+"""The worker as a production process: it waits for a Temporal that starts after it, answers its probes, and on
+SIGTERM lets a running step finish before it exits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from incidentctl import client as incidents
+from incidentctl.devserver import DevServer, free_port
+from incidentctl.library import compile_file
+from tests.conftest import eventually, write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SLEEPY_RUNBOOK = """
+name: sleepy
+version: 1
+steps:
+  - id: nap
+    action: util.sleep
+    params: {seconds: 6}
+  - id: after
+    action: util.echo
+    params: {message: woke up}
+"""
+
+
+ACTIVITY_OUTCOMES = {f"activity_task_{kind}_event_attributes": kind
+                     for kind in ("completed", "failed", "timed_out", "canceled")}
+
+
+class WorkerProcess:
+    """`python worker.py ...` in its own session, its output in a log file, stopped by its PID."""
+
+    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], cwd=ROOT,
+                                        env={**os.environ, **(env or {})}, stdout=log.open("wb"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def health_url(self) -> str:
+        found = await eventually(self._health_url_logged, lambda url: url is not None, timeout=30)
+        return str(found)
+
+    async def _health_url_logged(self) -> str | None:
+        match = re.search(r"health endpoints at (http://\S+)/healthz", self.output())
+        return match.group(1) if match else None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def worker_processes() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+async def _status(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+        return r.status
+
+
+async def test_worker_started_before_temporal_waits_then_serves_incidents(
+    tmp_path: Path, unique: str, worker_processes: list[WorkerProcess]
+) -> None:
+    port = free_port()
+    worker = WorkerProcess(tmp_path / "worker.log", "--address", f"127.0.0.1:{port}", "--task-queue", unique,
+                           env={"INCIDENTCTL_WORKER_HEALTH_ADDRESS": "127.0.0.1:0"})
+    worker_processes.append(worker)
+    health = await worker.health_url()
+    await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "retrying in" in out, timeout=30)
+    assert await _status(f"{health}/healthz") == 200, "waiting for Temporal is a healthy state"
+    assert await _status(f"{health}/readyz") == 503, "not ready before it polls"
+    assert worker.process.poll() is None
+
+    server = DevServer(headless=True, port=port, db_file=str(tmp_path / "temporal.db"),
+                       log_file=tmp_path / "server.log")
+    server.start()
+    try:
+        await eventually(lambda: _status(f"{health}/readyz"), lambda status: status == 200, timeout=90)
+        assert f"Temporal at 127.0.0.1:{port} reachable after" in worker.output()
+        client = await Client.connect(server.address)
+        plan = compile_file(write(tmp_path / "sleepy.yaml", SLEEPY_RUNBOOK.replace("seconds: 6", "seconds: 0")))
+        started = await incidents.start_incident(client, plan, key=unique, task_queue=unique)
+        summary = await incidents.wait_for_runbook(client, started.incident_id)
+        assert summary["outcome"] == "succeeded"
+    finally:
+        worker.stop()
+        server.stop()
+
+
+async def _nap_outcome(client: Client, incident_id: str) -> tuple[str, int]:
+    """How the util.sleep activity ended in history, and the attempt that ended it."""
+    history = await client.get_workflow_handle(incident_id).fetch_history()
+    scheduled = next(event.event_id for event in history.events
+                     if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                     and event.activity_task_scheduled_event_attributes.activity_type.name == "util.sleep")
+    attempt = next(event.activity_task_started_event_attributes.attempt for event in history.events
+                   if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                   and event.activity_task_started_event_attributes.scheduled_event_id == scheduled)
+    for event in history.events:
+        which = event.WhichOneof("attributes")
+        if which in ACTIVITY_OUTCOMES and getattr(event, which).scheduled_event_id == scheduled:
+            return ACTIVITY_OUTCOMES[which], attempt
+    return "open", attempt
+
+
+async def _nap_started(client: Client, incident_id: str) -> bool:
+    description = await client.get_workflow_handle(incident_id).describe()
+    pending = description.raw_description.pending_activities
+    return any(activity.activity_type.name == "util.sleep" for activity in pending)
+
+
+async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
+    dev_server: DevServer, client: Client, tmp_path: Path, unique: str, worker_processes: list[WorkerProcess]
+) -> None:
+    worker = WorkerProcess(tmp_path / "worker.log", "--address", dev_server.address, "--task-queue", unique,
+                           "--health-address", "127.0.0.1:0", env={"INCIDENTCTL_WORKER_SHUTDOWN_GRACE": "60s"})
+    worker_processes.append(worker)
+    health = await worker.health_url()
+    await eventually(lambda: _status(f"{health}/readyz"), lambda status: status == 200, timeout=60)
+    plan = compile_file(write(tmp_path / "sleepy.yaml", SLEEPY_RUNBOOK))
+    started = await incidents.start_incident(client, plan, key=unique, task_queue=unique)
+    await eventually(lambda: _nap_started(client, started.incident_id), bool, timeout=60)
+
+    os.killpg(worker.process.pid, signal.SIGTERM)
+    await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "running steps have 60.0s" in out)
+    assert worker.process.poll() is None, "the worker waits for the running step"
+    exit_code = await asyncio.to_thread(worker.process.wait, 60)
+    assert exit_code == 0, worker.output()
+    assert "worker stopped" in worker.output()
+    # The nap completed on the stopping worker: no failure, no second attempt.
+    assert await _nap_outcome(client, started.incident_id) == ("completed", 1)
+
+    # Another worker takes the incident on from the next step.
+    successor = WorkerProcess(tmp_path / "worker2.log", "--address", dev_server.address, "--task-queue", unique)
+    worker_processes.append(successor)
+    summary = await incidents.wait_for_runbook(client, started.incident_id)
+    assert summary["outcome"] == "succeeded"
+    assert summary["steps"]["after"]["output"]["message"] == "woke up"
+
+
+async def test_bad_settings_are_refused_with_a_sentence(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--health-address", "nowhere"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--health-address must be HOST:PORT" in result.stderr
+    assert "Traceback" not in result.stderr
