@@ -60,13 +60,15 @@ ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class KubeAccess:
     """A Kubernetes RBAC rule an action needs: `verbs` on `resource` (`pods`, `pods/log`, `deployments.apps`,
-    `pods.metrics.k8s.io`), in the step's namespace, or in every namespace when `cluster_wide` (cluster-scoped
-    resources such as nodes, and namespaced ones an action must reach wherever they are, like a drain's pods).
+    `pods.metrics.k8s.io`), in the step's namespace, in a fixed `namespace` (node events live in `default`), or in
+    every namespace when `cluster_wide` (cluster-scoped resources such as nodes, and namespaced ones an action
+    must reach wherever they are, like a drain's pods).
     deploy/kubernetes/rbac.yaml is generated from these (incidentctl/rbac.py)."""
 
     verbs: tuple[str, ...]
     resource: str
     cluster_wide: bool = False
+    namespace: str = ""  # "": the step's
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,14 +51,15 @@ def split_resource(resource: str) -> tuple[str, str]:
     return group, name
 
 
-def rules_for(specs: Iterable[ActionSpec], cluster_wide: bool) -> list[Rule]:
+def rules_for(specs: Iterable[ActionSpec], wanted: Callable[[KubeAccess], bool]) -> list[Rule]:
+    """The rules for the needs `wanted` picks, one per resource, with the actions that need it."""
     rules: dict[tuple[str, str], Rule] = {}
     for spec in specs:
         access = list(spec.kube_access)
-        if access and cluster_wide:
+        if access:
             access.append(NAMESPACE_LOOKUP)
         for need in access:
-            if need.cluster_wide != cluster_wide:
+            if not wanted(need):
                 continue
             group, name = split_resource(need.resource)
             rule = rules.setdefault((group, name), Rule(group, name))
@@ -66,6 +67,13 @@ def rules_for(specs: Iterable[ActionSpec], cluster_wide: bool) -> list[Rule]:
             rule.needed_by.add("(every action: naming a missing namespace)" if need is NAMESPACE_LOOKUP
                                else spec.name)
     return [rules[key] for key in sorted(rules)]
+
+
+def _in_namespace(namespace: str, targets: set[str]) -> Callable[[KubeAccess], bool]:
+    """Needs a Role in `namespace` grants: those in the step's namespace (when runbooks act there), and those
+    fixed to it."""
+    return lambda need: not need.cluster_wide and (
+        need.namespace == namespace or (not need.namespace and namespace in targets))
 
 
 def _document(kind: str, api_version: str, metadata: dict[str, str], body: str) -> str:
@@ -96,13 +104,15 @@ def render(specs: list[ActionSpec], target_namespaces: Iterable[str] = DEFAULT_T
               "act in.\n")
     documents = [
         _document("ClusterRole", "rbac.authorization.k8s.io/v1", {"name": SERVICE_ACCOUNT},
-                  _rules_block(rules_for(k8s, cluster_wide=True))),
+                  _rules_block(rules_for(k8s, lambda need: need.cluster_wide))),
         _binding("ClusterRoleBinding", SERVICE_ACCOUNT, None, "ClusterRole"),
     ]
-    namespaced = _rules_block(rules_for(k8s, cluster_wide=False))
-    for namespace in sorted(set(target_namespaces)):
+    targets = set(target_namespaces)
+    fixed = {need.namespace for spec in k8s for need in spec.kube_access if need.namespace}
+    for namespace in sorted(targets | fixed):
+        rules = rules_for(k8s, _in_namespace(namespace, targets))
         documents.append(_document("Role", "rbac.authorization.k8s.io/v1",
-                                   {"name": SERVICE_ACCOUNT, "namespace": namespace}, namespaced))
+                                   {"name": SERVICE_ACCOUNT, "namespace": namespace}, _rules_block(rules)))
         documents.append(_binding("RoleBinding", SERVICE_ACCOUNT, namespace, "Role"))
     return header + "---\n".join(documents)
 

@@ -143,9 +143,12 @@ def test_cluster_wide_grants_only_what_cannot_be_namespaced() -> None:
     # Cluster-scoped objects, and a drain's pods wherever they run.
     assert {resource for _, resource, _ in cluster_resources} == {"nodes", "namespaces", "pods", "pods/eviction"}
     assert {verb for _, resource, verb in cluster_resources if resource == "pods"} == {"list"}
-    roles = [doc for doc in documents if doc["kind"] == "Role"]
-    assert sorted(role["metadata"]["namespace"] for role in roles) == ["payments", "shop"]
-    secrets = [rule for rule in roles[0]["rules"] if "secrets" in rule["resources"]]
+    roles = {doc["metadata"]["namespace"]: doc for doc in documents if doc["kind"] == "Role"}
+    assert sorted(roles) == ["default", "payments", "shop"]
+    assert roles["default"]["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}], (
+        "only what_changed's node events in `default`, which runbooks do not act in")
+    assert roles["shop"]["rules"] == roles["payments"]["rules"]
+    secrets = [rule for rule in roles["shop"]["rules"] if "secrets" in rule["resources"]]
     assert [rule["verbs"] for rule in secrets] == [["list"]], "what_changed lists metadata only"
     bindings = [doc for doc in documents if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert all(doc["subjects"] == [{"kind": "ServiceAccount", "name": rbac.SERVICE_ACCOUNT,

@@ -60,7 +60,7 @@ async def _node_events(params: dict[str, Any]) -> list[dict[str, Any]]:
     "k8s.what_changed",
     kube_access=(rule("get deployments.apps"), rule("list replicasets.apps"), rule("list events"),
                  rule("list configmaps"), rule("list secrets"), rule("list nodes", cluster_wide=True),
-                 rule("list pods")),
+                 rule("list pods"), rule("list events", namespace=NODE_EVENTS_NAMESPACE)),
     params=k8s_params({
         "namespace": NAMESPACE,
         "deployment": {**NAME, "description": "the alerting Deployment (its rollouts, config and nodes rank first)"},
