@@ -258,8 +258,9 @@ def test_the_worker_gets_time_to_finish_steps_and_only_it_gets_an_api_token() ->
     from incidentctl.dsl.durations import parse_duration
 
     assert pod["terminationGracePeriodSeconds"] > parse_duration(grace) + 5
-    stop_grace = compose()["services"]["incidentctl-worker"]["stop_grace_period"]
-    assert stop_grace == f"{pod['terminationGracePeriodSeconds']}s"
+    worker = compose()["services"]["incidentctl-worker"]
+    assert parse_duration(worker["stop_grace_period"]) == pod["terminationGracePeriodSeconds"]
+    assert parse_duration(worker["environment"]["INCIDENTCTL_WORKER_SHUTDOWN_GRACE"]) == parse_duration(grace)
     receiver = k8s_object("Deployment", "incidentctl-receiver")["spec"]["template"]["spec"]
     assert receiver["automountServiceAccountToken"] is False
     assert k8s_object("ServiceAccount", "incidentctl-receiver")["automountServiceAccountToken"] is False
