@@ -87,11 +87,21 @@ async def test_worker_started_before_temporal_waits_then_serves_incidents(
     worker = WorkerProcess(tmp_path / "worker.log", "--address", f"127.0.0.1:{port}", "--task-queue", unique,
                            env={"INCIDENTCTL_WORKER_HEALTH_ADDRESS": "127.0.0.1:0"})
     worker_processes.append(worker)
+    # The receiver, as compose and the manifests run it, waits the same way.
+    receiver_port = free_port()
+    receiver_log = tmp_path / "receiver.log"
+    receiver = subprocess.Popen([str(Path(sys.executable).parent / "incidentctl"), "receiver", "--port",
+                                 str(receiver_port), "--address", f"127.0.0.1:{port}", "--task-queue", unique],
+                                cwd=ROOT,
+                                env={**os.environ, "INCIDENTCTL_RECEIVER_TOKEN": "t"}, stdout=receiver_log.open("wb"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
     health = await worker.health_url()
     await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "retrying in" in out, timeout=30)
     assert await _status(f"{health}/healthz") == 200, "waiting for Temporal is a healthy state"
     assert await _status(f"{health}/readyz") == 503, "not ready before it polls"
     assert worker.process.poll() is None
+    await eventually(lambda: asyncio.sleep(0, receiver_log.read_text()), lambda out: "retrying in" in out)
+    assert receiver.poll() is None, receiver_log.read_text()
 
     server = DevServer(headless=True, port=port, db_file=str(tmp_path / "temporal.db"),
                        log_file=tmp_path / "server.log")
@@ -104,8 +114,13 @@ async def test_worker_started_before_temporal_waits_then_serves_incidents(
         started = await incidents.start_incident(client, plan, key=unique, task_queue=unique)
         summary = await incidents.wait_for_runbook(client, started.incident_id)
         assert summary["outcome"] == "succeeded"
+        await eventually(lambda: _status(f"http://127.0.0.1:{receiver_port}/healthz"), lambda status: status == 200,
+                         timeout=90)
     finally:
         worker.stop()
+        if receiver.poll() is None:
+            os.killpg(receiver.pid, signal.SIGKILL)
+            receiver.wait(timeout=10)
         server.stop()
 
 
