@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -444,6 +445,8 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     from incidentctl.intake.runner import auth_from_env, start_receiver
     from incidentctl.process import stop_on_signals
 
+    # A long-running service: timestamped log lines (waiting for Temporal, runbooks not loaded) for its operator.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     auth = auth_from_env(insecure=args.insecure)
     if args.token:
         auth = type(auth)(token=args.token, hmac_secret=auth.hmac_secret, insecure=auth.insecure)
