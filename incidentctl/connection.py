@@ -77,10 +77,10 @@ class Backoff:
 
     def delays(self) -> list[float]:
         """The waits up to the ceiling; the last one repeats from then on."""
-        delays = [self.first_s]
-        while delays[-1] * 2 < self.max_s:
-            delays.append(delays[-1] * 2)
-        return [*delays, self.max_s]
+        delays = [min(self.first_s, self.max_s)]
+        while delays[-1] < self.max_s:
+            delays.append(min(delays[-1] * 2, self.max_s))
+        return delays
 
 
 async def connect_when_reachable(address: str, namespace: str, stop: asyncio.Event, *,

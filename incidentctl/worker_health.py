@@ -1,8 +1,9 @@
 """The worker's health endpoint, for Kubernetes probes and compose health checks.
 
-    GET /healthz   200 while the process is doing its job: waiting for Temporal, or polling with a live worker;
-                   503 once the worker has failed or is shutting down. Answered from the worker's own event
-                   loop, so a wedged loop fails it too (liveness).
+    GET /healthz   200 while the process is doing its job: waiting for Temporal, polling with a live worker, or
+                   letting running steps finish after SIGTERM (a liveness probe must not cut that short); 503 once
+                   the worker has failed. Answered from the worker's own event loop, so a wedged loop fails it
+                   too (liveness).
     GET /readyz    200 only when the worker polls and Temporal answers a health check now (readiness: a rolling
                    update waits for the new worker to be connected before it stops an old one).
 """
@@ -35,9 +36,12 @@ class WorkerState:
         self.phase, self.client, self.worker = "polling", client, worker
 
     def alive(self) -> bool:
-        if self.phase == "connecting":
+        if self.phase in ("connecting", "stopping"):
             return True
-        return self.phase == "polling" and self.worker is not None and self.worker.is_running
+        return self.worker is not None and self.worker.is_running
+
+    def ready(self) -> bool:
+        return self.phase == "polling" and self.alive()
 
     async def temporal_answers(self) -> bool:
         if self.client is None:
@@ -58,7 +62,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    ready = state.alive() and state.phase == "polling" and await state.temporal_answers()
+    ready = state.ready() and await state.temporal_answers()
     return web.json_response({"phase": state.phase, "ready": ready}, status=200 if ready else 503)
 
 

@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from incidentctl import client as incidents
+from incidentctl.connection import Backoff
 from incidentctl.devserver import DevServer, free_port
 from incidentctl.library import compile_file
 from tests.conftest import eventually, write
@@ -161,6 +162,8 @@ async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
     os.killpg(worker.process.pid, signal.SIGTERM)
     await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "running steps have 60.0s" in out)
     assert worker.process.poll() is None, "the worker waits for the running step"
+    assert await _status(f"{health}/readyz") == 503, "no longer ready: it takes no new work"
+    assert await _status(f"{health}/healthz") == 200, "alive: a liveness probe must not kill it mid-step"
     exit_code = await asyncio.to_thread(worker.process.wait, 60)
     assert exit_code == 0, worker.output()
     assert "worker stopped" in worker.output()
@@ -173,6 +176,21 @@ async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
     summary = await incidents.wait_for_runbook(client, started.incident_id)
     assert summary["outcome"] == "succeeded"
     assert summary["steps"]["after"]["output"]["message"] == "woke up"
+
+
+def test_connection_backoff_doubles_up_to_its_ceiling() -> None:
+    assert Backoff().delays() == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert Backoff(first_s=5, max_s=3).delays() == [3]
+
+
+async def test_worker_gives_up_after_its_connect_timeout(tmp_path: Path) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(ROOT / "worker.py"), "--address", f"127.0.0.1:{free_port()}",
+                         "--connect-timeout", "2s"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert re.search(r"not reachable \(attempt 1\): .*; retrying in 1s", result.stderr)
+    assert "still unreachable after 2s" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_bad_settings_are_refused_with_a_sentence(tmp_path: Path) -> None:
