@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from activities.catalog import load_all
@@ -31,7 +32,7 @@ from incidentctl.devserver import DevServer, free_port
 from incidentctl.k8ssim.process import crash_looping_pod
 from incidentctl.payload_codec import new_key
 from tests.conftest import eventually
-from tests.install_files import ROOT, container, container_env, interpolate, k8s_object
+from tests.install_files import ROOT, compose, container, container_env, interpolate, k8s_object
 
 BIN = Path(sys.executable).parent
 MOUNT_ROOT = "/etc/incidentctl/"
@@ -264,3 +265,22 @@ async def test_worker_and_receiver_started_as_compose_says_come_up_healthy(
     assert answer["runbooks_routed"] >= 1, "the runbooks directory compose mounts"
     assert (await _get(f"http://127.0.0.1:{port}/metrics"))[0] == 401, "the token is required"
     assert (await _get(f"http://127.0.0.1:{port}/metrics", dotenv["INCIDENTCTL_RECEIVER_TOKEN"]))[0] == 200
+
+
+async def test_compose_namespace_script_creates_the_namespace_once(dev_server: DevServer, client: Client,
+                                                                   unique: str) -> None:
+    """deploy/compose/temporal-namespace.sh with the Temporal CLI admin-tools carries (the same CLI as ours)."""
+    from incidentctl.devserver import find_temporal_binary
+
+    service = compose()["services"]["temporal-namespace"]
+    script = ROOT / service["volumes"][0].split(":")[0]
+    env = {"PATH": f"{find_temporal_binary().parent}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp"),
+           "TEMPORAL_ADDRESS": dev_server.address, "TEMPORAL_NAMESPACE": f"ns-{unique}", "NAMESPACE_RETENTION": "30d"}
+    assert set(env) - {"PATH", "HOME"} == set(service["environment"])
+    first = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"namespace ns-{unique} created (retention 30d)" in first.stdout
+    described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=f"ns-{unique}"))
+    assert described.config.workflow_execution_retention_ttl.ToSeconds() == 30 * 86400
+    again = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and f"namespace ns-{unique} exists" in again.stdout
