@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -22,6 +21,7 @@ from incidentctl.connection import Backoff
 from incidentctl.devserver import DevServer, free_port
 from incidentctl.library import compile_file
 from tests.conftest import eventually, write
+from tests.worker_process import WorkerProcess, http_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,43 +42,12 @@ ACTIVITY_OUTCOMES = {f"activity_task_{kind}_event_attributes": kind
                      for kind in ("completed", "failed", "timed_out", "canceled")}
 
 
-class WorkerProcess:
-    """`python worker.py ...` in its own session, its output in a log file, stopped by its PID."""
-
-    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], cwd=ROOT,
-                                        env={**os.environ, **(env or {})}, stdout=log.open("wb"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def health_url(self) -> str:
-        found = await eventually(self._health_url_logged, lambda url: url is not None, timeout=30)
-        return str(found)
-
-    async def _health_url_logged(self) -> str | None:
-        match = re.search(r"health endpoints at (http://\S+)/healthz", self.output())
-        return match.group(1) if match else None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def worker_processes() -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
     yield started
     for process in started:
         process.stop()
-
-
-async def _status(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
-        return r.status
 
 
 async def test_worker_started_before_temporal_waits_then_serves_incidents(
@@ -98,8 +67,8 @@ async def test_worker_started_before_temporal_waits_then_serves_incidents(
                                 stderr=subprocess.STDOUT, start_new_session=True)
     health = await worker.health_url()
     await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "retrying in" in out, timeout=30)
-    assert await _status(f"{health}/healthz") == 200, "waiting for Temporal is a healthy state"
-    assert await _status(f"{health}/readyz") == 503, "not ready before it polls"
+    assert await http_status(f"{health}/healthz") == 200, "waiting for Temporal is a healthy state"
+    assert await http_status(f"{health}/readyz") == 503, "not ready before it polls"
     assert worker.process.poll() is None
     await eventually(lambda: asyncio.sleep(0, receiver_log.read_text()), lambda out: "retrying in" in out)
     assert receiver.poll() is None, receiver_log.read_text()
@@ -108,14 +77,14 @@ async def test_worker_started_before_temporal_waits_then_serves_incidents(
                        log_file=tmp_path / "server.log")
     server.start()
     try:
-        await eventually(lambda: _status(f"{health}/readyz"), lambda status: status == 200, timeout=90)
+        await eventually(lambda: http_status(f"{health}/readyz"), lambda status: status == 200, timeout=90)
         assert f"Temporal at 127.0.0.1:{port} reachable after" in worker.output()
         client = await Client.connect(server.address)
         plan = compile_file(write(tmp_path / "sleepy.yaml", SLEEPY_RUNBOOK.replace("seconds: 6", "seconds: 0")))
         started = await incidents.start_incident(client, plan, key=unique, task_queue=unique)
         summary = await incidents.wait_for_runbook(client, started.incident_id)
         assert summary["outcome"] == "succeeded"
-        await eventually(lambda: _status(f"http://127.0.0.1:{receiver_port}/healthz"), lambda status: status == 200,
+        await eventually(lambda: http_status(f"http://127.0.0.1:{receiver_port}/healthz"), lambda status: status == 200,
                          timeout=90)
     finally:
         worker.stop()
@@ -154,7 +123,7 @@ async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
                            "--health-address", "127.0.0.1:0", env={"INCIDENTCTL_WORKER_SHUTDOWN_GRACE": "60s"})
     worker_processes.append(worker)
     health = await worker.health_url()
-    await eventually(lambda: _status(f"{health}/readyz"), lambda status: status == 200, timeout=60)
+    await eventually(lambda: http_status(f"{health}/readyz"), lambda status: status == 200, timeout=60)
     plan = compile_file(write(tmp_path / "sleepy.yaml", SLEEPY_RUNBOOK))
     started = await incidents.start_incident(client, plan, key=unique, task_queue=unique)
     await eventually(lambda: _nap_started(client, started.incident_id), bool, timeout=60)
@@ -162,8 +131,8 @@ async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
     os.killpg(worker.process.pid, signal.SIGTERM)
     await eventually(lambda: asyncio.sleep(0, worker.output()), lambda out: "running steps have 60.0s" in out)
     assert worker.process.poll() is None, "the worker waits for the running step"
-    assert await _status(f"{health}/readyz") == 503, "no longer ready: it takes no new work"
-    assert await _status(f"{health}/healthz") == 200, "alive: a liveness probe must not kill it mid-step"
+    assert await http_status(f"{health}/readyz") == 503, "no longer ready: it takes no new work"
+    assert await http_status(f"{health}/healthz") == 200, "alive: a liveness probe must not kill it mid-step"
     exit_code = await asyncio.to_thread(worker.process.wait, 60)
     assert exit_code == 0, worker.output()
     assert "worker stopped" in worker.output()
