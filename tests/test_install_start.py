@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,11 +70,14 @@ class Launcher:
         if "--port" in args:
             args[args.index("--port") + 1] = str(free_port())
         executable = {"python": sys.executable, "incidentctl": str(BIN / "incidentctl")}[args[0]]
+        return self.spawn(name, [executable, *args[1:]], env, args)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], args: list[str] | None = None) -> Started:
         log = self.tmp_path / f"{name}.log"
         base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-        process = subprocess.Popen([executable, *args[1:]], cwd=ROOT, env={**base, **env}, stdout=log.open("wb"),
+        process = subprocess.Popen(argv, cwd=ROOT, env={**base, **env}, stdout=log.open("wb"),
                                    stderr=subprocess.STDOUT, start_new_session=True)
-        started = Started(process, log, env, args)
+        started = Started(process, log, env, args or argv)
         self.started.append(started)
         return started
 
@@ -265,6 +269,53 @@ async def test_worker_and_receiver_started_as_compose_says_come_up_healthy(
     assert answer["runbooks_routed"] >= 1, "the runbooks directory compose mounts"
     assert (await _get(f"http://127.0.0.1:{port}/metrics"))[0] == 401, "the token is required"
     assert (await _get(f"http://127.0.0.1:{port}/metrics", dotenv["INCIDENTCTL_RECEIVER_TOKEN"]))[0] == 200
+
+    # Debian's Prometheus with compose's prometheus.yml scrapes both, the receiver with the token from its file.
+    if not shutil.which("prometheus"):
+        pytest.skip("Debian's prometheus is not installed (scripts/setup.sh)")
+    metrics_address = worker.env["INCIDENTCTL_WORKER_METRICS_ADDRESS"]
+    prometheus_port = free_port()
+    jobs = await _scrape_with_compose_prometheus(launcher, tmp_path, {
+        "incidentctl-receiver:9095": f"127.0.0.1:{port}", "incidentctl-worker": metrics_address,
+    }, dotenv["INCIDENTCTL_RECEIVER_TOKEN"], prometheus_port)
+    assert jobs["incidentctl-receiver"] == "up" and jobs["incidentctl-worker"] == "up", jobs
+
+
+async def _scrape_with_compose_prometheus(launcher: Launcher, tmp_path: Path, targets: dict[str, str], token: str,
+                                          port: int) -> dict[str, str]:
+    """Run Prometheus on compose's config with local targets (DNS discovery becomes a static target) and a 1s
+    scrape interval; the health of each job once every one of ours has been scraped."""
+    config = yaml.safe_load((ROOT / "deploy" / "compose" / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config.pop("rule_files")  # checked by promtool in tests/test_install.py; not what this test is about
+    for job in config["scrape_configs"]:
+        if "dns_sd_configs" in job:
+            job["static_configs"] = [{"targets": [targets[name] for name in job.pop("dns_sd_configs")[0]["names"]]}]
+        for static in job["static_configs"]:
+            static["targets"] = [targets.get(target, target) for target in static["targets"]]
+        credentials = job.get("authorization", {}).get("credentials_file")
+        if credentials:
+            local = tmp_path / credentials.lstrip("/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(token)
+            job["authorization"]["credentials_file"] = str(local)
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    prometheus = launcher.spawn("prometheus", [shutil.which("prometheus") or "prometheus",
+                                               f"--config.file={config_file}",
+                                               f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                               f"--web.listen-address=127.0.0.1:{port}"], {})
+
+    async def health() -> dict[str, str]:
+        assert prometheus.process.poll() is None, prometheus.output()
+        status, body = await _get(f"http://127.0.0.1:{port}/api/v1/targets")
+        if status != 200:
+            return {}
+        return {target["labels"]["job"]: target["health"] for target in json.loads(body)["data"]["activeTargets"]}
+
+    ours = ("incidentctl-receiver", "incidentctl-worker")
+    return await eventually(health, lambda jobs: all(jobs.get(job) in ("up", "down") for job in ours)
+                            and any(jobs.get(job) == "up" for job in ours), timeout=60, interval=0.5)
 
 
 async def test_compose_namespace_script_creates_the_namespace_once(dev_server: DevServer, client: Client,
