@@ -82,10 +82,17 @@ class Launcher:
         return started
 
     def write_config_map(self, config_map: str, mount_path: str) -> None:
+        """The ConfigMap laid out as the kubelet mounts it: the data in a hidden timestamped directory, `..data`
+        linking to it, and each key a link through `..data` (so an update swaps one link)."""
         directory = Path(self.local_path(mount_path))
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists():  # the worker's and the receiver's pods mount the same one
+            return
+        version = directory / "..2026_12_01_08_00_00.000000001"
+        version.mkdir(parents=True)
+        (directory / "..data").symlink_to(version.name)
         for key, text in k8s_object("ConfigMap", config_map)["data"].items():
-            (directory / key).write_text(text)
+            (version / key).write_text(text)
+            (directory / key).symlink_to(f"..data/{key}")
 
     def stop_all(self) -> None:
         for started in self.started:
