@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 
 from incidentctl import client as incidents
@@ -113,7 +113,9 @@ async def _nap_outcome(client: Client, incident_id: str) -> tuple[str, int]:
 async def _nap_started(client: Client, incident_id: str) -> bool:
     description = await client.get_workflow_handle(incident_id).describe()
     pending = description.raw_description.pending_activities
-    return any(activity.activity_type.name == "util.sleep" for activity in pending)
+    # Started, not only scheduled: a SIGTERM before the worker took it would test nothing.
+    return any(activity.activity_type.name == "util.sleep"
+               and activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for activity in pending)
 
 
 async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
@@ -136,7 +138,7 @@ async def test_sigterm_during_a_step_lets_it_finish_within_the_grace(
     exit_code = await asyncio.to_thread(worker.process.wait, 60)
     assert exit_code == 0, worker.output()
     assert "worker stopped" in worker.output()
-    # The nap completed on the stopping worker: no failure, no second attempt.
+    # The nap completed on the stopping worker (before any other worker exists): no failure, no second attempt.
     assert await _nap_outcome(client, started.incident_id) == ("completed", 1)
 
     # Another worker takes the incident on from the next step.
