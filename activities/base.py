@@ -58,6 +58,20 @@ ActionFn = Callable[[ActionInput], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
+class KubeAccess:
+    """A Kubernetes RBAC rule an action needs: `verbs` on `resource` (`pods`, `pods/log`, `deployments.apps`,
+    `pods.metrics.k8s.io`), in the step's namespace, in a fixed `namespace` (node events live in `default`), or in
+    every namespace when `cluster_wide` (cluster-scoped resources such as nodes, and namespaced ones an action
+    must reach wherever they are, like a drain's pods).
+    deploy/kubernetes/rbac.yaml is generated from these (incidentctl/rbac.py)."""
+
+    verbs: tuple[str, ...]
+    resource: str
+    cluster_wide: bool = False
+    namespace: str = ""  # "": the step's
+
+
+@dataclass(frozen=True)
 class ActionSpec:
     name: str
     description: str
@@ -67,6 +81,7 @@ class ActionSpec:
     heartbeat_timeout_s: float | None = None
     lease: str | None = None
     idempotent: bool = False
+    kube_access: tuple[KubeAccess, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -148,6 +163,7 @@ def action(
     heartbeat_timeout: float | None = None,
     lease: str | None = None,
     idempotent: bool = False,
+    kube_access: tuple[KubeAccess, ...] = (),
 ) -> Callable[[ActionFn], ActionFn]:
     """Register `fn` as the action `name` with a JSON Schema (2020-12) for its params.
 
@@ -158,6 +174,8 @@ def action(
     details), so the step is retried by default; docs/kubernetes.md says why for each.
     `lease` (mutating actions) names the object changed, a template over the params such as
     "k8s/{context}/{namespace}/deployments/{deployment}": a step holds that object's lease while it runs.
+    `kube_access` (k8s actions): every RBAC rule the action's API calls need (tests/test_rbac.py checks them
+    against the calls it makes).
     The schema is checked against the metaschema by tests/test_actions.py, not here: at import, every
     `incidentctl` command paid for it.
     """
@@ -200,6 +218,7 @@ def action(
             heartbeat_timeout_s=heartbeat_timeout,
             lease=lease,
             idempotent=idempotent,
+            kube_access=tuple(kube_access),
         )
         return run
 

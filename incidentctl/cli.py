@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -73,6 +74,18 @@ async def _client(args: argparse.Namespace) -> Any:
         except IncidentError as exc:
             raise CommandError(str(exc)) from None
     return client
+
+
+async def _client_when_reachable(args: argparse.Namespace, stop: asyncio.Event) -> Any:
+    """For long-running services (the receiver): wait for Temporal rather than fail (it may start after us);
+    None when stopped while waiting."""
+    from incidentctl.connection import ConnectionConfigError, connect_when_reachable
+    from incidentctl.payload_codec import CodecKeyError
+
+    try:
+        return await connect_when_reachable(args.address, args.namespace, stop)
+    except (ConnectionConfigError, CodecKeyError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 # ------------------------------------------------------------------ runbook
@@ -537,11 +550,15 @@ async def cmd_receiver(args: argparse.Namespace) -> int:
     from incidentctl.intake.runner import auth_from_env, start_receiver
     from incidentctl.process import stop_on_signals
 
+    # A long-running service: timestamped log lines (waiting for Temporal, runbooks not loaded) for its operator.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     auth = auth_from_env(insecure=args.insecure)
     if args.token:
         auth = type(auth)(token=args.token, hmac_secret=auth.hmac_secret, insecure=auth.insecure)
     stop = stop_on_signals()
-    client = await _client(args)
+    client = await _client_when_reachable(args, stop)
+    if client is None:
+        return EXIT_OK
     try:
         receiver = await start_receiver(client, host=args.host, port=args.port, auth=auth,
                                         task_queue=args.task_queue)

@@ -3,6 +3,8 @@ queue."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -25,10 +27,12 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 
 def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_activities: int = 100,
-                 identity: IdentityPolicy | None = None, plans_required: bool | None = None) -> Worker:
+                 identity: IdentityPolicy | None = None, plans_required: bool | None = None,
+                 shutdown_grace: timedelta = timedelta()) -> Worker:
     """`identity`: what incidents started here require of people's commands (default: the environment's,
     incidentctl/identity_policy.py); `plans_required`: whether only signed plans run (default: the environment's,
-    incidentctl/plan_signing.py)."""
+    incidentctl/plan_signing.py); `shutdown_grace`: on shutdown, how long running actions may go on before they
+    are cancelled."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -37,4 +41,5 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
         activities=[*all_activities(), *IncidentHistory(client).activities(), *TargetLeases(client).activities(),
                     *Admission(identity, plans_required).activities()],
         max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=shutdown_grace,
     )

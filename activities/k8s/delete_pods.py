@@ -19,6 +19,7 @@ from typing import Any
 from activities.base import ActionInput, action
 from activities.errors import ActionError
 from activities.heartbeats import heartbeat, previous_details
+from activities.k8s.access import rule
 from activities.k8s.api import (
     KubeError,
     Target,
@@ -73,6 +74,7 @@ def _retry_info() -> tuple[int, datetime | None]:
 
 @action(
     "k8s.delete_pods",
+    kube_access=(rule("list,delete pods"),),
     params=k8s_params({
         "namespace": NAMESPACE,
         "selector": {**SELECTOR, "minLength": 1, "pattern": r"\S"},

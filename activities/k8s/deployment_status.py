@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import Target, must
 from activities.k8s.changes import revision_of
 from activities.k8s.fields import selector_string
@@ -14,6 +15,7 @@ from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
 
 @action(
     "k8s.deployment_status",
+    kube_access=(rule("get deployments.apps"),),
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME}, ["namespace", "deployment"]),
     description="Desired vs available replicas and rollout state (complete/progressing/stalled/paused).",
 )

@@ -12,6 +12,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import KubeError, Target, call, dry_run_kwargs, duration_param, fail, heartbeat, must, refuse
 from activities.k8s.fields import controller_ref
 from activities.k8s.nodes import read_node, set_unschedulable, unschedulable
@@ -120,6 +121,8 @@ def _timeout(p: dict[str, Any]) -> float:
 
 @action(
     "k8s.drain",
+    kube_access=(rule("get,patch nodes", cluster_wide=True), rule("list pods", cluster_wide=True),
+                 rule("create pods/eviction", cluster_wide=True)),
     params=k8s_params({
         "node": NAME,
         "timeout": {"type": ["string", "number"], "pattern": DURATION_PATTERN, "minimum": 0,

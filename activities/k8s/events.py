@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import Target, duration_param, must
 from activities.k8s.changes import event_count, event_time
 from activities.k8s.fields import format_time
@@ -43,6 +44,7 @@ def _object_matcher(ref: str | None) -> Callable[[dict[str, Any]], bool] | None:
 
 @action(
     "k8s.events",
+    kube_access=(rule("list events"),),
     params=k8s_params({
         "namespace": NAMESPACE,
         "object": OBJECT_REF,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import Target, dry_run_kwargs, must, refuse
 from activities.k8s.network_policies import (
     MANAGED_BY,
@@ -39,6 +40,7 @@ def _wanted_spec(pod_selector: dict[str, Any], allowed: list[str]) -> dict[str, 
 
 @action(
     "k8s.isolate",
+    kube_access=(rule("get deployments.apps"), rule("get,create,update networkpolicies.networking.k8s.io")),
     params=k8s_params({
         "namespace": NAMESPACE, "deployment": NAME, "name": POLICY_NAME,
         "allow_from_namespaces": {"type": "array", "items": NAMESPACE, "uniqueItems": True, "maxItems": 50,

@@ -6,6 +6,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import Target, must
 from activities.k8s.health import node_summary
 from activities.k8s.schemas import NAME, SELECTOR, k8s_params
@@ -16,6 +17,7 @@ NOT_PRESSURE = {"NotReady", "ReadyUnknown", "Unschedulable"}
 
 @action(
     "k8s.node_conditions",
+    kube_access=(rule("list nodes", cluster_wide=True),),
     params=k8s_params({
         "nodes": {"type": "array", "items": NAME, "minItems": 1, "uniqueItems": True,
                   "description": "node names (default: all nodes)"},

@@ -7,6 +7,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import KubeError, Target, call, fail, must
 from activities.k8s.health import pod_problems, summarize_pod
 from activities.k8s.schemas import NAME, NAMESPACE, SELECTOR, k8s_params
@@ -78,6 +79,7 @@ def _keep_end(raw: bytes, max_bytes: int) -> tuple[bytes, bool]:
 
 @action(
     "k8s.pod_logs",
+    kube_access=(rule("get,list pods"), rule("get pods/log")),
     # "pod or selector" is checked in the action, not with oneOf: the compiler validates only the literal params,
     # so a templated selector would look absent to it.
     params=k8s_params({

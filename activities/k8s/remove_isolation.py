@@ -6,6 +6,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import KubeError, Target, call, dry_run_kwargs, fail
 from activities.k8s.network_policies import (
     POLICY_NAME,
@@ -21,6 +22,7 @@ from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
 
 @action(
     "k8s.remove_isolation",
+    kube_access=(rule("get,delete networkpolicies.networking.k8s.io"),),
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME, "name": POLICY_NAME}, ["namespace"]),
     mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="Undo k8s.isolate: delete the NetworkPolicy it created (only ones labelled managed-by=incidentctl).",

@@ -14,6 +14,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import JSON_PATCH, STRATEGIC_MERGE_PATCH, Target, must
 from activities.k8s.changes import revision_of
 from activities.k8s.deployments import RESTARTED_AT, change_record, patch_deployment, read_deployment, state
@@ -26,6 +27,7 @@ HASH_LABEL = "pod-template-hash"
 
 @action(
     "k8s.rollout_restart",
+    kube_access=(rule("get,patch deployments.apps"),),
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME}, ["namespace", "deployment"]),
     mutates=True, idempotent=True, lease=DEPLOYMENT_LEASE,
     description="kubectl rollout restart: new pods for the same template (restartedAt annotation).",
@@ -59,6 +61,7 @@ def _bare_template(rs: dict[str, Any]) -> dict[str, Any]:
 
 @action(
     "k8s.rollout_undo",
+    kube_access=(rule("get,patch deployments.apps"), rule("list replicasets.apps")),
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME,
                        "to_revision": {"type": ["integer", "null"], "minimum": 1,
                                        "description": "revision to go back to (default, or null: the previous one)"},

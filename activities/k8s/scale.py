@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import MERGE_PATCH, refuse
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
 from activities.k8s.schemas import DEPLOYMENT_LEASE, NAME, NAMESPACE, k8s_params
@@ -14,6 +15,7 @@ HARD_MAX_REPLICAS = 100
 
 @action(
     "k8s.scale",
+    kube_access=(rule("get,patch deployments.apps"),),
     params=k8s_params({
         "namespace": NAMESPACE, "deployment": NAME,
         "replicas": {"type": "integer", "minimum": 0},

@@ -16,6 +16,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import STRATEGIC_MERGE_PATCH, refuse
 from activities.k8s.changes import REVISION_ANNOTATION, revision_of
 from activities.k8s.deployments import change_record, patch_deployment, read_deployment
@@ -63,6 +64,7 @@ def _new_value(current: str | None, absolute: str | None, factor: float | None, 
 
 @action(
     "k8s.set_resources",
+    kube_access=(rule("get,patch deployments.apps"),),
     params=k8s_params({
         "namespace": NAMESPACE, "deployment": NAME,
         "container": NAME,

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import KubeError, Target, call, fail, must
 from activities.k8s.health import format_bytes, parse_quantity
 from activities.k8s.schemas import MAX_PODS_REPORTED, NAMESPACE, SELECTOR, k8s_params
@@ -43,6 +44,7 @@ def _usage(metrics: dict[str, Any]) -> tuple[float, float]:
 
 @action(
     "k8s.top_pods",
+    kube_access=(rule("list pods"), rule("list pods.metrics.k8s.io")),
     params=k8s_params({
         "namespace": NAMESPACE, "selector": SELECTOR,
         "sort_by": {"enum": ["cpu", "memory"], "default": "memory"},

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from activities.base import ActionInput, action
+from activities.k8s.access import rule
 from activities.k8s.api import Target, duration_param, must
 from activities.k8s.health import summarize_pod
 from activities.k8s.schemas import MAX_PODS_REPORTED, NAMESPACE, SELECTOR, k8s_params
@@ -13,6 +14,7 @@ from activities.k8s.schemas import MAX_PODS_REPORTED, NAMESPACE, SELECTOR, k8s_p
 
 @action(
     "k8s.unhealthy_pods",
+    kube_access=(rule("list pods"),),
     params=k8s_params({
         "namespace": NAMESPACE, "selector": {**SELECTOR, "default": ""},
         "restart_threshold": {"type": "integer", "minimum": 0, "default": 3,

@@ -15,6 +15,7 @@ from typing import Any
 from activities.base import ActionInput, action
 from activities.errors import ActionError
 from activities.heartbeats import previous_details
+from activities.k8s.access import rule
 from activities.k8s.api import Target, duration_param, heartbeat, must
 from activities.k8s.health import deployment_summary, summarize_pod
 from activities.k8s.schemas import DURATION, NAME, NAMESPACE, SELECTOR, k8s_params
@@ -53,6 +54,7 @@ def _failed(message: str, seen: dict[str, Any]) -> ActionError:
 
 @action(
     "k8s.wait_rollout",
+    kube_access=(rule("get deployments.apps"),),
     params=k8s_params({"namespace": NAMESPACE, "deployment": NAME, **WAITING}, ["namespace", "deployment"]),
     description="kubectl rollout status: wait until every replica runs the current template and is available.",
 )
@@ -81,6 +83,7 @@ async def _pods(p: dict[str, Any]) -> list[dict[str, Any]]:
 
 @action(
     "k8s.wait_pods_ready",
+    kube_access=(rule("list pods"),),
     params=k8s_params({"namespace": NAMESPACE, "selector": SELECTOR,
                        "min_ready": {"type": "integer", "minimum": 1, "default": 1}, **WAITING},
                       ["namespace", "selector"]),
@@ -104,6 +107,7 @@ async def wait_pods_ready(inp: ActionInput) -> dict[str, Any]:
 
 @action(
     "k8s.wait_stable",
+    kube_access=(rule("list pods"),),
     params=k8s_params({"namespace": NAMESPACE, "selector": SELECTOR, "for": DURATION, **WAITING},
                       ["namespace", "selector", "for"]),
     description="Wait until the selected pods are all Ready and none has restarted for a whole `for` window.",

@@ -12,6 +12,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import KubeError, Target, call, duration_param, must
 from activities.k8s.changes import correlate
 from activities.k8s.fields import parse_time, selector_string
@@ -57,6 +58,9 @@ async def _node_events(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 @action(
     "k8s.what_changed",
+    kube_access=(rule("get deployments.apps"), rule("list replicasets.apps"), rule("list events"),
+                 rule("list configmaps"), rule("list secrets"), rule("list nodes", cluster_wide=True),
+                 rule("list pods"), rule("list events", namespace=NODE_EVENTS_NAMESPACE)),
     params=k8s_params({
         "namespace": NAMESPACE,
         "deployment": {**NAME, "description": "the alerting Deployment (its rollouts, config and nodes rank first)"},

@@ -6,6 +6,7 @@ from typing import Any
 
 from activities.base import ActionInput, action
 from activities.errors import ActionError
+from activities.k8s.access import rule
 from activities.k8s.api import Target, must
 from activities.k8s.fields import owner_ref, selector_string
 from activities.k8s.schemas import NAME, NAMESPACE, k8s_params
@@ -16,6 +17,7 @@ _APIS = {"ReplicaSet": ("apps", "read_namespaced_replica_set", "replicasets.apps
 
 @action(
     "k8s.workload_of",
+    kube_access=(rule("get pods"), rule("get replicasets.apps"), rule("get deployments.apps")),
     params=k8s_params({"namespace": NAMESPACE, "pod": NAME}, ["namespace", "pod"]),
     description="Follow a pod's owner references up to its Deployment (or the top controller) and its selector.",
 )
