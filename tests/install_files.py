@@ -67,7 +67,9 @@ def container_env(spec: dict[str, Any], secret_values: dict[str, str]) -> dict[s
         else:
             keys = k8s_object("Secret", source["secretRef"]["name"])["stringData"]
             env.update({key: secret_values.get(key, "") for key in keys})
-    env.update({item["name"]: item["value"] for item in spec.get("env", [])})
+    # A value from a Secret's key (valueFrom.secretKeyRef) is filled from `secret_values` by the variable's name.
+    env.update({item["name"]: item["value"] if "value" in item else secret_values.get(item["name"], "")
+                for item in spec.get("env", [])})
     return env
 
 

@@ -30,6 +30,7 @@ from activities.catalog import load_all
 from incidentctl import client as incidents
 from incidentctl import rbac
 from incidentctl.devserver import DevServer, free_port
+from incidentctl.identity import new_signing_key, signing_key_line
 from incidentctl.k8ssim.process import crash_looping_pod
 from incidentctl.payload_codec import new_key
 from tests.conftest import eventually
@@ -189,9 +190,12 @@ async def test_worker_and_receiver_started_as_the_manifests_say_run_an_alert_wit
     dev_server: DevServer, client: Client, launcher: Launcher, k8s_sim: Any, unique: str
 ) -> None:
     token = f"token-{unique}"
-    secrets = {"INCIDENTCTL_RECEIVER_TOKEN": token, "INCIDENTCTL_PLAN_KEYS": new_key("k1")}
+    identity = new_signing_key("k1")  # as `incidentctl identity key` makes it: the Secret and the ConfigMap's halves
+    secrets = {"INCIDENTCTL_RECEIVER_TOKEN": token, "INCIDENTCTL_PLAN_KEYS": new_key("k1"),
+               "INCIDENTCTL_IDENTITY_SIGNING_KEY": signing_key_line(identity)}
     with k8s_sim("bad-rollout") as sim:
-        overrides = {"TEMPORAL_ADDRESS": dev_server.address, "INCIDENTCTL_TASK_QUEUE": unique}
+        overrides = {"TEMPORAL_ADDRESS": dev_server.address, "INCIDENTCTL_TASK_QUEUE": unique,
+                     "INCIDENTCTL_IDENTITY_KEYS": identity.public_line()}
         for deployment in ("incidentctl-worker", "incidentctl-receiver"):
             for config_map, mount_path in _mounts(deployment).items():
                 launcher.write_config_map(config_map, mount_path)
