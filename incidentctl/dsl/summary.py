@@ -92,6 +92,9 @@ def summarize_plan(plan: Plan) -> str:
                   for key in ("clusters", "namespaces", "cluster_resources", "names")}
         lines.append(f"changes clusters {listed['clusters']}; namespaces {listed['namespaces']}; "
                      f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
+        if plan.changes.aws:
+            lines.append(f"changes aws regions {', '.join(plan.changes.aws.regions)}; "
+                         f"resources {', '.join(plan.changes.aws.resources)}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:
