@@ -56,20 +56,25 @@ class MotoServer:
         self._post("/moto-api/reset")
         self._post("/moto-api/recorder/reset-recording")
 
-    def calls(self) -> list[tuple[str, dict[str, str]]]:
-        """Every API call moto received since the reset, as (operation, flat params), oldest first: the test's
-        witness that a call went over the wire (or did not)."""
-        calls = []
+    def recorded(self) -> list[dict[str, Any]]:
+        """Every API request moto received since the reset, oldest first, as its operation, flat params and
+        headers: the test's witness that a call went over the wire (or did not), and how it was signed."""
+        requests = []
         for line in self.recording.read_text().splitlines():
             entry = json.loads(line)
             body = base64.b64decode(entry["body"]).decode() if entry.get("body_encoded") else entry.get("body") or ""
-            target = {k.lower(): v for k, v in entry.get("headers", {}).items()}.get("x-amz-target")
-            if target:
-                calls.append((target.rsplit(".", 1)[-1], json.loads(body or "{}")))
+            headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
+            if "x-amz-target" in headers:
+                operation, params = headers["x-amz-target"].rsplit(".", 1)[-1], json.loads(body or "{}")
             else:
                 params = dict(urllib.parse.parse_qsl(body))
-                calls.append((params.pop("Action", ""), params))
-        return calls
+                operation = params.pop("Action", "")
+            requests.append({"operation": operation, "params": params, "headers": headers})
+        return requests
+
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        """(operation, params) of every request since the reset."""
+        return [(r["operation"], r["params"]) for r in self.recorded()]
 
     def operations(self) -> list[str]:
         return [operation for operation, _ in self.calls()]

@@ -16,6 +16,8 @@ from incidentctl.devserver import DevServer
 from incidentctl.workers import build_worker
 
 TEST_TASK_QUEUE = "incidentctl-tests"
+# moto's server process and the `aws` fixture (tests/aws_moto.py)
+pytest_plugins = ["tests.aws_moto"]
 
 
 @pytest.fixture(scope="session")

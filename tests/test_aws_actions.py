@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, get_action
 from activities.catalog import load_all
-from tests.aws_moto import REGION, MotoServer, aws, create_group, launch_instance, moto_server  # noqa: F401
+from tests.aws_moto import REGION, MotoServer, create_group, launch_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
