@@ -2,10 +2,14 @@
 
 moto reports every running instance's status checks as ok (it cannot fail a check), so the reboot path runs with
 `skip_if_passing: false`, as an operator would who reboots on the alert alone; the default path (checks passing
-again by the time the runbook looks) is the one where nothing is changed.
+again by the time the runbook looks) is the one where nothing is changed. The Auto Scaling runbook's alarm and
+CPU are set by the test through moto (moto does not evaluate alarms against metrics).
 """
 
 from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import Client
@@ -14,7 +18,7 @@ from temporalio.worker import Worker
 from incidentctl import client as incidents
 from incidentctl.intake.routing import Router
 from incidentctl.library import compile_file
-from tests.aws_moto import REGION, MotoServer, launch_instance
+from tests.aws_moto import REGION, MotoServer, create_group, launch_instance
 from tests.conftest import eventually
 from tests.runbook_run import RUNBOOKS, approve, finished, start, waiting_on
 from workflows.model import ApprovalDecision
@@ -94,3 +98,57 @@ async def test_a_stopped_instance_is_handed_to_people(client: Client, worker: Wo
     assert summary["outcome"] == "needs_attention", summary
     assert "stopped, not running" in str(summary["steps"]["not_running"]["output"])
     assert "RebootInstances" not in aws.operations()
+
+
+def cpu(aws: MotoServer, group: str, value: float, minutes_ago: float) -> None:
+    aws.client("cloudwatch").put_metric_data(Namespace="AWS/EC2", MetricData=[{
+        "MetricName": "CPUUtilization", "Dimensions": [{"Name": "AutoScalingGroupName", "Value": group}],
+        "Value": value, "Timestamp": datetime.now(UTC) - timedelta(minutes=minutes_ago)}])
+
+
+def desired_of(aws: MotoServer, group: str) -> int:
+    found = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    return found["AutoScalingGroups"][0]["DesiredCapacity"]
+
+
+async def test_hot_group_is_scaled_out_within_the_bound_and_back_after_the_cool_down(
+        client: Client, worker: Worker, unique: str, aws: MotoServer) -> None:
+    create_group(aws, "web", min_size=1, desired=2, max_size=6)
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(AlarmName="web-cpu-high", MetricName="CPUUtilization", Namespace="AWS/EC2",
+                                Dimensions=[{"Name": "AutoScalingGroupName", "Value": "web"}], Statistic="Average",
+                                Period=60, EvaluationPeriods=1, Threshold=80, ComparisonOperator="GreaterThanThreshold")
+    cloudwatch.set_alarm_state(AlarmName="web-cpu-high", StateValue="ALARM", StateReason="CPU 92%")
+    cpu(aws, "web", 92.0, minutes_ago=3)
+    labels = {"alertname": "ASGHighCPU", "group": "web", "region": REGION, "alarm": "web-cpu-high",
+              "severity": "warning"}
+    # step 4 from 2 would be 6; the runbook's max of 5 bounds it.
+    incident = await start(client, "aws-asg-high-cpu", unique, labels, step=4, max=5, cooldown="1m")
+    asked = await approve(client, incident, "approve_scale_out")
+    assert "CPU averages 92.0% over 10 minutes. Scale out from 2 to 5 instances" in asked["message"]
+    await eventually(lambda: asyncio.to_thread(desired_of, aws, "web"), lambda n: n == 5, timeout=60)
+
+    # The alarm clears and the CPU stays low: the minute-long cool-down window holds only the low datapoint.
+    cloudwatch.set_alarm_state(AlarmName="web-cpu-high", StateValue="OK", StateReason="CPU 30%")
+    cpu(aws, "web", 30.0, minutes_ago=0)
+    summary = await finished(client, incident)
+
+    assert summary["outcome"] == "succeeded", summary.get("failure")
+    steps = summary["steps"]
+    assert (steps["scale_out"]["output"]["before"], steps["scale_out"]["output"]["after"]) == (2, 5)
+    assert steps["alarm_ok"]["output"]["state"] == "OK"
+    assert steps["cooldown"]["output"]["value"] == 30.0
+    assert (steps["scale_back"]["output"]["before"], steps["scale_back"]["output"]["after"]) == (5, 2)
+    assert desired_of(aws, "web") == 2
+    sets = [params["DesiredCapacity"] for op, params in aws.calls() if op == "SetDesiredCapacity"]
+    assert sets == ["5", "2"]
+
+
+async def test_a_group_already_at_its_bound_is_handed_to_people(client: Client, worker: Worker, unique: str,
+                                                                 aws: MotoServer) -> None:
+    create_group(aws, "web", min_size=1, desired=5, max_size=6)
+    labels = {"alertname": "ASGHighCPU", "group": "web", "region": REGION, "alarm": "web-cpu-high"}
+    incident = await start(client, "aws-asg-high-cpu", unique, labels, max=5)
+    summary = await finished(client, incident)
+    assert summary["outcome"] == "needs_attention"
+    assert "SetDesiredCapacity" not in aws.operations()
