@@ -171,3 +171,75 @@ async def test_asg_set_capacity_dry_run_checks_bounds_and_sends_nothing(aws: Mot
     assert result["would"] == "would set the desired capacity of Auto Scaling group web from 2 to 3"
     assert "SetDesiredCapacity" not in aws.operations()
     assert (await fails("aws.asg_set_capacity", group="web", desired=9, max=5)).type == "RefusedByBound"
+
+
+# --- ECS, RDS, SSM ----------------------------------------------------------------------------------------
+
+
+def ecs_service(aws: MotoServer) -> None:
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="prod")
+    ecs.register_task_definition(family="api", containerDefinitions=[{"name": "api", "image": "nginx",
+                                                                      "memory": 128}])
+    ecs.create_service(cluster="prod", serviceName="api", taskDefinition="api", desiredCount=2)
+
+
+async def test_ecs_force_deploy_starts_a_new_deployment(aws: MotoServer) -> None:
+    ecs_service(aws)
+    result = await run("aws.ecs_force_deploy", cluster="prod", service="api", wait=False)
+    assert result["deployment"] and result["service"]["desired"] == 2
+    updates = [params for op, params in aws.calls() if op == "UpdateService"]
+    assert updates == [{"cluster": "prod", "service": "api", "forceNewDeployment": True}]
+
+
+async def test_ecs_force_deploy_waits_for_steady_state_and_reports_when_it_does_not_come(aws: MotoServer) -> None:
+    """moto places no tasks (no container instances run anything), so a service never becomes steady there: the
+    wait is seen to poll and give up with what it saw; a steady service cannot be shown against moto."""
+    ecs_service(aws)
+    error = await fails("aws.ecs_force_deploy", cluster="prod", service="api", timeout="3s", interval="1s")
+    assert error.type == "VerificationFailed" and error.non_retryable and "services_stable not reached" in error.message
+    assert aws.operations().count("DescribeServices") >= 3
+
+
+async def test_ecs_unknown_service_and_dry_run(aws: MotoServer) -> None:
+    ecs_service(aws)
+    assert (await fails("aws.ecs_force_deploy", cluster="prod", service="nope")).type == "AwsNotFound"
+    dry = await run("aws.ecs_force_deploy", cluster="prod", service="api", dry_run=True)
+    assert dry["would"] == "would force a new deployment of ECS service api in cluster prod"
+    assert "UpdateService" not in aws.operations()
+
+
+def db_instance(aws: MotoServer) -> None:
+    aws.client("rds").create_db_instance(DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro",
+                                         Engine="postgres", MasterUsername="admin", MasterUserPassword="x" * 12,
+                                         AllocatedStorage=20)
+
+
+async def test_rds_reboot_reboots_and_waits_until_available(aws: MotoServer) -> None:
+    db_instance(aws)
+    result = await run("aws.rds_reboot", db_instance="orders", force_failover=True, interval="1s")
+    assert result["rebooted"] and result["db"]["status"] == "available"
+    reboots = [params for op, params in aws.calls() if op == "RebootDBInstance"]
+    assert [(r["DBInstanceIdentifier"], r["ForceFailover"]) for r in reboots] == [("orders", "true")]
+    dry = await run("aws.rds_reboot", db_instance="orders", dry_run=True)
+    assert dry["would"] == "would reboot DB instance orders" and aws.operations().count("RebootDBInstance") == 1
+    error = await fails("aws.rds_reboot", db_instance="nope")
+    assert error.type == "AwsNotFound" and "rds:DescribeDBInstances" in error.message
+
+
+async def test_ssm_runs_a_named_document_and_returns_its_result(aws: MotoServer) -> None:
+    instance = launch_instance(aws)
+    result = await run("aws.ssm_run_command", instance_id=instance, document="AWS-RunPatchBaseline",
+                       parameters={"Operation": ["Scan"]}, interval="1s")
+    assert result["status"] == "Success" and result["command_id"]
+    (sent,) = [params for op, params in aws.calls() if op == "SendCommand"]
+    assert (sent["DocumentName"], sent["Parameters"], sent["InstanceIds"]) == (
+        "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, [instance])
+
+
+async def test_ssm_refuses_free_form_shell(aws: MotoServer) -> None:
+    instance = launch_instance(aws)
+    error = await fails("aws.ssm_run_command", instance_id=instance, document="AWS-RunShellScript",
+                        parameters={"commands": ["reboot"]})
+    assert error.type == "RefusedByBound" and error.non_retryable
+    assert "SendCommand" not in aws.operations()

@@ -130,7 +130,8 @@ def _backoff(attempt: int) -> float:
     return FIRST_BACKOFF_S * 2 ** attempt * (1 + random.random() / 2)  # jitter: retries of many steps spread out
 
 
-async def call(params: dict[str, Any], service: str, method: str, subject: str, **kwargs: Any) -> dict[str, Any]:
+async def call(params: dict[str, Any], service: str, method: str, subject: str, /,
+               **kwargs: Any) -> dict[str, Any]:
     """`client.<method>(**kwargs)` in a thread; throttling and AWS-side failures retried with backoff, anything
     else (or what is left after ATTEMPTS) raised as the ActionError it means. `subject` names the object."""
     api = await asyncio.to_thread(client, params, service)
@@ -148,7 +149,8 @@ async def call(params: dict[str, Any], service: str, method: str, subject: str, 
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-async def ec2_dry_run(params: dict[str, Any], method: str, subject: str, would: str, **kwargs: Any) -> dict[str, Any]:
+async def ec2_dry_run(params: dict[str, Any], method: str, subject: str, would: str, /,
+                      **kwargs: Any) -> dict[str, Any]:
     """EC2's own dry run: AWS checks the request and our permission to make it, and changes nothing."""
     try:
         await call(params, "ec2", method, subject, DryRun=True, **kwargs)
@@ -198,7 +200,7 @@ class Progress:
         return self.elapsed() >= self.timeout
 
 
-async def wait_for(params: dict[str, Any], service: str, waiter: str, subject: str, progress: Progress,
+async def wait_for(params: dict[str, Any], service: str, waiter: str, subject: str, progress: Progress, /,
                    **kwargs: Any) -> None:
     """Wait with boto3's waiter `waiter` (AWS's own definition of done and of failed), one poll at a time, so
     the step heartbeats, can be cancelled, and keeps one deadline across retries."""

@@ -16,6 +16,8 @@ CONNECTION: dict[str, Any] = {
 DURATION = {"type": ["string", "number"], "description": "e.g. 30s, 5m"}
 INSTANCE_ID = {"type": "string", "pattern": "^i-[0-9a-f]{8,17}$"}
 ASG_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+ECS_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][-A-Za-z0-9_]{0,254}$"}
+DB_INSTANCE = {"type": "string", "pattern": "^[A-Za-z][-A-Za-z0-9]{0,62}$"}
 # The waits of mutating actions: how long in all (across retries) and how often to look.
 WAITING: dict[str, Any] = {"timeout": {**DURATION, "default": "10m"}, "interval": {**DURATION, "default": "5s"}}
 MAX_WAIT_S = 3600.0
@@ -23,6 +25,8 @@ MAX_WAIT_S = 3600.0
 # The objects mutating actions change: aws/<region>/<service>/<id or name> (incidentctl.dsl.allowed_changes).
 EC2_INSTANCE_LEASE = "aws/{region}/ec2/{instance_id}"
 ASG_LEASE = "aws/{region}/autoscaling/{group}"
+ECS_SERVICE_LEASE = "aws/{region}/ecs/{cluster}/{service}"
+RDS_INSTANCE_LEASE = "aws/{region}/rds/{db_instance}"
 
 
 def aws_params(properties: dict[str, Any], required: Iterable[str] = (), **keywords: Any) -> dict[str, Any]:

@@ -27,8 +27,8 @@ PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 REFUSED = "ChangeNotAllowed"
 # What a lease template looks like when it names a Kubernetes object: k8s/<context>/<namespace>/<resource>/<name>.
 _K8S_PARTS = 5
-# ... and an AWS resource: aws/<region>/<service>/<id or name>.
-_AWS_PARTS = 4
+# ... and an AWS resource: aws/<region>/<service>/<id or name>, the name possibly in parts (ecs/<cluster>/<service>).
+_AWS_MIN_PARTS = 4
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class AwsResource:
 
     region: str
     service: str  # ec2, autoscaling, ...
-    name: str  # the instance id, the group's name, ...
+    name: str  # the instance id, the group's name, <cluster>/<service> for ECS, ...
 
     @property
     def path(self) -> str:
@@ -93,10 +93,10 @@ class AwsResource:
 def changed_aws_resource(lease: str, params: Mapping[str, Any]) -> AwsResource | None:
     """The AWS resource a lease template names with these params; None for a lease of another kind."""
     parts = lease.split("/")
-    if len(parts) != _AWS_PARTS or parts[0] != "aws":
+    if len(parts) < _AWS_MIN_PARTS or parts[0] != "aws":
         return None
-    region, service, name = (render_lease(part, params) for part in parts[1:])
-    return AwsResource(region=region, service=service, name=name)
+    region, service, *name = (render_lease(part, params) for part in parts[1:])
+    return AwsResource(region=region, service=service, name="/".join(name))
 
 
 def _matches(value: str, patterns: list[str]) -> bool:
