@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActionInput, get_action
 from activities.catalog import load_all
+from incidentctl.dsl.plan import AwsChanges, Changes
 from tests.aws_moto import REGION, MotoServer, create_group, launch_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -243,3 +244,67 @@ async def test_ssm_refuses_free_form_shell(aws: MotoServer) -> None:
                         parameters={"commands": ["reboot"]})
     assert error.type == "RefusedByBound" and error.non_retryable
     assert "SendCommand" not in aws.operations()
+
+
+# --- the generic actions ------------------------------------------------------------------------------------
+
+MODIFY = "ec2:ModifyInstanceAttribute"
+
+
+def allowing(*operations: str) -> Changes:
+    return Changes(aws=AwsChanges(regions=["*"], operations=list(operations)))
+
+
+async def change(instance: str, changes: Changes | None, dry_run: bool = False) -> dict[str, Any]:
+    load_all()
+    params = {"region": REGION, "service": "ec2", "operation": "ModifyInstanceAttribute", "resource": instance,
+              "args": {"InstanceId": instance, "DisableApiTermination": {"Value": True}}}
+    return await get_action("aws.change").activity(ActionInput(action="aws.change", params=params,
+                                                               dry_run=dry_run, changes=changes))
+
+
+def termination_protected(aws: MotoServer, instance: str) -> bool:
+    answer = aws.client("ec2").describe_instance_attribute(InstanceId=instance, Attribute="disableApiTermination")
+    return answer["DisableApiTermination"]["Value"]
+
+
+async def test_aws_call_reads_any_describe_and_returns_plain_json(aws: MotoServer) -> None:
+    instance = launch_instance(aws)
+    answer = await run("aws.call", service="ec2", operation="DescribeInstances", args={"InstanceIds": [instance]})
+    found = answer["Reservations"][0]["Instances"][0]
+    assert found["InstanceId"] == instance and isinstance(found["LaunchTime"], str)
+    assert "ResponseMetadata" not in answer
+
+
+async def test_aws_call_refuses_what_is_not_a_read_and_names_unknown_operations(aws: MotoServer) -> None:
+    error = await fails("aws.call", service="ec2", operation="TerminateInstances",
+                        args={"InstanceIds": ["i-0123456789abcdef0"]})
+    assert error.type == "ChangeNotAllowed" and "use aws.change" in error.message
+    assert (await fails("aws.call", service="ec2", operation="DescribeNothing")).type == "InvalidParams"
+    assert (await fails("aws.call", service="nosuchservice", operation="DescribeX")).type == "InvalidParams"
+    assert "TerminateInstances" not in aws.operations()
+
+
+async def test_aws_change_calls_only_what_the_runbook_allows(aws: MotoServer) -> None:
+    instance = launch_instance(aws)
+    with pytest.raises(ApplicationError) as caught:
+        await change(instance, allowing("ec2:StopInstances"))
+    assert caught.value.type == "ChangeNotAllowed" and f"{MODIFY}: it is not on" in caught.value.message
+    assert not termination_protected(aws, instance)
+    dry = await change(instance, allowing(MODIFY), dry_run=True)
+    assert dry["checked_by_aws"] and not termination_protected(aws, instance)
+    await change(instance, allowing(MODIFY))
+    assert termination_protected(aws, instance)
+    modified = [params.get("DryRun") for op, params in aws.calls() if op == "ModifyInstanceAttribute"]
+    assert modified == ["true", None], "the dry run asked EC2 with DryRun, then the real call"
+
+
+async def test_aws_wait_uses_a_boto3_waiter(aws: MotoServer) -> None:
+    instance = launch_instance(aws)
+    result = await run("aws.wait", service="ec2", waiter="instance_running", args={"InstanceIds": [instance]})
+    assert result["ok"] is True
+    aws.client("ec2").stop_instances(InstanceIds=[instance])
+    error = await fails("aws.wait", service="ec2", waiter="instance_running", args={"InstanceIds": [instance]},
+                        timeout="2s", interval="1s")
+    assert error.type == "VerificationFailed"
+    assert (await fails("aws.wait", service="ec2", waiter="nope_waiter")).type == "InvalidParams"

@@ -161,7 +161,7 @@ def test_a_runbook_that_changes_aws_must_say_where() -> None:
 def test_an_aws_only_block_needs_no_clusters_and_compiles_into_the_plan() -> None:
     plan = compile_text("changes: {aws: {regions: [eu-west-1]}}\n" + REBOOT_RUNBOOK.replace("REGION", "eu-west-1"))
     assert plan.changes == Changes(aws=AwsChanges(regions=["eu-west-1"], resources=["*"]))
-    assert plan.to_json()["changes"]["aws"] == {"regions": ["eu-west-1"], "resources": ["*"]}
+    assert plan.to_json()["changes"]["aws"] == {"regions": ["eu-west-1"], "resources": ["*"], "operations": []}
     assert Plan.from_json(plan.to_json()).changes == plan.changes
 
 

@@ -17,9 +17,11 @@ POLICY_VERSION = "2012-10-17"
 
 
 def declare(action: str, iam_actions: tuple[str, ...]) -> None:
+    """`iam_actions` empty: the generic actions (aws.call, aws.wait, aws.change), whose IAM actions are those of
+    the operations a runbook names; the operator adds those to the policy (docs/aws.md)."""
     if action in _DECLARED:
         raise ValueError(f"IAM actions of {action!r} are declared twice")
-    if not iam_actions or any(":" not in name for name in iam_actions):
+    if any(":" not in name for name in iam_actions):
         raise ValueError(f"{action}: IAM actions are named service:Operation, got {iam_actions!r}")
     _DECLARED[action] = tuple(iam_actions)
 

@@ -27,6 +27,7 @@ EC2_INSTANCE_LEASE = "aws/{region}/ec2/{instance_id}"
 ASG_LEASE = "aws/{region}/autoscaling/{group}"
 ECS_SERVICE_LEASE = "aws/{region}/ecs/{cluster}/{service}"
 RDS_INSTANCE_LEASE = "aws/{region}/rds/{db_instance}"
+GENERIC_LEASE = "aws/{region}/{service}/{resource}"
 
 
 def aws_params(properties: dict[str, Any], required: Iterable[str] = (), **keywords: Any) -> dict[str, Any]:

@@ -318,6 +318,7 @@ class _Compiler:
         if spec.get("aws") is not None:
             changes.aws = AwsChanges(regions=list(spec["aws"]["regions"]))
             changes.aws.resources = list(spec["aws"].get("resources") or changes.aws.resources)
+            changes.aws.operations = list(spec["aws"].get("operations") or [])
         if leased and not changes.clusters:
             path, step = leased[0]
             self.error(("changes",), f"{step.action} changes Kubernetes objects: say in changes.clusters which "

@@ -233,6 +233,7 @@ class AwsChanges:
 
     regions: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=lambda: ["*"])
+    operations: list[str] = field(default_factory=list)  # aws.change's allow-list: "ec2:ModifyInstanceAttribute"
 
 
 @dataclass

@@ -94,7 +94,8 @@ def summarize_plan(plan: Plan) -> str:
                      f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
         if plan.changes.aws:
             lines.append(f"changes aws regions {', '.join(plan.changes.aws.regions)}; "
-                         f"resources {', '.join(plan.changes.aws.resources)}")
+                         f"resources {', '.join(plan.changes.aws.resources)}; "
+                         f"operations {', '.join(plan.changes.aws.operations) or '-'}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:
