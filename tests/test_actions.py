@@ -369,7 +369,7 @@ PUBLISHED_ACTIONS = {
     "k8s.delete_pods", "k8s.cordon", "k8s.uncordon", "k8s.drain", "k8s.isolate", "k8s.remove_isolation",
     "aws.ec2_instance_status", "aws.asg_status", "aws.cloudwatch_alarm", "aws.cloudwatch_metric",
     "aws.ec2_reboot", "aws.ec2_stop_start", "aws.asg_set_capacity", "aws.ecs_force_deploy", "aws.rds_reboot",
-    "aws.ssm_run_command", "aws.call", "aws.change", "aws.wait",
+    "aws.ssm_run_command", "aws.call", "aws.change", "aws.wait", "aws.ecs_service_status", "aws.rds_instance_status",
 }
 
 

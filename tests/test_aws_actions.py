@@ -202,6 +202,14 @@ async def test_ecs_force_deploy_waits_for_steady_state_and_reports_when_it_does_
     assert aws.operations().count("DescribeServices") >= 3
 
 
+async def test_ecs_service_status_reports_counts_and_deployments(aws: MotoServer) -> None:
+    ecs_service(aws)
+    status = await run("aws.ecs_service_status", cluster="prod", service="api")
+    assert (status["service"], status["desired"], status["running"]) == ("api", 2, 0)
+    assert len(status["deployments"]) == 1 and status["steady"] is False, "moto runs no tasks"
+    assert (await fails("aws.ecs_service_status", cluster="prod", service="nope")).type == "AwsNotFound"
+
+
 async def test_ecs_unknown_service_and_dry_run(aws: MotoServer) -> None:
     ecs_service(aws)
     assert (await fails("aws.ecs_force_deploy", cluster="prod", service="nope")).type == "AwsNotFound"
@@ -218,6 +226,8 @@ def db_instance(aws: MotoServer) -> None:
 
 async def test_rds_reboot_reboots_and_waits_until_available(aws: MotoServer) -> None:
     db_instance(aws)
+    status = await run("aws.rds_instance_status", db_instance="orders")
+    assert (status["status"], status["engine"], status["multi_az"]) == ("available", "postgres", False)
     result = await run("aws.rds_reboot", db_instance="orders", force_failover=True, interval="1s")
     assert result["rebooted"] and result["db"]["status"] == "available"
     reboots = [params for op, params in aws.calls() if op == "RebootDBInstance"]

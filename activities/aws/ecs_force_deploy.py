@@ -11,32 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from activities.aws.api import Progress, aws_action, call, wait_for
-from activities.aws.faults import NOT_FOUND
+from activities.aws.containers import describe_service, service_summary
 from activities.aws.schemas import ECS_NAME, ECS_SERVICE_LEASE, WAITING, aws_params
 from activities.base import ActionInput
-from activities.errors import ActionError
 
 DEPLOYED = "deployed"
-
-
-def service_summary(service: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "service": service["serviceName"], "status": service.get("status"),
-        "desired": service.get("desiredCount"), "running": service.get("runningCount"),
-        "pending": service.get("pendingCount"),
-        "deployments": [{"id": d.get("id"), "status": d.get("status"), "rollout_state": d.get("rolloutState"),
-                         "running": d.get("runningCount"), "desired": d.get("desiredCount")}
-                        for d in service.get("deployments", [])],
-    }
-
-
-async def _describe(p: dict[str, Any], subject: str) -> dict[str, Any]:
-    found = await call(p, "ecs", "describe_services", subject, cluster=p["cluster"], services=[p["service"]])
-    if not found.get("services"):  # ECS answers an unknown service with a failure entry, not an error
-        reasons = ", ".join(f.get("reason", "") for f in found.get("failures", []))
-        raise ActionError(f"{subject} not found ({reasons or 'no such service'})", type=NOT_FOUND,
-                          non_retryable=True)
-    return found["services"][0]
 
 
 @aws_action(
@@ -51,7 +30,7 @@ async def _describe(p: dict[str, Any], subject: str) -> dict[str, Any]:
 async def ecs_force_deploy(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     subject = f"ECS service {p['service']} in cluster {p['cluster']}"
-    before = await _describe(p, subject)
+    before = await describe_service(p, subject)
     if inp.dry_run:  # ECS has no DryRun: the service was read, nothing is sent
         return {"dry_run": True, "would": f"would force a new deployment of {subject}",
                 "service": service_summary(before)}
@@ -65,4 +44,4 @@ async def ecs_force_deploy(inp: ActionInput) -> dict[str, Any]:
     if p["wait"]:
         await wait_for(p, "ecs", "services_stable", subject, progress, cluster=p["cluster"], services=[p["service"]])
     return {"deployment": progress.state.get("deployment"), "resumed": resumed,
-            "waited_s": round(progress.elapsed(), 1), "service": service_summary(await _describe(p, subject))}
+            "waited_s": round(progress.elapsed(), 1), "service": service_summary(await describe_service(p, subject))}

@@ -12,22 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from activities.aws.api import Progress, aws_action, call, wait_for
+from activities.aws.databases import db_summary, describe_db
 from activities.aws.schemas import DB_INSTANCE, RDS_INSTANCE_LEASE, WAITING, aws_params
 from activities.base import ActionInput
 
 REBOOTED = "rebooted"
 REBOOTING = "rebooting"
-
-
-def db_summary(db: dict[str, Any]) -> dict[str, Any]:
-    return {"db_instance": db["DBInstanceIdentifier"], "status": db.get("DBInstanceStatus"),
-            "engine": db.get("Engine"), "multi_az": db.get("MultiAZ", False),
-            "availability_zone": db.get("AvailabilityZone")}
-
-
-async def _describe(p: dict[str, Any], subject: str) -> dict[str, Any]:
-    found = await call(p, "rds", "describe_db_instances", subject, DBInstanceIdentifier=p["db_instance"])
-    return found["DBInstances"][0]
 
 
 @aws_action(
@@ -44,7 +34,7 @@ async def _describe(p: dict[str, Any], subject: str) -> dict[str, Any]:
 async def rds_reboot(inp: ActionInput) -> dict[str, Any]:
     p = inp.params
     subject = f"DB instance {p['db_instance']}"
-    before = await _describe(p, subject)
+    before = await describe_db(p, subject)
     failover = " with failover" if p["force_failover"] else ""
     if inp.dry_run:  # RDS has no DryRun: the instance was read, nothing is sent
         return {"dry_run": True, "would": f"would reboot {subject}{failover}", "db": db_summary(before)}
@@ -57,4 +47,4 @@ async def rds_reboot(inp: ActionInput) -> dict[str, Any]:
     if p["wait"]:
         await wait_for(p, "rds", "db_instance_available", subject, progress, DBInstanceIdentifier=p["db_instance"])
     return {"rebooted": True, "failover": p["force_failover"], "resumed": resumed,
-            "waited_s": round(progress.elapsed(), 1), "db": db_summary(await _describe(p, subject))}
+            "waited_s": round(progress.elapsed(), 1), "db": db_summary(await describe_db(p, subject))}
