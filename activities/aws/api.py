@@ -213,15 +213,25 @@ async def wait_for(params: dict[str, Any], service: str, waiter: str, subject: s
             await asyncio.to_thread(poll.wait, **kwargs, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
             return
         except WaiterError as exc:
-            last = exc.last_response or {}
-            if "Error" in last:
+            reason, last = str(exc.kwargs.get("reason", "")), exc.last_response or {}
+            if "terminal failure" in reason:
+                raise ActionError(f"{subject}: {waiter} can no longer succeed ({reason})", type=WAITER_FAILED,
+                                  non_retryable=True) from exc
+            # An error the waiter's definition does not expect (one it does, such as a NotFound just after a
+            # launch, only means "not yet"): transient ones are polled past, others fail the step.
+            if reason.startswith("An error occurred") and "Error" in last:
                 code = str(last["Error"].get("Code", ""))
-                if not faults.is_transient(code, 0):
+                status = int(last.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                if not faults.is_transient(code, status):
                     aws = faults.AwsCall(iam_prefix(api), poll.config.operation)
-                    raise faults.client_error(aws, code, str(last["Error"].get("Message", "")), 0, subject) from exc
-            elif "terminal failure" in str(exc.kwargs.get("reason", "")):
-                raise ActionError(f"{subject}: {waiter} can no longer succeed ({exc.kwargs.get('reason')})",
-                                  type=WAITER_FAILED, non_retryable=True) from exc
+                    raise faults.client_error(aws, code, str(last["Error"].get("Message", "")), status,
+                                              subject) from exc
+        except Exception as exc:  # not an answer: no credentials, AWS unreachable, ...
+            mapped = as_action_error(exc, faults.AwsCall(iam_prefix(api), poll.config.operation), subject)
+            if mapped is None:
+                raise
+            if mapped.non_retryable:
+                raise mapped from exc
         if progress.expired():
             raise ActionError(f"{subject}: {waiter} not reached after {progress.timeout:.0f}s", type=WAITER_FAILED,
                               non_retryable=True)
