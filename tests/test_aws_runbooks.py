@@ -17,10 +17,10 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.intake.routing import Router
-from incidentctl.library import compile_file
+from incidentctl.library import compile_file, compile_text
 from tests.aws_moto import REGION, MotoServer, create_group, launch_instance
-from tests.conftest import eventually
-from tests.runbook_run import RUNBOOKS, approve, finished, start, waiting_on
+from tests.conftest import TEST_TASK_QUEUE, eventually
+from tests.runbook_run import RUNBOOKS, alert, approve, finished, start, waiting_on
 from workflows.model import ApprovalDecision
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -152,3 +152,33 @@ async def test_a_group_already_at_its_bound_is_handed_to_people(client: Client, 
     summary = await finished(client, incident)
     assert summary["outcome"] == "needs_attention"
     assert "SetDesiredCapacity" not in aws.operations()
+
+
+EC2_RUNBOOK = (RUNBOOKS / "aws-ec2-instance-unhealthy.yaml").read_text()
+SHIPPED_AWS_CHANGES = 'changes:\n  aws:\n    regions: ["*"]\n    resources: ["ec2/i-*"]\n'
+
+
+async def scheduled_actions(client: Client, incident: str) -> list[str]:
+    history = await client.get_workflow_handle(incident).fetch_history()
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")]
+
+
+async def test_an_alert_cannot_aim_a_reboot_outside_the_runbooks_regions(
+        client: Client, worker: Worker, unique: str, aws: MotoServer) -> None:
+    """The runbook allows eu-west-1 only; an alert from us-east-1 gets its instance looked at, approved even, and
+    the workflow refuses the reboot before it is scheduled."""
+    assert SHIPPED_AWS_CHANGES in EC2_RUNBOOK
+    narrowed = EC2_RUNBOOK.replace(SHIPPED_AWS_CHANGES, 'changes:\n  aws:\n    regions: [eu-west-1]\n')
+    plan = compile_text(narrowed, "aws-ec2-instance-unhealthy.yaml")
+    instance = launch_instance(aws, "us-east-1")
+    labels = {**alert_for(instance), "region": "us-east-1"}
+    started = await incidents.start_incident(client, plan, alert=alert(**labels), params={"skip_if_passing": False},
+                                             key=unique, task_queue=TEST_TASK_QUEUE, started_by="alertmanager")
+    await approve(client, started.incident_id, "approve_reboot")
+    summary = await finished(client, started.incident_id)
+    reboot = summary["steps"]["reboot"]
+    assert reboot["status"] == "failed" and reboot["error"]["type"] == "ChangeNotAllowed"
+    assert "region us-east-1 is not in the runbook's changes.aws.regions (eu-west-1)" in reboot["error"]["message"]
+    assert "aws.ec2_reboot" not in await scheduled_actions(client, started.incident_id), "refused by the workflow"
+    assert "RebootInstances" not in aws.operations()
