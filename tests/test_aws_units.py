@@ -163,6 +163,11 @@ def test_an_aws_only_block_needs_no_clusters_and_compiles_into_the_plan() -> Non
     assert plan.changes == Changes(aws=AwsChanges(regions=["eu-west-1"], resources=["*"]))
     assert plan.to_json()["changes"]["aws"] == {"regions": ["eu-west-1"], "resources": ["*"], "operations": []}
     assert Plan.from_json(plan.to_json()).changes == plan.changes
+    from incidentctl.dsl.summary import summarize_plan
+
+    summary = summarize_plan(plan)
+    assert "changes aws regions eu-west-1; resources *; operations -" in summary
+    assert "changes clusters" not in summary, "no Kubernetes part to show"
 
 
 def test_a_literal_region_outside_the_block_is_refused_at_compile_time() -> None:
