@@ -318,3 +318,9 @@ async def test_aws_wait_uses_a_boto3_waiter(aws: MotoServer) -> None:
                         timeout="2s", interval="1s")
     assert error.type == "VerificationFailed"
     assert (await fails("aws.wait", service="ec2", waiter="nope_waiter")).type == "InvalidParams"
+
+
+async def test_a_metric_window_beyond_a_day_is_refused_before_any_call(aws: MotoServer) -> None:
+    error = await fails("aws.cloudwatch_metric", namespace="AWS/EC2", metric="CPUUtilization", window="2d")
+    assert error.type == "InvalidParams" and error.non_retryable and "within 24h" in error.message
+    assert "GetMetricStatistics" not in aws.operations()
