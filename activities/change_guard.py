@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.errors import ActionError
-from incidentctl.dsl.allowed_changes import PROTECTED_NAMESPACES, REFUSED, changed_object, refusal
+from incidentctl.dsl.allowed_changes import (
+    PROTECTED_NAMESPACES,
+    REFUSED,
+    aws_refusal,
+    changed_aws_resource,
+    changed_object,
+    refusal,
+)
 from incidentctl.dsl.plan import Changes
 
 PROTECTED_ENV = "INCIDENTCTL_PROTECTED_NAMESPACES"
@@ -31,6 +38,10 @@ async def refuse_outside_changes(lease: str, changes: Changes | None, params: Ma
     """Raise a non-retryable ActionError naming the object, its namespace and the rule it breaks, if any."""
     obj = changed_object(lease, params)
     if obj is None:
+        resource = changed_aws_resource(lease, params)
+        refused_aws = aws_refusal(changes, resource) if resource is not None else None
+        if refused_aws:
+            raise ActionError(refused_aws, type=REFUSED, non_retryable=True)
         return
     current = None
     if not obj.cluster and changes is not None and "*" not in changes.clusters:

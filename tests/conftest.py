@@ -22,6 +22,8 @@ TEST_TASK_QUEUE = "incidentctl-tests"
 # processes (worker.py) inherit it.
 os.environ.setdefault("INCIDENTCTL_IDENTITY", "open")
 os.environ.setdefault("INCIDENTCTL_PLAN_SIGNATURES", "optional")  # likewise; tests/test_plan_signing.py requires
+# moto's server process and the `aws` fixture (tests/aws_moto.py)
+pytest_plugins = ["tests.aws_moto"]
 
 
 @pytest.fixture(scope="session")

@@ -367,6 +367,9 @@ PUBLISHED_ACTIONS = {
     "k8s.node_conditions", "k8s.top_pods", "k8s.what_changed", "k8s.wait_rollout", "k8s.wait_pods_ready",
     "k8s.wait_stable", "k8s.rollout_restart", "k8s.rollout_undo", "k8s.scale", "k8s.set_resources",
     "k8s.delete_pods", "k8s.cordon", "k8s.uncordon", "k8s.drain", "k8s.isolate", "k8s.remove_isolation",
+    "aws.ec2_instance_status", "aws.asg_status", "aws.cloudwatch_alarm", "aws.cloudwatch_metric",
+    "aws.ec2_reboot", "aws.ec2_stop_start", "aws.asg_set_capacity", "aws.ecs_force_deploy", "aws.rds_reboot",
+    "aws.ssm_run_command", "aws.call", "aws.change", "aws.wait", "aws.ecs_service_status", "aws.rds_instance_status",
 }
 
 

@@ -2,7 +2,8 @@
 
 A runbook declares a `changes` block (plan.Changes): the clusters (kubeconfig contexts), namespaces and, for
 objects outside any namespace, the cluster-scoped resources its mutating steps may change, optionally the
-object names. The object a step changes is its action's lease template over the step's rendered params
+object names; and in `changes.aws` the AWS regions and resources (`ec2/i-*`) its AWS steps may change. The
+object a step changes is its action's lease template over the step's rendered params
 (`k8s/{context}/{namespace}/deployments/{deployment}`), so an alert label can aim a step only inside what the
 runbook allows. Protected namespaces are changed only by a runbook that lists them by exact name: no glob
 reaches them, `*` included.
@@ -19,13 +20,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from incidentctl.dsl.plan import Changes
+from incidentctl.dsl.plan import AwsChanges, Changes
 
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 # The error type a refused step fails with (workflow and activity alike).
 REFUSED = "ChangeNotAllowed"
 # What a lease template looks like when it names a Kubernetes object: k8s/<context>/<namespace>/<resource>/<name>.
 _K8S_PARTS = 5
+# ... and an AWS resource: aws/<region>/<service>/<id or name>, the name possibly in parts (ecs/<cluster>/<service>).
+_AWS_MIN_PARTS = 4
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,32 @@ def changed_object(lease: str, params: Mapping[str, Any]) -> ChangedObject | Non
     return ChangedObject(cluster=cluster, namespace=namespace if parts[2] else None, resource=resource, name=name)
 
 
+@dataclass(frozen=True)
+class AwsResource:
+    """The AWS resource a mutating step changes, as its action's lease template names it."""
+
+    region: str
+    service: str  # ec2, autoscaling, ...
+    name: str  # the instance id, the group's name, <cluster>/<service> for ECS, ...
+
+    @property
+    def path(self) -> str:
+        """What `changes.aws.resources` globs match: `ec2/i-0abc`."""
+        return f"{self.service}/{self.name}"
+
+    def describe(self) -> str:
+        return f"AWS {self.path} in region {self.region or '(none given)'}"
+
+
+def changed_aws_resource(lease: str, params: Mapping[str, Any]) -> AwsResource | None:
+    """The AWS resource a lease template names with these params; None for a lease of another kind."""
+    parts = lease.split("/")
+    if len(parts) < _AWS_MIN_PARTS or parts[0] != "aws":
+        return None
+    region, service, *name = (render_lease(part, params) for part in parts[1:])
+    return AwsResource(region=region, service=service, name="/".join(name))
+
+
 def _matches(value: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
 
@@ -111,10 +140,32 @@ def refusal(changes: Changes | None, obj: ChangedObject, protected: Collection[s
     return None
 
 
+def aws_refusal(changes: Changes | None, resource: AwsResource) -> str | None:
+    """Why the runbook may not change `resource`, in one sentence naming it and the rule; None when it may.
+    `changes` None (a plan compiled before runbooks declared it) refuses nothing, as for Kubernetes."""
+    if changes is None:
+        return None
+    what = resource.describe()
+    allowed: AwsChanges | None = changes.aws
+    if allowed is None:
+        return (f"refused to change {what}: the runbook's changes block has no aws part (changes.aws.regions, "
+                f"changes.aws.resources)")
+    if not resource.region or not _matches(resource.region, allowed.regions):
+        return (f"refused to change {what}: region {resource.region or '(none given)'} is not in the runbook's "
+                f"changes.aws.regions ({_listed(allowed.regions)})")
+    if not _matches(resource.path, allowed.resources):
+        return (f"refused to change {what}: {resource.path} matches none of the runbook's changes.aws.resources "
+                f"({_listed(allowed.resources)})")
+    return None
+
+
 def step_refusal(changes: Changes | None, lease: str | None, params: Mapping[str, Any]) -> str | None:
     """The workflow's check of a mutating step about to run: the runbook's own declaration and the built-in
     protected namespaces. Plans from before the declaration (`changes` None) run as they always did."""
     if changes is None or lease is None:
         return None
     obj = changed_object(lease, params)
-    return refusal(changes, obj) if obj is not None else None
+    if obj is not None:
+        return refusal(changes, obj)
+    resource = changed_aws_resource(lease, params)
+    return aws_refusal(changes, resource) if resource is not None else None

@@ -32,6 +32,7 @@ from incidentctl.dsl.plan import (
     STEP_KINDS,
     AlertPolicy,
     Approval,
+    AwsChanges,
     Branch,
     Case,
     Changes,
@@ -295,29 +296,48 @@ class _Compiler:
         return leases
 
     def changes(self, spec: dict[str, Any] | None) -> Changes | None:
-        """The `changes` block; a runbook whose steps change Kubernetes objects must have one, and a step whose
-        object is literal must fit it now rather than fail when the incident runs."""
+        """The `changes` block; a runbook whose steps change Kubernetes objects or AWS resources must have one
+        (with `clusters`, resp. an `aws` part), and a step whose object is literal must fit it now rather than
+        fail when the incident runs."""
         leased = [(path, step) for path, step in self.compiled
                   if step.lease and allowed_changes.changed_object(step.lease, {}) is not None]
+        aws_leased = [(path, step) for path, step in self.compiled
+                      if step.lease and allowed_changes.changed_aws_resource(step.lease, {}) is not None]
         if spec is None:
             if leased:
                 path, step = leased[0]
                 self.error((*path, step.kind), f"{step.action} changes Kubernetes objects: say where this runbook "
                                                "may change things in a top-level `changes` block (clusters, "
                                                "namespaces)")
+            if aws_leased:
+                path, step = aws_leased[0]
+                self.error((*path, step.kind), f"{step.action} changes AWS resources: say where this runbook may "
+                                               "change things in a top-level `changes.aws` block (regions, "
+                                               "resources)")
             return None
-        changes = Changes(clusters=list(spec["clusters"]), namespaces=list(spec.get("namespaces") or []),
+        changes = Changes(clusters=list(spec.get("clusters") or []), namespaces=list(spec.get("namespaces") or []),
                           cluster_resources=list(spec.get("cluster_resources") or []))
         changes.names = list(spec.get("names") or changes.names)
-        if not changes.namespaces and not changes.cluster_resources:
+        if spec.get("aws") is not None:
+            changes.aws = AwsChanges(regions=list(spec["aws"]["regions"]))
+            changes.aws.resources = list(spec["aws"].get("resources") or changes.aws.resources)
+            changes.aws.operations = list(spec["aws"].get("operations") or [])
+        if leased and not changes.clusters:
+            path, step = leased[0]
+            self.error(("changes",), f"{step.action} changes Kubernetes objects: say in changes.clusters which "
+                                     "kubeconfig contexts (\"*\" for any)")
+        if not changes.namespaces and not changes.cluster_resources and (leased or changes.aws is None):
             self.error(("changes",), "changes lists neither namespaces nor cluster_resources: the runbook could "
                                      "change nothing")
-        for path, step in leased:
+        if aws_leased and changes.aws is None:
+            path, step = aws_leased[0]
+            self.error((*path, step.kind), f"{step.action} changes AWS resources: say where in `changes.aws` "
+                                           "(regions, resources)")
+        for path, step in leased + aws_leased:
             fields = allowed_changes.template_fields(step.lease or "")
             if any(_has_template((step.params or {}).get(name)) for name in fields):
                 continue  # known when the incident runs, and checked then
-            obj = allowed_changes.changed_object(step.lease or "", step.params or {})
-            refused = allowed_changes.refusal(changes, obj) if obj else None
+            refused = allowed_changes.step_refusal(changes, step.lease, step.params or {})
             if refused:
                 self.error((*path, step.kind), refused)
         return changes

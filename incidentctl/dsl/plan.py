@@ -227,6 +227,16 @@ class Leases:
 
 
 @dataclass
+class AwsChanges:
+    """`changes.aws`: the regions and resources (globs over `service/id-or-name`, e.g. `ec2/i-*`) the runbook's
+    AWS steps may change."""
+
+    regions: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=lambda: ["*"])
+    operations: list[str] = field(default_factory=list)  # aws.change's allow-list: "ec2:ModifyInstanceAttribute"
+
+
+@dataclass
 class Changes:
     """`changes`: where the runbook's mutating steps may change things (incidentctl.dsl.allowed_changes). Patterns
     are globs; a protected namespace counts only when listed by its exact name."""
@@ -235,6 +245,7 @@ class Changes:
     namespaces: list[str] = field(default_factory=list)
     cluster_resources: list[str] = field(default_factory=list)  # objects in no namespace, by resource (nodes)
     names: list[str] = field(default_factory=lambda: ["*"])  # the changed objects' names
+    aws: AwsChanges | None = None  # None: the runbook changes nothing in AWS
 
 
 @dataclass

@@ -87,11 +87,15 @@ def summarize_plan(plan: Plan) -> str:
     lines.append(f"owner {book.owner or '-'}  team {book.team or '-'}  severity {book.severity}")
     if plan.trigger:
         lines.append(f"trigger {_short(plan.trigger)}")
-    if plan.changes:
-        listed = {key: ", ".join(getattr(plan.changes, key)) or "-"
-                  for key in ("clusters", "namespaces", "cluster_resources", "names")}
+    kubernetes = ("clusters", "namespaces", "cluster_resources")
+    if plan.changes and any(getattr(plan.changes, key) for key in kubernetes):
+        listed = {key: ", ".join(getattr(plan.changes, key)) or "-" for key in (*kubernetes, "names")}
         lines.append(f"changes clusters {listed['clusters']}; namespaces {listed['namespaces']}; "
                      f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
+    if plan.changes and plan.changes.aws:
+        lines.append(f"changes aws regions {', '.join(plan.changes.aws.regions)}; "
+                     f"resources {', '.join(plan.changes.aws.resources)}; "
+                     f"operations {', '.join(plan.changes.aws.operations) or '-'}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:
