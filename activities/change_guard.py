@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.errors import ActionError
-from incidentctl.dsl.allowed_changes import PROTECTED_NAMESPACES, REFUSED, changed_object, refusal
+from incidentctl.dsl.allowed_changes import (
+    PROTECTED_NAMESPACES,
+    REFUSED,
+    changed_node_pool,
+    changed_object,
+    gke_refusal,
+    refusal,
+)
 from incidentctl.dsl.plan import Changes
 
 PROTECTED_ENV = "INCIDENTCTL_PROTECTED_NAMESPACES"
@@ -29,6 +36,12 @@ def protected_namespaces() -> tuple[str, ...]:
 
 async def refuse_outside_changes(lease: str, changes: Changes | None, params: Mapping[str, Any]) -> None:
     """Raise a non-retryable ActionError naming the object, its namespace and the rule it breaks, if any."""
+    pool = changed_node_pool(lease, params)
+    if pool is not None:
+        refused_pool = gke_refusal(changes, pool)
+        if refused_pool:
+            raise ActionError(refused_pool, type=REFUSED, non_retryable=True)
+        return
     obj = changed_object(lease, params)
     if obj is None:
         return

@@ -148,7 +148,7 @@ def test_the_block_compiles_into_the_plan_with_its_defaults() -> None:
     plan = compile_plan(SCALE)
     assert plan.changes == Changes(clusters=["*"], namespaces=["shop", "team-*"], cluster_resources=[], names=["*"])
     assert plan.to_json()["changes"] == {"clusters": ["*"], "namespaces": ["shop", "team-*"],
-                                         "cluster_resources": [], "names": ["*"]}
+                                         "cluster_resources": [], "names": ["*"], "gke": None}
 
 
 def test_the_plan_summary_says_where_the_runbook_may_change_things() -> None:
@@ -172,7 +172,8 @@ def test_a_literal_object_outside_the_block_is_refused_at_compile_time() -> None
 
 
 @pytest.mark.parametrize(("block", "expected"), [
-    ("changes: {namespaces: [shop]}\n", "rb.yaml:1:10: $.changes: missing required key 'clusters'"),
+    ("changes: {namespaces: [shop]}\n", "rb.yaml:1:10: $.changes: changes.clusters is required: k8s.scale changes "
+                                        "Kubernetes objects"),
     ("changes: {clusters: [\"*\"]}\n", "rb.yaml:1:10: $.changes: changes lists neither namespaces nor "
                                       "cluster_resources: the runbook could change nothing"),
     ("changes: {clusters: [\"*\"], namespaces: [Shop]}\n", "rb.yaml:1:41: $.changes.namespaces[0]:"),

@@ -29,9 +29,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "incidentctl.review_timeline", "incidentctl.review_markdown", "incidentctl.report")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",
                "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim",
-               "incidentctl.report_chart")),
+               "incidentctl.report_chart", "incidentctl.gkesim")),
 ]
-STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp")}
+STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp"),
+              "incidentctl.gkesim": ("incidentctl.gkesim", "incidentctl.process", "incidentctl.localhttp")}
 
 
 def _matches(module: str, prefix: str) -> bool:

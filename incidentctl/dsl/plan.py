@@ -235,6 +235,15 @@ class Changes:
     namespaces: list[str] = field(default_factory=list)
     cluster_resources: list[str] = field(default_factory=list)  # objects in no namespace, by resource (nodes)
     names: list[str] = field(default_factory=lambda: ["*"])  # the changed objects' names
+    gke: GkeChanges | None = None  # None: no GKE node pool may be changed
+
+
+@dataclass
+class GkeChanges:
+    """`changes.gke`: the GKE node pools the runbook's gke steps may change (globs)."""
+
+    clusters: list[str] = field(default_factory=list)  # project/location/cluster
+    node_pools: list[str] = field(default_factory=lambda: ["*"])
 
 
 @dataclass

@@ -92,6 +92,9 @@ def summarize_plan(plan: Plan) -> str:
                   for key in ("clusters", "namespaces", "cluster_resources", "names")}
         lines.append(f"changes clusters {listed['clusters']}; namespaces {listed['namespaces']}; "
                      f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
+        if plan.changes.gke:
+            lines.append(f"changes gke clusters {', '.join(plan.changes.gke.clusters)}; "
+                         f"node pools {', '.join(plan.changes.gke.node_pools)}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:
