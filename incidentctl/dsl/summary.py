@@ -87,14 +87,14 @@ def summarize_plan(plan: Plan) -> str:
     lines.append(f"owner {book.owner or '-'}  team {book.team or '-'}  severity {book.severity}")
     if plan.trigger:
         lines.append(f"trigger {_short(plan.trigger)}")
-    if plan.changes:
+    if plan.changes and (plan.changes.clusters or plan.changes.gke is None):
         listed = {key: ", ".join(getattr(plan.changes, key)) or "-"
                   for key in ("clusters", "namespaces", "cluster_resources", "names")}
         lines.append(f"changes clusters {listed['clusters']}; namespaces {listed['namespaces']}; "
                      f"cluster resources {listed['cluster_resources']}; names {listed['names']}")
-        if plan.changes.gke:
-            lines.append(f"changes gke clusters {', '.join(plan.changes.gke.clusters)}; "
-                         f"node pools {', '.join(plan.changes.gke.node_pools)}")
+    if plan.changes and plan.changes.gke:
+        lines.append(f"changes gke clusters {', '.join(plan.changes.gke.clusters)}; "
+                     f"node pools {', '.join(plan.changes.gke.node_pools)}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:

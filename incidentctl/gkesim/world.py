@@ -55,6 +55,12 @@ class NodePool:
     status: str = "RUNNING"
     status_message: str = ""
     previous_version: str | None = None  # set after a failed upgrade: what a rollback returns to
+    # What the pool was created with; GKE reports this, never the current size (resizes do not change it).
+    initial_node_count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.initial_node_count < 0:
+            self.initial_node_count = self.node_count
 
 
 @dataclass
@@ -205,7 +211,7 @@ class World:
 
 def pool_json(cluster: Cluster, pool: NodePool) -> dict[str, Any]:
     link = f"{API_ROOT}/{cluster.path}/nodePools/{pool.name}"
-    return {"name": pool.name, "initialNodeCount": pool.node_count, "locations": pool.locations,
+    return {"name": pool.name, "initialNodeCount": pool.initial_node_count, "locations": pool.locations,
             "version": pool.version, "status": pool.status, "statusMessage": pool.status_message,
             "autoscaling": pool.autoscaling.to_json(), "selfLink": link,
             "instanceGroupUrls": [f"https://www.googleapis.com/compute/v1/projects/{cluster.project}/zones/{zone}/"

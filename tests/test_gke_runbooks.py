@@ -1,0 +1,83 @@
+"""The shipped GKE runbook end to end: real Temporal dev server, in-process worker, the fake GKE API as a local
+process (the worker's gke actions reach it through INCIDENTCTL_GKE_ENDPOINT), an approval from config/people.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from incidentctl import client as incidents
+from incidentctl.intake.routing import Router
+from incidentctl.library import compile_file
+from tests.conftest import eventually
+from tests.gke_fake import FakeGke, start_gke
+from tests.runbook_run import RUNBOOKS, approve, finished, start, waiting_on
+from workflows.model import ApprovalDecision
+
+RUNBOOK = "gke-node-pool-exhausted"
+# What the alert rule of docs/gke.md sends: the pool, where it is, and its node count from kube-state-metrics.
+EXHAUSTED = {"alertname": "GKENodePoolExhausted", "project": "acme-prod", "location": "europe-west1",
+             "cluster": "shop", "node_pool": "web", "nodes": "3", "severity": "critical"}
+
+
+@pytest.fixture
+def gke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGke]:
+    with start_gke(tmp_path, monkeypatch) as fake:
+        yield fake
+
+
+def test_the_alert_routes_to_the_runbook_with_its_parameters() -> None:
+    from incidentctl.params import resolve_params
+
+    router = Router([compile_file(RUNBOOKS / f"{RUNBOOK}.yaml")])
+    route = router.route(EXHAUSTED)
+    assert route is not None and route.runbook == RUNBOOK
+    resolved = resolve_params(route.plan, {}, {"labels": EXHAUSTED, "annotations": {}})
+    assert (resolved["node_pool"], resolved["nodes"], resolved["max_nodes"]) == ("web", 3, 12)
+    assert router.severity(route, EXHAUSTED) == "SEV2"
+
+
+async def test_a_pool_at_its_limit_is_grown_within_the_bound_with_approval(
+        client: Client, worker: Worker, unique: str, gke: FakeGke) -> None:
+    incident = await start(client, RUNBOOK, unique, EXHAUSTED)
+    asked = await approve(client, incident, "approve_resize")
+    summary = await finished(client, incident)
+
+    assert "is at its limit: 3 nodes in 1 zone(s), autoscaling maximum 3 per zone" in asked["message"]
+    assert "Resize it to 4 per zone (4 nodes, bound 12)" in asked["message"]
+    assert asked["will_run"]["action"] == "gke.resize_node_pool"
+    assert asked["will_run"]["params"]["node_count"] == 4 and asked["will_run"]["params"]["max_nodes"] == 12
+    assert summary["outcome"] == "succeeded", summary.get("failure")
+    steps = summary["steps"]
+    assert steps["resize"]["output"]["operation"]["status"] == "DONE"
+    assert steps["raise_autoscaling"]["output"]["autoscaling"] == {"enabled": True, "min_node_count": 1,
+                                                                   "max_node_count": 4}
+    assert steps["verify"]["status"] == "succeeded"
+    assert gke.pool("web") == {"node_count": 4, "version": "1.30.5-gke.1014001", "status": "RUNNING",
+                               "autoscaling": {"enabled": True, "minNodeCount": 1, "maxNodeCount": 4}}
+    assert gke.calls(":setSize") == 1 and gke.calls(":setAutoscaling") == 1
+
+
+async def test_a_pool_below_its_limit_is_handed_to_people_without_a_change(
+        client: Client, worker: Worker, unique: str, gke: FakeGke) -> None:
+    incident = await start(client, RUNBOOK, unique, {**EXHAUSTED, "nodes": "2"})
+    summary = await finished(client, incident)
+    assert "approve_resize" not in summary["steps"] and "resize" not in summary["steps"]
+    assert summary["steps"]["not_at_limit"]["status"] == "succeeded"
+    state = await incidents.show_incident(client, incident)
+    assert state["status"] == "needs_attention"
+    assert gke.calls(":setSize") == 0 and gke.pool("web")["node_count"] == 3
+
+
+async def test_a_rejected_resize_changes_nothing(client: Client, worker: Worker, unique: str, gke: FakeGke) -> None:
+    incident = await start(client, RUNBOOK, unique, EXHAUSTED)
+    await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_resize"), timeout=60)
+    await incidents.decide(client, incident, ApprovalDecision(approver="bob", approve=False, step="approve_resize",
+                                                              comment="quota is exhausted anyway"))
+    summary = await finished(client, incident)
+    assert summary["outcome"] == "failed" and "resize" not in summary["steps"]
+    assert gke.calls(":setSize") == 0 and gke.pool("web")["node_count"] == 3
