@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from incidentctl.gkesim.seed import DEFAULT_ACCESS_TOKEN, DEFAULT_OPERATION_S
+
 STARTUP_S = 30.0
 
 
@@ -31,12 +33,13 @@ class GkeFakeProcess:
             self.process.wait()
 
 
-def start_fake(directory: Path, *, operation_s: float = 2.0) -> GkeFakeProcess:
+def start_fake(directory: Path, *, operation_s: float = DEFAULT_OPERATION_S,
+               access_token: str = DEFAULT_ACCESS_TOKEN) -> GkeFakeProcess:
     """Start `python -m incidentctl.gkesim`, wait until it serves, return its URL."""
     directory.mkdir(parents=True, exist_ok=True)
     ready = directory / f"gke-fake-{time.monotonic_ns()}.json"
     command = [sys.executable, "-m", "incidentctl.gkesim", "--ready-file", str(ready),
-               "--operation-seconds", str(operation_s)]
+               "--operation-seconds", str(operation_s), "--access-token", access_token]
     log_path = directory / "gke-fake.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2])

@@ -13,6 +13,9 @@ from incidentctl.gkesim.world import Autoscaling, Cluster, NodePool, World
 PROJECT = "acme-prod"
 LOCATION = "europe-west1"
 CLUSTER = "shop"
+# How long an operation takes to finish, unless told (GKE: minutes), and the token POST /token hands out.
+DEFAULT_OPERATION_S = 2.0
+DEFAULT_ACCESS_TOKEN = "gkesim-token"
 OLD_VERSION = "1.30.5-gke.1014001"
 NEW_VERSION = "1.31.1-gke.1146000"
 # Not a usable certificate: what the fake hands out where GKE gives the cluster's CA.

@@ -6,7 +6,10 @@
   GET  /v1/projects/{p}/locations/{l}/operations[/{op}]
 Controls: POST /_sim/faults {method, match, code, status, times} answers the next `times` matching calls with that
 error; GET /_sim/requests lists the calls received; GET /_sim/pools/{p}/{l}/{c}/{np} shows a pool as the fake
-holds it (its per-zone node count, which GKE's API does not report).
+holds it (its per-zone node count, which GKE's API does not report); POST /_sim/clusters/{p}/{l}/{c}/endpoint
+{endpoint, ca_certificate} moves a cluster's Kubernetes API (a test points it at the simulated cluster).
+POST /token: an OAuth2 token endpoint for service-account credentials whose token_uri names it; it hands out the
+`--access-token` the fake was started with, whatever the assertion (it checks no signature).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from aiohttp import web
 from incidentctl.gkesim.world import GkeApiError, World, cluster_json, operation_json, pool_json
 
 WORLD_KEY: web.AppKey[World] = web.AppKey("world", World)
+TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
+TOKEN_LIFETIME_S = 3600
 FAULTS_KEY: web.AppKey[list] = web.AppKey("faults", list)
 REQUESTS_KEY: web.AppKey[list] = web.AppKey("requests", list)
 
@@ -135,13 +140,38 @@ async def show_pool(request: web.Request) -> web.Response:
                               "autoscaling": pool.autoscaling.to_json()})
 
 
-def make_app(world: World) -> web.Application:
+async def move_endpoint(request: web.Request) -> web.Response:
+    spec = await request.json()
+    m = request.match_info
+    try:
+        cluster = request.app[WORLD_KEY].cluster(m["project"], m["location"], m["cluster"])
+    except GkeApiError as exc:
+        return web.json_response(exc.body(), status=exc.code)
+    cluster.endpoint = spec["endpoint"]
+    cluster.ca_certificate = spec.get("ca_certificate", cluster.ca_certificate)
+    return web.json_response({"ok": True})
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    form = await request.post()
+    request.app[REQUESTS_KEY].append({"method": "POST", "path": request.path, "authorization": "",
+                                      "grant_type": str(form.get("grant_type", ""))})
+    if "assertion" not in form:
+        return web.json_response({"error": "invalid_request", "error_description": "no assertion"}, status=400)
+    return web.json_response({"access_token": request.app[TOKEN_KEY], "token_type": "Bearer",
+                              "expires_in": TOKEN_LIFETIME_S})
+
+
+def make_app(world: World, access_token: str) -> web.Application:
     app = web.Application()
     app[WORLD_KEY] = world
+    app[TOKEN_KEY] = access_token
     app[FAULTS_KEY] = []
     app[REQUESTS_KEY] = []
     app.router.add_post("/_sim/faults", add_fault)
     app.router.add_get("/_sim/requests", list_requests)
     app.router.add_get("/_sim/pools/{project}/{location}/{cluster}/{pool}", show_pool)
+    app.router.add_post("/_sim/clusters/{project}/{location}/{cluster}/endpoint", move_endpoint)
+    app.router.add_post("/token", issue_token)
     app.router.add_route("*", "/v1/{tail:.*}", handle_api)
     return app
