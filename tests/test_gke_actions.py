@@ -201,3 +201,16 @@ async def test_the_worker_refuses_a_pool_outside_the_runbooks_changes(gke: FakeG
     assert gke.calls(":setSize") == 0
     done = await run_gke("gke.resize_node_pool", changes=allowed, node_pool="web", node_count=4, max_nodes=6, **FAST)
     assert done["operation"]["status"] == "DONE"
+
+
+def test_an_operation_is_matched_to_its_pool_by_name_whatever_the_link_says_of_project_and_location() -> None:
+    from activities.gke.api import PoolRef, targets
+
+    web = PoolRef(PROJECT, LOCATION, CLUSTER, "web")
+    real = f"https://container.googleapis.com/v1/projects/123456789/zones/{LOCATION}-b/clusters/{CLUSTER}/nodePools/web"
+    assert targets(web, real)
+    assert not targets(web, real.replace("/nodePools/web", "/nodePools/web-2"))
+    assert not targets(web, real.replace(f"/clusters/{CLUSTER}/", "/clusters/other/"))
+    whole = PoolRef(PROJECT, LOCATION, CLUSTER)
+    assert targets(whole, real) and targets(whole, real.split("/nodePools/")[0])
+    assert not targets(whole, real.replace(f"/clusters/{CLUSTER}/", f"/clusters/{CLUSTER}-2/"))

@@ -151,10 +151,19 @@ async def running_operations(ref: PoolRef, timeout_s: float) -> list[dict[str, A
     """Operations still running on `ref`'s node pool (or, with no pool, anywhere in its cluster)."""
     listed = await call("list_operations", {"parent": ref.parent}, what=f"operations in {ref.parent}",
                         permission=LIST_OPERATIONS, timeout_s=timeout_s)
-    suffix = f"/{ref.pool_name}" if ref.node_pool else f"/{ref.cluster_name}"
     ops = [operation_record(op) for op in listed.operations]
-    return [op for op in ops if op["status"] in RUNNING_STATUSES
-            and (op["target"].endswith(suffix) or (not ref.node_pool and f"{suffix}/" in op["target"]))]
+    return [op for op in ops if op["status"] in RUNNING_STATUSES and targets(ref, op["target"])]
+
+
+def targets(ref: PoolRef, target_link: str) -> bool:
+    """Whether an operation's target link is `ref`'s node pool (or, with no pool, its cluster or anything in it).
+
+    By cluster and pool name only: operations are listed per project and location already, and GKE's target links
+    may name the project by number and the location as `zones/`."""
+    cluster = f"/clusters/{ref.cluster}"
+    if ref.node_pool:
+        return target_link.endswith(f"{cluster}/nodePools/{ref.node_pool}")
+    return target_link.endswith(cluster) or f"{cluster}/" in target_link
 
 
 async def wait_operation(ref: PoolRef, operation: str, params: dict[str, Any],
