@@ -12,10 +12,10 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.intake.routing import Router
-from incidentctl.library import compile_file
-from tests.conftest import eventually
+from incidentctl.library import compile_file, compile_text
+from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.gke_fake import FakeGke, start_gke
-from tests.runbook_run import RUNBOOKS, approve, finished, start, waiting_on
+from tests.runbook_run import RUNBOOKS, alert, approve, finished, start, waiting_on
 from workflows.model import ApprovalDecision
 
 RUNBOOK = "gke-node-pool-exhausted"
@@ -80,4 +80,27 @@ async def test_a_rejected_resize_changes_nothing(client: Client, worker: Worker,
                                                               comment="quota is exhausted anyway"))
     summary = await finished(client, incident)
     assert summary["outcome"] == "failed" and "resize" not in summary["steps"]
+    assert gke.calls(":setSize") == 0 and gke.pool("web")["node_count"] == 3
+
+
+async def test_an_alert_naming_a_pool_outside_changes_gke_is_refused_by_the_workflow(
+        client: Client, worker: Worker, unique: str, gke: FakeGke) -> None:
+    """The runbook narrowed to pool `batch`; the alert names `web`. A person approving does not widen it: the
+    workflow refuses before it schedules the resize, and GKE is never asked."""
+    shipped = (RUNBOOKS / f"{RUNBOOK}.yaml").read_text()
+    narrowed = shipped.replace('    node_pools: ["*"]\n', "    node_pools: [batch]\n")
+    assert narrowed != shipped
+    plan = compile_text(narrowed, f"{RUNBOOK}.yaml")
+    started = await incidents.start_incident(client, plan, alert=alert(**EXHAUSTED), key=unique,
+                                             task_queue=TEST_TASK_QUEUE, started_by="alertmanager")
+    await approve(client, started.incident_id, "approve_resize")
+    summary = await finished(client, started.incident_id)
+    resize = summary["steps"]["resize"]
+    assert resize["status"] == "failed" and resize["error"]["type"] == "ChangeNotAllowed"
+    assert "web matches none of the runbook's changes.gke.node_pools (batch)" in resize["error"]["message"]
+    assert summary["steps"]["escalate"]["status"] == "succeeded"
+    history = await client.get_workflow_handle(started.incident_id).fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+                 if e.HasField("activity_task_scheduled_event_attributes")]
+    assert "gke.node_pool_status" in scheduled and "gke.resize_node_pool" not in scheduled
     assert gke.calls(":setSize") == 0 and gke.pool("web")["node_count"] == 3
