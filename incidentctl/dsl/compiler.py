@@ -312,8 +312,7 @@ class _Compiler:
             path, step = leased[0]
             self.error(("changes",), f"changes.clusters is required: {step.action} changes Kubernetes objects")
         changes.gke = self.gke_changes(spec.get("gke"))
-        if not changes.namespaces and not changes.cluster_resources and (leased or changes.clusters
-                                                                          or changes.gke is None):
+        if not changes.namespaces and not changes.cluster_resources and (leased or changes.gke is None):
             self.error(("changes",), "changes lists neither namespaces nor cluster_resources: the runbook could "
                                      "change nothing")
         for path, step in leased:

@@ -281,7 +281,7 @@ class Plan:
     resolve: Resolve = field(default_factory=Resolve)
     leases: Leases = field(default_factory=Leases)
     communication: Communication | None = None
-    changes: Changes | None = None  # None: the runbook changes no Kubernetes object (or predates the block)
+    changes: Changes | None = None  # None: it changes no Kubernetes object or node pool (or predates the block)
     # An approval may approve itself on timeout before a mutating step only when the runbook says so.
     auto_approve_mutations: bool = False
     hash: str = ""
