@@ -107,7 +107,7 @@ async def test_a_retried_resize_resumes_the_operation_its_previous_attempt_start
     waits for that one rather than asking GKE again."""
     started = start_operation(gke, "web", "setSize", {"nodeCount": 4})
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"operation": started}])
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"operation": started, "mine": True}])
     beats: list[Any] = []
     env.on_heartbeat = lambda *details: beats.append(details)
     spec = get_action("gke.resize_node_pool")
@@ -119,6 +119,21 @@ async def test_a_retried_resize_resumes_the_operation_its_previous_attempt_start
     assert gke.calls(":setSize") == 1, "only the first attempt's call"
     assert gke.pool("web")["node_count"] == 4
     assert any(d and isinstance(d[0], dict) and d[0].get("status") == "DONE" for d in beats), beats
+
+
+async def test_a_retry_whose_previous_attempt_was_waiting_out_someone_elses_operation_still_resizes(
+        gke: FakeGke) -> None:
+    """The previous attempt died while waiting for another operation on the pool: that one is not the resize."""
+    theirs = start_operation(gke, "web", "setAutoscaling",
+                             {"autoscaling": {"enabled": True, "minNodeCount": 1, "maxNodeCount": 6}})
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"operation": theirs, "mine": False}])
+    spec = get_action("gke.resize_node_pool")
+    result = await env.run(spec.activity, ActionInput(
+        action=spec.name, params={**WHERE, "node_pool": "web", "node_count": 5, "max_nodes": 6, **FAST},
+        incident_id="i", step_id="resize"))
+    assert result["resumed"] is False and [op["name"] for op in result["waited_for"]] == [theirs]
+    assert gke.calls(":setSize") == 1 and gke.pool("web")["node_count"] == 5
 
 
 async def test_the_same_resize_run_twice_ends_at_the_same_size(gke: FakeGke) -> None:

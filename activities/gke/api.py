@@ -166,11 +166,13 @@ def targets(ref: PoolRef, target_link: str) -> bool:
     return target_link.endswith(cluster) or f"{cluster}/" in target_link
 
 
-async def wait_operation(ref: PoolRef, operation: str, params: dict[str, Any],
+async def wait_operation(ref: PoolRef, operation: str, params: dict[str, Any], *, mine: bool = False,
                          on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Poll an operation until it is DONE (heartbeating), within `params["timeout"]`; fails if it failed.
 
-    A transient error while polling does not end the wait: the operation runs on in GKE whatever our reads do."""
+    The heartbeat says whether this step started the operation (`mine`): a retry resumes only its own, never one
+    it was waiting out. A transient error while polling does not end the wait: the operation runs on in GKE
+    whatever our reads do."""
     name = ref.operation_name(operation)
     deadline = time.monotonic() + parse_duration(params["timeout"])
     poll_s = parse_duration(params["poll"])
@@ -184,7 +186,7 @@ async def wait_operation(ref: PoolRef, operation: str, params: dict[str, Any],
                 raise
             last = exc
         else:
-            heartbeats.heartbeat({"operation": name, "status": op["status"]})
+            heartbeats.heartbeat({"operation": name, "status": op["status"], "mine": mine})
             if on_poll:
                 on_poll(op)
             if op["done"]:
@@ -211,7 +213,7 @@ async def wait_for_running(ref: PoolRef, params: dict[str, Any]) -> list[dict[st
 def previous_operation() -> str | None:
     """The operation a previous attempt of this step started (its heartbeat details), if any."""
     for detail in heartbeats.previous_details():
-        if isinstance(detail, dict) and detail.get("operation"):
+        if isinstance(detail, dict) and detail.get("operation") and detail.get("mine"):
             return str(detail["operation"])
     return None
 

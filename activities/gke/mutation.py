@@ -17,7 +17,8 @@ async def change_pool(ref: PoolRef, params: dict[str, Any], start: Callable[[], 
     after that operation would change nothing anyway, so the step is idempotent."""
     resumed = previous_operation()
     if resumed:
-        return {"operation": await wait_operation(ref, resumed, params), "waited_for": [], "resumed": True}
+        return {"operation": await wait_operation(ref, resumed, params, mine=True), "waited_for": [], "resumed": True}
     waited = await wait_for_running(ref, params)
     started = await start()
-    return {"operation": await wait_operation(ref, started.name, params), "waited_for": waited, "resumed": False}
+    return {"operation": await wait_operation(ref, started.name, params, mine=True), "waited_for": waited,
+            "resumed": False}
