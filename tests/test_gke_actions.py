@@ -229,3 +229,12 @@ def test_an_operation_is_matched_to_its_pool_by_name_whatever_the_link_says_of_p
     whole = PoolRef(PROJECT, LOCATION, CLUSTER)
     assert targets(whole, real) and targets(whole, real.split("/nodePools/")[0])
     assert not targets(whole, real.replace(f"/clusters/{CLUSTER}/", f"/clusters/{CLUSTER}-2/"))
+
+
+async def test_error_messages_carry_gkes_words_not_the_request_url(gke: FakeGke) -> None:
+    missing = await failure("gke.node_pool_status", node_pool="nope")
+    assert missing.message == (f"node pool nope of cluster {PROJECT}/{LOCATION}/{CLUSTER} not found (Not found: "
+                               f"projects/{PROJECT}/locations/{LOCATION}/clusters/{CLUSTER}/nodePools/nope.)")
+    gke.fault(409, "ABORTED", match=":setSize", method="POST")
+    busy = await failure("gke.resize_node_pool", node_pool="web", node_count=4, max_nodes=6, **FAST)
+    assert (busy.type, busy.non_retryable) == ("GkeBusy", False)

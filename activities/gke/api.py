@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ READ_OPERATIONS = "container.operations.get"
 LIST_OPERATIONS = "container.operations.list"
 UPDATE_CLUSTER = "container.clusters.update"
 
+_REQUEST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ")
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -100,7 +102,8 @@ def gke_error(exc: Exception, what: str, permission: str) -> ActionError:
     from google.api_core import exceptions as google_errors
     from google.auth import exceptions as auth_errors
 
-    message = getattr(exc, "message", None) or str(exc)
+    # The REST transport prefixes GKE's own message with the method and URL: the URL says nothing `what` does not.
+    message = _REQUEST_PREFIX.sub("", getattr(exc, "message", None) or str(exc), count=1)
     if isinstance(exc, google_errors.Forbidden | google_errors.Unauthorized):
         return ActionError(f"permission denied on {what}: the worker's Google identity needs {permission} "
                            f"({message})", type="GkePermissionDenied", non_retryable=True)
@@ -109,9 +112,10 @@ def gke_error(exc: Exception, what: str, permission: str) -> ActionError:
                            f"({message})", type="GkePermissionDenied", non_retryable=True)
     if isinstance(exc, google_errors.NotFound):
         return ActionError(f"{what} not found ({message})", type="GkeNotFound", non_retryable=True)
-    if isinstance(exc, google_errors.BadRequest) and "incompatible operation" in message:
+    if isinstance(exc, google_errors.Conflict) or (isinstance(exc, google_errors.BadRequest)
+                                                   and "incompatible operation" in message):
         return ActionError(f"{what}: the cluster is busy with another operation ({message})", type="GkeBusy")
-    if isinstance(exc, google_errors.BadRequest | google_errors.Conflict | google_errors.MethodNotAllowed):
+    if isinstance(exc, google_errors.BadRequest | google_errors.MethodNotAllowed):
         return ActionError(f"{what}: GKE refused the request ({message})", type="GkeInvalidRequest",
                            non_retryable=True)
     return ActionError(f"{what}: GKE did not answer ({type(exc).__name__}: {message})", type="GkeUnavailable")
@@ -119,14 +123,13 @@ def gke_error(exc: Exception, what: str, permission: str) -> ActionError:
 
 async def call(method: str, request: dict[str, Any], *, what: str, permission: str, timeout_s: float) -> Any:
     """`ClusterManagerClient.<method>(request)` on a thread; SDK errors become ActionErrors."""
+    import requests
     from google.api_core import exceptions as google_errors
+    from google.auth import exceptions as auth_errors
 
     def run() -> Any:
         # No SDK retry: transient failures go back to the step's retry policy, which the runbook controls.
         return getattr(cluster_manager(), method)(request=request, timeout=timeout_s, retry=None)
-
-    import requests
-    from google.auth import exceptions as auth_errors
 
     try:
         return await asyncio.to_thread(run)
