@@ -21,7 +21,7 @@ from activities.gke.schemas import HARD_MAX_NODES, NODE_POOL, NODE_POOL_LEASE, W
                       "description": "the fewest nodes the pool may have in all its zones together"},
         **WAIT,
     }, ["node_pool", "node_count", "max_nodes"]),
-    mutates=True, idempotent=True, lease=NODE_POOL_LEASE, heartbeat_timeout=60,
+    mutates=True, idempotent=True, lease=NODE_POOL_LEASE,
     description=f"Resize a GKE node pool to node_count per zone, its total within [min_nodes, max_nodes] (never "
                 f"above {HARD_MAX_NODES}), and wait for the operation.",
 )

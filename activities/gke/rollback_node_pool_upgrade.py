@@ -13,7 +13,7 @@ from activities.gke.schemas import NODE_POOL, NODE_POOL_LEASE, WAIT, gke_params
 @action(
     "gke.rollback_node_pool_upgrade",
     params=gke_params({"node_pool": NODE_POOL, **WAIT}, ["node_pool"]),
-    mutates=True, idempotent=True, lease=NODE_POOL_LEASE, heartbeat_timeout=60,
+    mutates=True, idempotent=True, lease=NODE_POOL_LEASE,
     description="Roll back a GKE node pool's failed or aborted upgrade to its previous version, and wait for it.",
 )
 async def rollback_node_pool_upgrade(inp: ActionInput) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from activities.gke.schemas import HARD_MAX_NODES, NODE_POOL, NODE_POOL_LEASE, W
                       "description": "the most nodes max_node_count may allow in all the pool's zones together"},
         **WAIT,
     }, ["node_pool", "max_nodes"]),
-    mutates=True, idempotent=True, lease=NODE_POOL_LEASE, heartbeat_timeout=60,
+    mutates=True, idempotent=True, lease=NODE_POOL_LEASE,
     description="Set a GKE node pool's autoscaling limits (per zone; max_node_count in all zones at most "
                 "max_nodes) or turn autoscaling off, and wait for the operation.",
 )
