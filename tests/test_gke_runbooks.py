@@ -49,11 +49,13 @@ async def test_a_pool_at_its_limit_is_grown_within_the_bound_with_approval(
 
     assert "is at its limit: 3 nodes in 1 zone(s), autoscaling maximum 3 per zone" in asked["message"]
     assert "Resize it to 4 per zone (4 nodes, bound 12)" in asked["message"]
-    assert asked["will_run"]["action"] == "gke.resize_node_pool"
-    assert asked["will_run"]["params"]["node_count"] == 4 and asked["will_run"]["params"]["max_nodes"] == 12
+    # The first change the approval lets run: the autoscaling maximum, raised to the target before the resize.
+    assert asked["will_run"]["action"] == "gke.set_node_pool_autoscaling"
+    assert asked["will_run"]["params"]["max_node_count"] == 4 and asked["will_run"]["params"]["max_nodes"] == 12
     assert summary["outcome"] == "succeeded", summary.get("failure")
     steps = summary["steps"]
     assert steps["resize"]["output"]["operation"]["status"] == "DONE"
+    assert steps["resize"]["output"]["total_nodes"] == 4 and steps["resize"]["output"]["waited_for"] == []
     assert steps["raise_autoscaling"]["output"]["autoscaling"] == {"enabled": True, "min_node_count": 1,
                                                                    "max_node_count": 4}
     assert steps["verify"]["status"] == "succeeded"
@@ -86,7 +88,7 @@ async def test_a_rejected_resize_changes_nothing(client: Client, worker: Worker,
 async def test_an_alert_naming_a_pool_outside_changes_gke_is_refused_by_the_workflow(
         client: Client, worker: Worker, unique: str, gke: FakeGke) -> None:
     """The runbook narrowed to pool `batch`; the alert names `web`. A person approving does not widen it: the
-    workflow refuses before it schedules the resize, and GKE is never asked."""
+    workflow refuses its first change before scheduling it, and GKE is never asked."""
     shipped = (RUNBOOKS / f"{RUNBOOK}.yaml").read_text()
     narrowed = shipped.replace('    node_pools: ["*"]\n', "    node_pools: [batch]\n")
     assert narrowed != shipped
@@ -95,12 +97,13 @@ async def test_an_alert_naming_a_pool_outside_changes_gke_is_refused_by_the_work
                                              task_queue=TEST_TASK_QUEUE, started_by="alertmanager")
     await approve(client, started.incident_id, "approve_resize")
     summary = await finished(client, started.incident_id)
-    resize = summary["steps"]["resize"]
-    assert resize["status"] == "failed" and resize["error"]["type"] == "ChangeNotAllowed"
-    assert "web matches none of the runbook's changes.gke.node_pools (batch)" in resize["error"]["message"]
-    assert summary["steps"]["escalate"]["status"] == "succeeded"
+    refused = summary["steps"]["raise_autoscaling"]
+    assert refused["status"] == "failed" and refused["error"]["type"] == "ChangeNotAllowed"
+    assert "web matches none of the runbook's changes.gke.node_pools (batch)" in refused["error"]["message"]
+    assert "resize" not in summary["steps"] and summary["steps"]["escalate"]["status"] == "succeeded"
     history = await client.get_workflow_handle(started.incident_id).fetch_history()
     scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
                  if e.HasField("activity_task_scheduled_event_attributes")]
-    assert "gke.node_pool_status" in scheduled and "gke.resize_node_pool" not in scheduled
-    assert gke.calls(":setSize") == 0 and gke.pool("web")["node_count"] == 3
+    assert "gke.node_pool_status" in scheduled
+    assert "gke.set_node_pool_autoscaling" not in scheduled and "gke.resize_node_pool" not in scheduled
+    assert gke.calls(":setSize") == 0 and gke.calls(":setAutoscaling") == 0 and gke.pool("web")["node_count"] == 3
