@@ -20,7 +20,9 @@ from incidentctl.dsl.allowed_changes import (
     REFUSED,
     aws_refusal,
     changed_aws_resource,
+    changed_node_pool,
     changed_object,
+    gke_refusal,
     refusal,
 )
 from incidentctl.dsl.plan import Changes
@@ -36,6 +38,12 @@ def protected_namespaces() -> tuple[str, ...]:
 
 async def refuse_outside_changes(lease: str, changes: Changes | None, params: Mapping[str, Any]) -> None:
     """Raise a non-retryable ActionError naming the object, its namespace and the rule it breaks, if any."""
+    pool = changed_node_pool(lease, params)
+    if pool is not None:
+        refused_pool = gke_refusal(changes, pool)
+        if refused_pool:
+            raise ActionError(refused_pool, type=REFUSED, non_retryable=True)
+        return
     obj = changed_object(lease, params)
     if obj is None:
         resource = changed_aws_resource(lease, params)

@@ -370,6 +370,8 @@ PUBLISHED_ACTIONS = {
     "aws.ec2_instance_status", "aws.asg_status", "aws.cloudwatch_alarm", "aws.cloudwatch_metric",
     "aws.ec2_reboot", "aws.ec2_stop_start", "aws.asg_set_capacity", "aws.ecs_force_deploy", "aws.rds_reboot",
     "aws.ssm_run_command", "aws.call", "aws.change", "aws.wait", "aws.ecs_service_status", "aws.rds_instance_status",
+    "gke.cluster_status", "gke.node_pool_status", "gke.operation_status", "gke.resize_node_pool",
+    "gke.set_node_pool_autoscaling", "gke.rollback_node_pool_upgrade",
 }
 
 

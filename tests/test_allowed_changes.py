@@ -148,7 +148,7 @@ def test_the_block_compiles_into_the_plan_with_its_defaults() -> None:
     plan = compile_plan(SCALE)
     assert plan.changes == Changes(clusters=["*"], namespaces=["shop", "team-*"], cluster_resources=[], names=["*"])
     assert plan.to_json()["changes"] == {"clusters": ["*"], "namespaces": ["shop", "team-*"],
-                                         "cluster_resources": [], "names": ["*"], "aws": None}
+                                         "cluster_resources": [], "names": ["*"], "aws": None, "gke": None}
 
 
 def test_the_plan_summary_says_where_the_runbook_may_change_things() -> None:

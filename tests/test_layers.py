@@ -31,9 +31,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "incidentctl.incident_view", "incidentctl.step_progress", "incidentctl.ui_texts")),
     ("tools", ("incidentctl.cli", "incidentctl.demo", "incidentctl.demo_service", "incidentctl.devloop",
                "incidentctl.devserver", "incidentctl.output", "incidentctl.promstack", "incidentctl.k8ssim",
-               "incidentctl.report_chart", "incidentctl.watch", "incidentctl.completion", "incidentctl.cli_help")),
+               "incidentctl.report_chart", "incidentctl.watch", "incidentctl.completion", "incidentctl.cli_help",
+               "incidentctl.gkesim")),
 ]
-STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp")}
+STANDALONE = {"incidentctl.k8ssim": ("incidentctl.k8ssim", "incidentctl.process", "incidentctl.localhttp"),
+              "incidentctl.gkesim": ("incidentctl.gkesim", "incidentctl.process", "incidentctl.localhttp")}
 
 
 def _matches(module: str, prefix: str) -> bool:

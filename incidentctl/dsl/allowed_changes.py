@@ -2,8 +2,9 @@
 
 A runbook declares a `changes` block (plan.Changes): the clusters (kubeconfig contexts), namespaces and, for
 objects outside any namespace, the cluster-scoped resources its mutating steps may change, optionally the
-object names; and in `changes.aws` the AWS regions and resources (`ec2/i-*`) its AWS steps may change. The
-object a step changes is its action's lease template over the step's rendered params
+object names; in `changes.aws` the AWS regions and resources (`ec2/i-*`) its AWS steps may change; and in its
+`gke` part the GKE clusters (`project/location/cluster`) and node pools. The object a step changes is its
+action's lease template over the step's rendered params
 (`k8s/{context}/{namespace}/deployments/{deployment}`), so an alert label can aim a step only inside what the
 runbook allows. Protected namespaces are changed only by a runbook that lists them by exact name: no glob
 reaches them, `*` included.
@@ -164,8 +165,55 @@ def step_refusal(changes: Changes | None, lease: str | None, params: Mapping[str
     protected namespaces. Plans from before the declaration (`changes` None) run as they always did."""
     if changes is None or lease is None:
         return None
+    pool = changed_node_pool(lease, params)
+    if pool is not None:
+        return gke_refusal(changes, pool)
     obj = changed_object(lease, params)
     if obj is not None:
         return refusal(changes, obj)
     resource = changed_aws_resource(lease, params)
     return aws_refusal(changes, resource) if resource is not None else None
+
+
+# ---- GKE node pools: the `changes.gke` part, checked the same way (workflow before scheduling, action wrapper)
+
+# What a lease template looks like when it names a GKE node pool: gke/<project>/<location>/<cluster>/<node_pool>.
+_GKE_PARTS = 5
+
+
+@dataclass(frozen=True)
+class ChangedNodePool:
+    """The GKE node pool a mutating gke step changes, as its action's lease template names it."""
+
+    cluster: str  # project/location/cluster
+    node_pool: str
+
+    def describe(self) -> str:
+        return f"node pool {self.node_pool} of GKE cluster {self.cluster}"
+
+
+def changed_node_pool(lease: str, params: Mapping[str, Any]) -> ChangedNodePool | None:
+    """The node pool a lease template names with these params; None for a lease of another kind."""
+    parts = lease.split("/")
+    if len(parts) != _GKE_PARTS or parts[0] != "gke":
+        return None
+    project, location, cluster, node_pool = (render_lease(part, params) for part in parts[1:])
+    return ChangedNodePool(cluster=f"{project}/{location}/{cluster}", node_pool=node_pool)
+
+
+def gke_refusal(changes: Changes | None, pool: ChangedNodePool) -> str | None:
+    """Why the runbook may not change `pool`, in one sentence; None when it may. `changes` None (no declaration at
+    all: a plan from before the block) leaves it allowed, as for Kubernetes objects; a declaration without a `gke`
+    part allows no node pool."""
+    if changes is None:
+        return None
+    what = pool.describe()
+    if changes.gke is None:
+        return f"refused to change {what}: the runbook's changes block has no gke part"
+    if not _matches(pool.cluster, changes.gke.clusters):
+        return (f"refused to change {what}: {pool.cluster} is not in the runbook's changes.gke.clusters "
+                f"({_listed(changes.gke.clusters)})")
+    if not _matches(pool.node_pool, changes.gke.node_pools):
+        return (f"refused to change {what}: {pool.node_pool} matches none of the runbook's changes.gke.node_pools "
+                f"({_listed(changes.gke.node_pools)})")
+    return None

@@ -39,6 +39,7 @@ from incidentctl.dsl.plan import (
     Channel,
     Communication,
     EscalationStage,
+    GkeChanges,
     Leases,
     OnFailure,
     Parameter,
@@ -314,6 +315,7 @@ class _Compiler:
                 self.error((*path, step.kind), f"{step.action} changes AWS resources: say where this runbook may "
                                                "change things in a top-level `changes.aws` block (regions, "
                                                "resources)")
+            self.gke_changes(None)
             return None
         changes = Changes(clusters=list(spec.get("clusters") or []), namespaces=list(spec.get("namespaces") or []),
                           cluster_resources=list(spec.get("cluster_resources") or []))
@@ -326,7 +328,9 @@ class _Compiler:
             path, step = leased[0]
             self.error(("changes",), f"{step.action} changes Kubernetes objects: say in changes.clusters which "
                                      "kubeconfig contexts (\"*\" for any)")
-        if not changes.namespaces and not changes.cluster_resources and (leased or changes.aws is None):
+        changes.gke = self.gke_changes(spec.get("gke"))
+        if not changes.namespaces and not changes.cluster_resources and (
+                leased or (changes.aws is None and changes.gke is None)):
             self.error(("changes",), "changes lists neither namespaces nor cluster_resources: the runbook could "
                                      "change nothing")
         if aws_leased and changes.aws is None:
@@ -341,6 +345,30 @@ class _Compiler:
             if refused:
                 self.error((*path, step.kind), refused)
         return changes
+
+    def gke_changes(self, spec: dict[str, Any] | None) -> GkeChanges | None:
+        """The `changes.gke` part; a runbook whose steps change GKE node pools must have one, and a step whose node
+        pool is literal must fit it now."""
+        steps = [(path, step) for path, step in self.compiled
+                 if step.lease and allowed_changes.changed_node_pool(step.lease, {}) is not None]
+        if spec is None:
+            if steps:
+                path, step = steps[0]
+                self.error((*path, step.kind), f"{step.action} changes GKE node pools: say which in the top-level "
+                                               "`changes.gke` block (clusters as project/location/cluster, "
+                                               "node_pools)")
+            return None
+        gke = GkeChanges(clusters=list(spec["clusters"]))
+        gke.node_pools = list(spec.get("node_pools") or gke.node_pools)
+        for path, step in steps:
+            fields = allowed_changes.template_fields(step.lease or "")
+            if any(_has_template((step.params or {}).get(name)) for name in fields):
+                continue  # known when the incident runs, and checked then
+            pool = allowed_changes.changed_node_pool(step.lease or "", step.params or {})
+            refused = allowed_changes.gke_refusal(Changes(gke=gke), pool) if pool else None
+            if refused:
+                self.error((*path, step.kind), refused)
+        return gke
 
     def check_auto_approvals(self, auto_approve_mutations: bool) -> None:
         """An approval that approves itself on timeout must not let a change through with nobody deciding."""

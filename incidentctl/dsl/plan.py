@@ -246,6 +246,15 @@ class Changes:
     cluster_resources: list[str] = field(default_factory=list)  # objects in no namespace, by resource (nodes)
     names: list[str] = field(default_factory=lambda: ["*"])  # the changed objects' names
     aws: AwsChanges | None = None  # None: the runbook changes nothing in AWS
+    gke: GkeChanges | None = None  # None: no GKE node pool may be changed
+
+
+@dataclass
+class GkeChanges:
+    """`changes.gke`: the GKE node pools the runbook's gke steps may change (globs)."""
+
+    clusters: list[str] = field(default_factory=list)  # project/location/cluster
+    node_pools: list[str] = field(default_factory=lambda: ["*"])
 
 
 @dataclass
@@ -283,7 +292,7 @@ class Plan:
     resolve: Resolve = field(default_factory=Resolve)
     leases: Leases = field(default_factory=Leases)
     communication: Communication | None = None
-    changes: Changes | None = None  # None: the runbook changes no Kubernetes object (or predates the block)
+    changes: Changes | None = None  # None: it changes no Kubernetes object or node pool (or predates the block)
     # An approval may approve itself on timeout before a mutating step only when the runbook says so.
     auto_approve_mutations: bool = False
     hash: str = ""

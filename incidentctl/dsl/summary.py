@@ -96,6 +96,9 @@ def summarize_plan(plan: Plan) -> str:
         lines.append(f"changes aws regions {', '.join(plan.changes.aws.regions)}; "
                      f"resources {', '.join(plan.changes.aws.resources)}; "
                      f"operations {', '.join(plan.changes.aws.operations) or '-'}")
+    if plan.changes and plan.changes.gke:
+        lines.append(f"changes gke clusters {', '.join(plan.changes.gke.clusters)}; "
+                     f"node pools {', '.join(plan.changes.gke.node_pools)}")
     if plan.auto_approve_mutations:
         lines.append("auto_approve_mutations: an approval may approve a change when nobody decides")
     if plan.parameters:

@@ -1,0 +1,1 @@
+"""GKE actions (google-cloud-container's ClusterManagerClient, REST transport)."""
