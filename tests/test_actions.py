@@ -367,6 +367,7 @@ PUBLISHED_ACTIONS = {
     "k8s.node_conditions", "k8s.top_pods", "k8s.what_changed", "k8s.wait_rollout", "k8s.wait_pods_ready",
     "k8s.wait_stable", "k8s.rollout_restart", "k8s.rollout_undo", "k8s.scale", "k8s.set_resources",
     "k8s.delete_pods", "k8s.cordon", "k8s.uncordon", "k8s.drain", "k8s.isolate", "k8s.remove_isolation",
+    "prometheus.configured", "prometheus.query", "prometheus.wait",
 }
 
 
