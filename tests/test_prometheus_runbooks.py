@@ -72,3 +72,28 @@ async def test_a_rolled_back_crash_loop_is_verified_by_the_restart_counter_prome
     finished_steps = [e["step"] for e in timeline if e["kind"] == "step_succeeded"]
     assert finished_steps.index("verify_stable") < finished_steps.index("verify_restarts_metric") \
         < finished_steps.index("rolled_back")
+
+
+@needs_prometheus
+@pytest.mark.scenario("replicas-mismatch")
+async def test_a_replicas_mismatch_is_verified_by_available_replicas_holding_in_prometheus(
+        client: Client, worker: Worker, unique: str, cluster: SimCluster, prometheus: ServerProcess) -> None:
+    """The step's own `prometheus_url` this time (the worker's is the same server), and a `for` window."""
+    incident = await start(client, "k8s-deployment-replicas-mismatch", unique,
+                           {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop",
+                            "deployment": "payments"}, metric_for="3s", prometheus_url=prometheus.url)
+    await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_rollback"), timeout=60)
+    surplus = ('kube_deployment_status_replicas_available{deployment="payments"}'
+               ' - kube_deployment_spec_replicas{deployment="payments"}')
+    missing = await eventually(lambda: run_action("prometheus.query", {"query": surplus}),
+                               lambda answer: answer["value"] is not None, timeout=60, interval=0.5)
+    assert missing["value"] < 0, "Prometheus sees the missing replica before the rollback"
+
+    await approve(client, incident, "approve_rollback")
+    summary = await finished(client, incident)
+    steps: dict[str, Any] = summary["steps"]
+    assert summary["outcome"] == "succeeded", summary.get("failure")
+    assert steps["prometheus"]["output"]["source"] == "param"
+    output = steps["verify_available_metric"]["output"]
+    assert output["ok"] is True and output["held_for_s"] >= 3 and output["value"] >= 0
+    assert output["samples"] == [{"labels": {"namespace": "shop", "deployment": "payments"}, "value": output["value"]}]
