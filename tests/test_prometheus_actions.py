@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.base import ActionInput, get_action, params_errors
 from activities.catalog import load_all
 from activities.errors import ActionError
-from activities.prometheus.api import TOKEN_ENV, URL_ENV, endpoint
+from activities.prometheus.api import MAX_ANSWER_BYTES, TOKEN_ENV, URL_ENV, endpoint
 from activities.prometheus.conditions import Condition, parse_condition
 from activities.prometheus.results import MAX_POINTS_REPORTED, UnexpectedAnswer, instant, range_result
 from incidentctl.devserver import free_port
+from incidentctl.localhttp import serve
 from incidentctl.promstack import ServerProcess, start_prometheus
 from tests.conftest import eventually
 from tests.k8s_sim import SimCluster, start_sim
@@ -147,6 +149,60 @@ async def test_configured_says_whether_and_where_without_asking_anyone(monkeypat
     monkeypatch.setenv(URL_ENV, "http://user:secret@prometheus:9090")
     assert await _run("prometheus.configured", {}) == {"configured": True, "url": "http://prometheus:9090",
                                                         "source": URL_ENV}
+
+
+# -- what goes over the wire, against a stand-in for what Debian's Prometheus cannot do (tokens, huge answers) ----
+
+@pytest.fixture
+async def stand_in() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """An HTTP server answering as Prometheus' API does, recording each request's Authorization and form."""
+    seen: list[dict[str, str]] = []
+
+    async def query(request: web.Request) -> web.StreamResponse:
+        form = dict(await request.post())
+        seen.append({"authorization": request.headers.get("Authorization", ""), **form})
+        if form["query"] == "forbidden":
+            return web.json_response({"status": "error", "errorType": "unauthorized", "error": "no"}, status=401)
+        if form["query"] == "huge":
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for _ in range(MAX_ANSWER_BYTES // 65536 + 2):
+                await response.write(b" " * 65536)
+            await response.write_eof()
+            return response
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"job": "api"}, "value": [1.0, "1"]}]}})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", query)
+    runner, url = await serve(app, shutdown_timeout=1)
+    yield url, seen
+    await runner.cleanup()
+
+
+async def test_the_token_goes_to_the_workers_prometheus_and_to_no_url_a_runbook_chose(
+        stand_in: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, seen = stand_in
+    monkeypatch.setenv(URL_ENV, url)
+    monkeypatch.setenv(TOKEN_ENV, "worker-token")
+    assert (await _run("prometheus.query", {"query": "up"}))["value"] == 1.0
+    assert (await _run("prometheus.query", {"query": "up", "url": url}))["value"] == 1.0
+    monkeypatch.setenv("INCIDENTCTL_TEAM_PROM_TOKEN", "team-token")
+    await _run("prometheus.wait", {"query": "up", "url": url, "token_env": "INCIDENTCTL_TEAM_PROM_TOKEN"})
+    assert [(r["authorization"], r["query"]) for r in seen] == [
+        ("Bearer worker-token", "up"), ("", "up"), ("Bearer team-token", "up")]
+
+
+async def test_a_refused_token_and_an_oversized_answer_fail_for_good(
+        stand_in: tuple[str, list[dict[str, str]]]) -> None:
+    url, _ = stand_in
+    with pytest.raises(ApplicationError) as refused:
+        await _run("prometheus.query", {"query": "forbidden", "url": url})
+    assert refused.value.type == "PrometheusUnauthorized" and refused.value.non_retryable
+    assert "HTTP 401" in refused.value.message and "unauthorized: no" in refused.value.message
+    with pytest.raises(ApplicationError) as huge:
+        await _run("prometheus.query", {"query": "huge", "url": url})
+    assert huge.value.type == "PrometheusAnswerTooLarge" and "narrow it" in huge.value.message
 
 
 # -- through the wire: Debian's Prometheus scraping the simulated cluster ------------------------------------
