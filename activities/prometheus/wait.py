@@ -43,8 +43,11 @@ def _started() -> float:
                           "description": "any (at least one sample), none (no sample), or every sample compared "
                                          "with a number: '<= 0.01', '== 0', '> 2'"},
             "for": {**DURATION, "default": "0s", "description": "how long the condition must hold without a break"},
-            "timeout": {**DURATION, "default": "10m", "description": f"give up after this long (at most "
-                                                                     f"{format_duration(MAX_WAIT_S)})"},
+            # As the k8s waits: the step's default timeout (5m per attempt) covers it; a longer wait needs the
+            # step's `timeout` raised too.
+            "timeout": {**DURATION, "default": "5m", "description": f"give up after this long (at most "
+                                                                    f"{format_duration(MAX_WAIT_S)}; raise the "
+                                                                    "step's timeout above it)"},
             "interval": {**DURATION, "default": "15s", "description": "time between two queries"},
             **CONNECTION,
         },
