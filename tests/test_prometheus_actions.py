@@ -130,6 +130,11 @@ def test_the_step_url_wins_over_the_workers_and_gets_none_of_its_token(monkeypat
     with pytest.raises(ActionError) as refused:
         endpoint({"url": "http://elsewhere:9090", "token_env": "AWS_SECRET_ACCESS_KEY"})
     assert refused.value.type == "SecretNotAllowed" and refused.value.non_retryable
+    # The default allow-list (INCIDENTCTL_*) matches the worker's token; it is refused all the same.
+    monkeypatch.setenv("INCIDENTCTL_SECRET_ENV_ALLOW", "*")
+    with pytest.raises(ActionError) as stolen:
+        endpoint({"url": "http://elsewhere:9090", "token_env": TOKEN_ENV})
+    assert stolen.value.type == "SecretNotAllowed" and "a secret of the worker itself" in stolen.value.message
 
 
 def test_no_prometheus_anywhere_is_a_permanent_error_naming_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:

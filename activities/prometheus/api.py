@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import StreamReader
 
 URL_ENV = "INCIDENTCTL_PROMETHEUS_URL"
-TOKEN_ENV = "INCIDENTCTL_PROMETHEUS_TOKEN"
+TOKEN_ENV = "INCIDENTCTL_PROMETHEUS_TOKEN"  # in activities.secrets.WORKER_SECRETS: no runbook can name it
 # A query answering with more than this is refused (narrow it): the whole answer is parsed in the worker.
 MAX_ANSWER_BYTES = 8 << 20
 ERROR_EXCERPT_CHARS = 500
