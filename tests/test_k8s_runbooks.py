@@ -79,7 +79,8 @@ def test_only_falco_priorities_worth_containing_start_a_containment() -> None:
 
 @pytest.mark.scenario("bad-rollout")
 async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
-        client: Client, worker: Worker, unique: str, cluster: SimCluster) -> None:
+        client: Client, worker: Worker, unique: str, cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INCIDENTCTL_PROMETHEUS_URL", raising=False)  # this worker has no Prometheus
     pod = crash_looping_pod(cluster.url, "shop", "app=cart")
     incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
                                                                    "namespace": "shop", "pod": pod},
