@@ -16,10 +16,11 @@ from activities.prometheus.api import URL_ENV
 from incidentctl import client as incidents
 from incidentctl.devserver import free_port
 from incidentctl.k8ssim.process import crash_looping_pod
+from incidentctl.library import compile_file
 from incidentctl.promstack import ServerProcess, start_prometheus
-from tests.conftest import eventually
+from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster, run_action
-from tests.runbook_run import approve, finished, start, waiting_on
+from tests.runbook_run import RUNBOOKS, alert, approve, finished, start, waiting_on
 from tests.test_k8s_alert_runbooks import waiting_pod
 
 needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
@@ -152,3 +153,34 @@ async def test_every_shipped_metric_verification_holds_once_the_remedy_worked(
         history = await run_action("prometheus.query", {"query": output["query"], "range": "2m", "step": "1s"})
         seen = {point[1] for series in history["series"] for point in series["points"]}
         assert seen - {0.0}, f"{output['query']} was {seen} all along"
+
+
+@needs_prometheus
+@pytest.mark.scenario("replicas-mismatch")
+async def test_a_metric_that_does_not_recover_fails_the_step_and_the_runbook_pages(
+        client: Client, worker: Worker, unique: str, cluster: SimCluster, prometheus: ServerProcess,
+        tmp_path: Path) -> None:
+    """The shipped replicas-mismatch runbook asking for one replica more than desired, with a 3-second timeout:
+    the rollback works, Prometheus never agrees, the step fails as VerificationFailed and the rollback section
+    pages a human."""
+    text = (RUNBOOKS / "k8s-deployment-replicas-mismatch.yaml").read_text()
+    indent = " " * 14
+    demanding = text.replace('condition: ">= 0"', 'condition: ">= 1"').replace(
+        f"{indent}interval: 5s\n{indent}timeout: 10m\n", f"{indent}interval: 1s\n{indent}timeout: 3s\n")
+    assert demanding.count("timeout: 3s") == 1 and '">= 1"' in demanding
+    path = tmp_path / "k8s-deployment-replicas-mismatch.yaml"
+    path.write_text(demanding)
+    started = await incidents.start_incident(
+        client, compile_file(path), key=unique, task_queue=TEST_TASK_QUEUE, started_by="alertmanager",
+        alert=alert(alertname="KubeDeploymentReplicasMismatch", namespace="shop", deployment="payments"),
+        params={"metric_for": "1s"})
+    await approve(client, started.incident_id, "approve_rollback")
+    summary = await finished(client, started.incident_id)
+    steps: dict[str, Any] = summary["steps"]
+    assert summary["outcome"] == "rolled_back"  # its rollback section ran
+    assert steps["verify"]["status"] == "succeeded", "Kubernetes says the rollout is complete"
+    metric = steps["verify_available_metric"]
+    assert metric["status"] == "failed" and metric["error"]["type"] == "VerificationFailed", metric
+    assert ("did not hold (every sample >= 1) for 1s within 3s: last value 0.0 of 1 samples"
+            in metric["error"]["message"])
+    assert steps["escalate"]["status"] == "succeeded" and "done" not in steps
