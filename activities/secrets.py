@@ -16,6 +16,13 @@ from urllib.parse import urlsplit
 from activities.errors import ActionError
 
 DEFAULT_ALLOWED = "INCIDENTCTL_*,SLACK_*,GITHUB_TOKEN,*_WEBHOOK_URL"
+# The worker's and the service's own secrets: never readable by a runbook, whatever the allow-list says (the default
+# `INCIDENTCTL_*` matches them), since `token_env` sends a value to a URL the runbook chooses.
+WORKER_SECRETS = frozenset({
+    "INCIDENTCTL_PLAN_KEYS", "INCIDENTCTL_PAYLOAD_KEYS", "INCIDENTCTL_CODEC_TOKEN", "INCIDENTCTL_RECEIVER_TOKEN",
+    "INCIDENTCTL_RECEIVER_HMAC_SECRET", "INCIDENTCTL_TEMPORAL_API_KEY", "INCIDENTCTL_PROMETHEUS_TOKEN",
+    "INCIDENTCTL_IDENTITY_SIGNING_KEY", "INCIDENTCTL_SLACK_SIGNING_SECRET", "INCIDENTCTL_TOKEN",
+})
 
 
 def allowed_env() -> list[str]:
@@ -25,6 +32,9 @@ def allowed_env() -> list[str]:
 
 def secret_from_env(variable: str, param: str) -> str:
     """The variable's value ("" when unset); refused when the operator does not allow reading it."""
+    if variable in WORKER_SECRETS:
+        raise ActionError(f"{param} names {variable!r}, a secret of the worker itself, which runbooks may not read",
+                          type="SecretNotAllowed", non_retryable=True)
     globs = allowed_env()
     if not any(fnmatch.fnmatchcase(variable, glob) for glob in globs):
         raise ActionError(f"{param} names {variable!r}, which this worker does not let runbooks read "

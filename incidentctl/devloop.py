@@ -65,8 +65,12 @@ def _start_alert_pipeline(args: argparse.Namespace, directory: Path, simulator_u
     stack = PromStack(directory, simulator_url, receiver, token, DEV_TIMINGS, args.prometheus_port,
                       args.alertmanager_port).start()
     assert stack.prometheus is not None and stack.alertmanager is not None
+    from activities.prometheus.api import URL_ENV
+
+    # The worker runs in this process: runbooks' metric verification asks this Prometheus (unless one is set).
+    os.environ.setdefault(URL_ENV, stack.prometheus.url)
     print(f"prometheus       {stack.prometheus.url}   (rules deploy/prometheus/*.yaml, every `for:` "
-          f"{DEV_TIMINGS.rule_for})")
+          f"{DEV_TIMINGS.rule_for}; the worker's {URL_ENV}: {os.environ[URL_ENV]})")
     print(f"alertmanager     {stack.alertmanager.url}   -> {receiver}/alertmanager")
     return stack
 

@@ -372,6 +372,7 @@ PUBLISHED_ACTIONS = {
     "aws.ssm_run_command", "aws.call", "aws.change", "aws.wait", "aws.ecs_service_status", "aws.rds_instance_status",
     "gke.cluster_status", "gke.node_pool_status", "gke.operation_status", "gke.resize_node_pool",
     "gke.set_node_pool_autoscaling", "gke.rollback_node_pool_upgrade",
+    "prometheus.configured", "prometheus.query", "prometheus.wait",
 }
 
 

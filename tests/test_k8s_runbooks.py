@@ -79,7 +79,8 @@ def test_only_falco_priorities_worth_containing_start_a_containment() -> None:
 
 @pytest.mark.scenario("bad-rollout")
 async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
-        client: Client, worker: Worker, unique: str, cluster: SimCluster) -> None:
+        client: Client, worker: Worker, unique: str, cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INCIDENTCTL_PROMETHEUS_URL", raising=False)  # this worker has no Prometheus
     pod = crash_looping_pod(cluster.url, "shop", "app=cart")
     incident = await start(client, "k8s-pod-crashlooping", unique, {"alertname": "KubePodCrashLooping",
                                                                    "namespace": "shop", "pod": pod},
@@ -109,6 +110,9 @@ async def test_crash_loop_after_a_deploy_is_rolled_back_with_approval(
     assert requested["detail"]["will_run"] == asked["will_run"]
     assert not [e for e in timeline if e["kind"] == "approved_params_kept"], "nothing moved: nothing to report"
     assert steps["verify_stable"]["output"]["ok"] is True
+    # No Prometheus for this worker: the metric verification is skipped (tests/test_prometheus_runbooks.py runs it).
+    assert steps["prometheus"]["output"]["configured"] is False
+    assert steps["verify_restarts_metric"]["status"] == "skipped"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/cart:1.4.2"
     assert deployment["status"]["availableReplicas"] == 3
 
