@@ -10,10 +10,7 @@ Both listen on 127.0.0.1 with their own data dirs, run in their own sessions and
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -27,7 +24,7 @@ from typing import Any
 import yaml
 
 from incidentctl.devserver import free_port
-from incidentctl.process import log_tail
+from incidentctl.process import log_tail, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -151,15 +148,7 @@ class ServerProcess:
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after STOP_GRACE_S; reaped, so nothing holds its port afterwards."""
         atexit.unregister(self.stop)
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_process(self.process, STOP_GRACE_S)
 
 
 def _ready(url: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from activities.aws.api import ENDPOINT_ENV
+from incidentctl.process import stop_process
 
 STARTUP_S = 60.0
 REGION = "eu-west-1"
@@ -39,14 +39,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it does not go within 10 s."""
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
     def _post(self, path: str) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}{path}", method="POST"), timeout=10)

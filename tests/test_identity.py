@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import os
 import sys
 import uuid
@@ -27,8 +26,8 @@ from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
 from incidentctl.people import new_token
 from incidentctl.people_client import request_body
-from incidentctl.workers import build_worker
 from tests.conftest import eventually
+from tests.verified_people import start_proven, strict_worker
 from workflows.incident import IncidentWorkflow
 from workflows.model import ApprovalDecision, Closure, Note, ReviewEdit
 
@@ -110,8 +109,7 @@ def test_the_cli_sends_each_command_to_its_people_endpoint() -> None:
 @pytest.fixture
 async def strict_queue(client: Client) -> AsyncIterator[str]:
     """A worker of its own that requires verified people and trusts KEY."""
-    queue = f"identity-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, task_queue=queue, identity=IdentityPolicy(keys=TRUSTED)):
+    async with strict_worker(client, KEY, "identity") as queue:
         yield queue
 
 
@@ -138,11 +136,9 @@ async def receiver(client: Client, strict_queue: str, people: dict[str, str], tm
 
 
 async def start_gated(client: Client, queue: str) -> str:
-    started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=queue, started_by="carol", severity="SEV3",
-                                             prove_start=functools.partial(sign, KEY))
-    await eventually(lambda: incidents.show_incident(client, started.incident_id), lambda s: s["pending_approvals"])
-    return started.incident_id
+    incident = await start_proven(client, compile_text(GATED, "gated.yaml"), queue, KEY, severity="SEV3")
+    await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
+    return incident
 
 
 async def test_unverified_votes_are_refused_from_any_client_and_signed_ones_count_once(

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,15 +29,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from temporalio.client import Client
 
 from incidentctl import client as incidents
-from incidentctl.identity import new_signing_key, parse_trusted_keys, sign, signing_key_line
-from incidentctl.identity_policy import IdentityPolicy
+from incidentctl.identity import new_signing_key, signing_key_line
 from incidentctl.intake.oidc import JwksCache, JwksUnavailable, OidcError, OidcSettings, looks_like_jwt, verified_claims
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_oidc_subjects, load_token_owners, new_token
-from incidentctl.workers import build_worker
 from tests.conftest import eventually
+from tests.verified_people import start_proven, strict_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,9 +265,7 @@ async def test_a_slow_or_broken_provider_is_a_503_not_a_hang(provider: Provider,
 
 @pytest.fixture
 async def strict_queue(client: Client) -> AsyncIterator[str]:
-    queue = f"oidc-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, task_queue=queue, identity=IdentityPolicy(keys=parse_trusted_keys(
-            SIGNER.public_line()))):
+    async with strict_worker(client, SIGNER, "oidc") as queue:
         yield queue
 
 
@@ -304,10 +299,7 @@ async def post(receiver: RunningReceiver, credential: str, path: str, body: dict
 async def test_a_signed_in_person_approves_through_the_receiver_and_bad_tokens_are_refused(
         client: Client, strict_queue: str, receiver: RunningReceiver, alice_token: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=strict_queue, started_by="carol", severity="SEV3",
-                                             prove_start=functools.partial(sign, SIGNER))
-    incident = started.incident_id
+    incident = await start_proven(client, compile_text(GATED, "gated.yaml"), strict_queue, SIGNER, severity="SEV3")
     await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
     path, approve = f"/incidents/{incident}/approvals", {"decision": "approve"}
 
@@ -349,16 +341,14 @@ async def test_a_signed_in_person_approves_through_the_receiver_and_bad_tokens_a
 
 async def test_the_cli_sends_a_sign_in_jwt_as_it_sends_a_personal_token(
         client: Client, dev_server, strict_queue: str, receiver: RunningReceiver) -> None:
-    started = await incidents.start_incident(client, compile_text(GATED, "gated.yaml"), key=uuid.uuid4().hex[:10],
-                                             task_queue=strict_queue, started_by="carol", severity="SEV3",
-                                             prove_start=functools.partial(sign, SIGNER))
+    incident = await start_proven(client, compile_text(GATED, "gated.yaml"), strict_queue, SIGNER, severity="SEV3")
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_server.address, "INCIDENTCTL_RECEIVER_URL": receiver.url,
            "INCIDENTCTL_TOKEN": token()}
     # Not subprocess.run: the worker shares this event loop and must go on while the CLI waits for it.
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "incidentctl.cli", "incident", "note", started.incident_id, "--as", "bob", "via sso",
+        sys.executable, "-m", "incidentctl.cli", "incident", "note", incident, "--as", "bob", "via sso",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()
-    shown = await incidents.show_incident(client, started.incident_id)
+    shown = await incidents.show_incident(client, incident)
     assert [(n["by"], n["text"]) for n in shown["notes"]] == [("bob", "via sso")]

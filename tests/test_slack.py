@@ -7,10 +7,8 @@ Slack's incoming webhook (it captures what the Slack action posts, buttons inclu
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,7 @@ from aiohttp import web
 from temporalio.client import Client
 
 from incidentctl import client as incidents
-from incidentctl.identity import new_signing_key, parse_trusted_keys, sign, signing_key_line
-from incidentctl.identity_policy import IdentityPolicy
+from incidentctl.identity import new_signing_key, signing_key_line
 from incidentctl.intake.auth import SeenSignatures
 from incidentctl.intake.http import Refused
 from incidentctl.intake.runner import RunningReceiver, start_receiver
@@ -33,8 +30,8 @@ from incidentctl.intake.slack_signature import problem, signed_headers
 from incidentctl.library import compile_text
 from incidentctl.localhttp import serve
 from incidentctl.people import PeopleConfigError, load_slack_users, load_token_owners, new_token
-from incidentctl.workers import build_worker
 from tests.conftest import eventually
+from tests.verified_people import start_proven, strict_worker
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 KEY = new_signing_key("k1")
@@ -146,9 +143,7 @@ async def slack_channel() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.fixture
 async def strict_queue(client: Client) -> AsyncIterator[str]:
-    queue = f"slack-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, task_queue=queue, identity=IdentityPolicy(keys=parse_trusted_keys(
-            KEY.public_line()))):
+    async with strict_worker(client, KEY, "slack") as queue:
         yield queue
 
 
@@ -177,10 +172,7 @@ async def test_slack_buttons_approve_as_the_mapped_person_and_refuse_everyone_el
         slack_channel: tuple[str, list[dict[str, Any]]]) -> None:
     url, posted = slack_channel
     plan = compile_text(GATED.format(url=url), "slack-gated.yaml")
-    started = await incidents.start_incident(client, plan, key=uuid.uuid4().hex[:10], task_queue=strict_queue,
-                                             started_by="carol", severity="SEV3",
-                                             prove_start=functools.partial(sign, KEY))
-    incident = started.incident_id
+    incident = await start_proven(client, plan, strict_queue, KEY, severity="SEV3")
 
     # The approval request on Slack: the whole text, plus Approve and Reject for this incident's step.
     request = await eventually(lambda: _posted(posted), lambda p: any("[APPROVAL NEEDED]" in m["text"] for m in p))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from incidentctl.gkesim.seed import DEFAULT_ACCESS_TOKEN, DEFAULT_OPERATION_S
+from incidentctl.process import stop_process
 
 STARTUP_S = 30.0
 
@@ -23,14 +22,7 @@ class GkeFakeProcess:
 
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it does not go within 10 s."""
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_fake(directory: Path, *, operation_s: float = DEFAULT_OPERATION_S,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from incidentctl.k8ssim.scenarios import WORKER_TOKEN
+from incidentctl.process import stop_process
 
 STARTUP_S = 30.0
 
@@ -30,14 +29,7 @@ class SimulatorProcess:
 
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it does not go within 10 s."""
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_simulator(directory: Path, scenarios: list[str], *, metrics_server: bool = False,
