@@ -33,14 +33,19 @@ from temporalio.client import Client  # noqa: E402
 
 from incidentctl import client as incidents  # noqa: E402
 from incidentctl.devserver import DevServer  # noqa: E402
+from incidentctl.identity import new_signing_key, signing_key_line  # noqa: E402
 from incidentctl.intake.payloads import parse_alertmanager  # noqa: E402
 from incidentctl.intake.runner import start_receiver  # noqa: E402
 from incidentctl.intake.server import ReceiverAuth  # noqa: E402
 from incidentctl.payload_codec import new_key  # noqa: E402
 from incidentctl.workers import build_worker  # noqa: E402
 
-# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default).
+# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default), and the
+# starts the receiver makes signed with its identity key and checked by the worker (the default).
 os.environ.setdefault("INCIDENTCTL_PLAN_KEYS", new_key("bench"))
+_IDENTITY = new_signing_key("bench")
+os.environ.setdefault("INCIDENTCTL_IDENTITY_SIGNING_KEY", signing_key_line(_IDENTITY))
+os.environ.setdefault("INCIDENTCTL_IDENTITY_KEYS", _IDENTITY.public_line())
 
 RUNBOOK = """
 name: storm

@@ -35,8 +35,10 @@ from incidentctl.library import compile_text  # noqa: E402
 from incidentctl.payload_codec import new_key  # noqa: E402
 from incidentctl.workers import build_worker  # noqa: E402
 
-# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default).
+# As a deployment runs: plans signed by whoever compiles them and checked by the worker (the default). Starts
+# come straight from this client, which proves no one: the worker takes them as given (identity is not measured).
 os.environ.setdefault("INCIDENTCTL_PLAN_KEYS", new_key("bench"))
+os.environ.setdefault("INCIDENTCTL_IDENTITY", "open")
 
 RUNBOOK = """
 name: bench-three-steps
