@@ -1,0 +1,132 @@
+"""The web page over real HTTP (real receiver, dev server, a worker requiring verified people): sign-in and its
+cookie, every page, CSRF on every form, escaping of alert labels, and Approve/Reject as the signed-in person."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client
+
+from incidentctl import client as incidents
+from incidentctl.intake.runner import RunningReceiver
+from incidentctl.intake.web_session import csrf_token, safe_next
+from incidentctl.library import compile_text
+from tests.conftest import eventually
+from tests.web_ui_setup import GATED, HOSTILE, WEBHOOK_TOKEN, browsing, form_csrf, hostile_incident
+
+
+def test_after_sign_in_only_our_own_pages() -> None:
+    assert safe_next("/ui/incidents/x?y=1") == "/ui/incidents/x?y=1"
+    for elsewhere in ("//evil.example/ui", "https://evil.example", "/\\evil.example", "/ui\\..\\x", "/alerts"):
+        assert safe_next(elsewhere) == "/ui", elsewhere
+
+
+async def test_pages_need_a_person_and_sign_in_keeps_the_token_in_a_strict_cookie(
+        web_receiver: RunningReceiver, tokens: dict[str, str]) -> None:
+    web = await browsing(web_receiver)
+    async with web.session:
+        for path in ("/ui", "/ui/pending", "/ui/incidents/anything"):
+            status, _, response = await web.get(path)
+            assert status == 303 and response.headers["Location"].startswith("/ui/login?next=%2Fui"), path
+        status, _, response = await web.post("/ui/incidents/anything/approvals", {"decision": "approve"})
+        assert status == 303 and response.headers["Location"].startswith("/ui/login")
+
+        status, page, response = await web.get("/ui/login?next=/ui/pending")
+        assert status == 200 and 'name="next" value="/ui/pending"' in page
+        assert "HttpOnly" in response.headers["Set-Cookie"] and "SameSite=Strict" in response.headers["Set-Cookie"]
+        nonce = form_csrf(page)
+        status, page, _ = await web.post("/ui/login", {"token": tokens["bob"], "csrf": "forged"})
+        assert status == 403 and "did not come from this page" in page
+        status, page, _ = await web.post("/ui/login", {"token": WEBHOOK_TOKEN, "csrf": form_csrf(page)})
+        assert status == 401 and "webhook token is not a person&#x27;s" in page
+        status, page, _ = await web.post("/ui/login", {"token": "ictl_nobody", "csrf": form_csrf(page)})
+        assert status == 401 and "unknown token" in page
+        assert nonce != form_csrf(page), "every sign-in form has a value of its own"
+
+        status, page, _ = await web.get("/ui/login?next=//evil.example")
+        status, _, response = await web.post("/ui/login", {"token": tokens["bob"], "csrf": form_csrf(page),
+                                                           "next": "//evil.example"})
+        assert status == 303 and response.headers["Location"] == "/ui"
+        cookie = response.headers["Set-Cookie"]
+        assert "incidentctl_session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "Path=/ui" in cookie and "Secure" not in cookie, "plain http here: a Secure cookie would be lost"
+
+        status, page, response = await web.get("/ui")
+        assert status == 200 and "signed in as <b>bob</b>" in page
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+        status, page, _ = await web.post("/ui/logout", {"csrf": "forged"})
+        assert status == 403 and "CSRF" in page
+        status, _, response = await web.post("/ui/logout", {"csrf": csrf_token(tokens["bob"])})
+        assert status == 303 and response.headers["Location"] == "/ui/login"
+        assert (await web.get("/ui"))[0] == 303, "signed out"
+
+    behind_tls = await browsing(web_receiver)
+    async with behind_tls.session:
+        _, page, _ = await behind_tls.get("/ui/login", headers={"X-Forwarded-Proto": "https"})
+        _, _, response = await behind_tls.post("/ui/login", {"token": tokens["mallory"], "csrf": form_csrf(page)},
+                                               headers={"X-Forwarded-Proto": "https"})
+        assert "Secure" in response.headers["Set-Cookie"], "behind an https proxy the cookie is Secure"
+
+
+async def test_pages_show_incidents_escaped_and_votes_need_the_pages_csrf(
+        web_receiver: RunningReceiver, client: Client, tokens: dict[str, str]) -> None:
+    incident = await hostile_incident(web_receiver, client)
+    bob, mallory = await browsing(web_receiver), await browsing(web_receiver)
+    async with bob.session, mallory.session:
+        await bob.sign_in(tokens["bob"])
+        await mallory.sign_in(tokens["mallory"])
+
+        _, listed, _ = await bob.get("/ui?runbook=web-gated&status=waiting_approval&severity=SEV3")
+        assert incident in listed
+        _, listed, _ = await bob.get("/ui?runbook=web-gated&status=closed")
+        assert incident not in listed
+        _, listed, _ = await bob.get("/ui?severity=SEV1&runbook=" + "x'%20OR%20'1'='1")
+        assert "No incidents match" in listed, "a filter is a quoted value, never query text"
+
+        status, page, _ = await bob.get(f"/ui/incidents/{incident}")
+        assert status == 200 and "waiting_approval" in page and "web-gated" in page
+        assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "restart &lt;b&gt;now&lt;/b&gt;?" in page and 'value="approve"' in page
+        assert 'id="timeline"' in page and "approval_requested" in page
+        _, pending, _ = await bob.get("/ui/pending")
+        assert incident in pending and "restart &lt;b&gt;now&lt;/b&gt;?" in pending
+        status, missing, _ = await bob.get("/ui/incidents/incident-nope")
+        assert status == 404 and "incident-nope" in missing
+
+        vote = {"decision": "approve", "step": "strict", "comment": "go"}
+        status, page, _ = await bob.post(f"/ui/incidents/{incident}/approvals", vote)
+        assert status == 403 and "CSRF" in page
+        status, page, _ = await bob.post(f"/ui/incidents/{incident}/approvals",
+                                         {**vote, "csrf": csrf_token(tokens["mallory"])})
+        assert status == 403, "another person's form token is not bob's"
+        state = await incidents.show_incident(client, incident)
+        assert state["pending_approvals"][0]["votes"] == [], "no refused form voted"
+
+        _, page, _ = await mallory.get(f"/ui/incidents/{incident}")
+        status, page, _ = await mallory.post(f"/ui/incidents/{incident}/approvals", {**vote, "csrf": form_csrf(page)})
+        assert status == 409 and "&#x27;mallory&#x27; may not approve step &#x27;strict&#x27;" in page
+
+        _, page, _ = await bob.get(f"/ui/incidents/{incident}")
+        status, _, response = await bob.post(f"/ui/incidents/{incident}/approvals", {**vote, "csrf": form_csrf(page)})
+        assert status == 303 and response.headers["Location"] == f"/ui/incidents/{incident}"
+        state = await eventually(lambda: incidents.show_incident(client, incident),
+                                 lambda s: s["outcome"] == "succeeded")
+        assert state["approvals"][0]["approver"] == "bob", "the worker requiring verified people took the vote"
+
+        status, page, _ = await bob.get(f"/ui/incidents/{incident}")
+        assert status == 200 and "mitigated" in page and 'id="review"' in page and 'value="approve"' not in page
+
+
+async def test_the_incident_page_reads_the_history_when_no_worker_answers(
+        web_receiver: RunningReceiver, client: Client, tokens: dict[str, str]) -> None:
+    started = await incidents.start_incident(client, compile_text(GATED, "web-gated.yaml"),
+                                             key=uuid.uuid4().hex[:10], task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+                                             started_by="carol", severity="SEV2")
+    web = await browsing(web_receiver)
+    async with web.session:
+        await web.sign_in(tokens["bob"])
+        status, page, _ = await web.get(f"/ui/incidents/{started.incident_id}")
+        assert status == 200 and "no worker polls task queue" in page and "from history" in page
+        assert "SEV2" in page and "web-gated" in page
+    await incidents.cancel_incident(client, started.incident_id)
