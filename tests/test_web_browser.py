@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from PIL import Image
 from temporalio.client import Client
@@ -67,3 +68,23 @@ async def test_a_person_signs_in_and_approves_from_the_page_in_chromium(
     await chromium.wait_for("document.getElementById('review') !== null && "
                             "document.querySelector('button.approve') === null")
     check_screenshot(await chromium.screenshot(tmp_path / "incident-approved.png"))
+
+
+async def test_the_open_page_follows_the_incident_without_a_reload(
+        web_receiver: RunningReceiver, client: Client, tokens: dict[str, str], chromium: Chromium) -> None:
+    incident = await hostile_incident(web_receiver, client)
+    page = f"{web_receiver.url}/ui/incidents/{incident}"
+    await chromium.navigate(page)
+    await chromium.wait_for("document.getElementById('token') !== null")
+    await chromium.evaluate(f"document.getElementById('token').value = {json.dumps(tokens['mallory'])}; "
+                            "document.getElementById('sign-in').click(); true")
+    await chromium.wait_for("document.querySelector('button.approve') !== null")
+    await chromium.evaluate("window.sameDocument = true")
+    # Someone else approves elsewhere (with their token, over the JSON endpoint): the open page catches up.
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{web_receiver.url}/incidents/{incident}/approvals", json={"decision": "approve"},
+                                headers={"Authorization": f"Bearer {tokens['bob']}"}) as response:
+            assert response.status == 200, await response.text()
+    await chromium.wait_for("document.querySelector('button.approve') === null && "
+                            "document.getElementById('timeline').innerText.includes('approval_decided')")
+    assert await chromium.evaluate("window.sameDocument === true"), "updated in place, not reloaded"
