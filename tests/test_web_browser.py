@@ -70,7 +70,7 @@ async def test_a_person_signs_in_and_approves_from_the_page_in_chromium(
     check_screenshot(await chromium.screenshot(tmp_path / "incident-approved.png"))
 
 
-async def test_the_open_page_follows_the_incident_without_a_reload(
+async def test_the_open_page_follows_the_incident_and_links_from_elsewhere_keep_the_session(
         web_receiver: RunningReceiver, client: Client, tokens: dict[str, str], chromium: Chromium) -> None:
     incident = await hostile_incident(web_receiver, client)
     page = f"{web_receiver.url}/ui/incidents/{incident}"
@@ -88,3 +88,12 @@ async def test_the_open_page_follows_the_incident_without_a_reload(
     await chromium.wait_for("document.querySelector('button.approve') === null && "
                             "document.getElementById('timeline').innerText.includes('approval_decided')")
     assert await chromium.evaluate("window.sameDocument === true"), "updated in place, not reloaded"
+
+    # A link on another site (a chat message) arrives without the SameSite=Strict cookie; the page reloads itself
+    # from here once, with the cookie, instead of asking to sign in again.
+    link = f'<a id="link" href="{web_receiver.url}/ui/pending">pending</a>'
+    await chromium.navigate("data:text/html," + link)
+    await chromium.wait_for("document.getElementById('link') !== null")
+    await chromium.evaluate("document.getElementById('link').click(); true")
+    await chromium.wait_for("location.pathname === '/ui/pending' && document.querySelector('header') !== null && "
+                            "document.querySelector('header').innerText.includes('signed in as mallory')")

@@ -8,6 +8,7 @@ import uuid
 from temporalio.client import Client
 
 from incidentctl import client as incidents
+from incidentctl.intake import web_pages
 from incidentctl.intake.runner import RunningReceiver
 from incidentctl.intake.web_session import csrf_token, safe_next
 from incidentctl.library import compile_text
@@ -21,6 +22,32 @@ def test_after_sign_in_only_our_own_pages() -> None:
         assert safe_next(elsewhere) == "/ui", elsewhere
 
 
+def test_every_value_on_every_page_is_escaped() -> None:
+    """Unit check of the renderers: a hostile value in every field a page shows comes out as text."""
+    evil = HOSTILE
+    pending = {"step": evil, "message": evil, "approvers": [evil], "groups": [evil], "required": evil,
+               "requested_at": evil, "deadline": evil, "votes": [{"approver": evil, "approve": True}],
+               "will_run": {"action": evil, "params": {evil: evil}}}
+    state = {key: evil for key in ("status", "severity", "runbook", "service", "started_at", "finished_at",
+                                   "outcome")}
+    state.update(pending_approvals=[pending], steps={evil: {k: evil for k in ("kind", "action", "status",
+                                                                              "started_at", "finished_at",
+                                                                              "error")}},
+                 alerts={evil: {"status": evil, "labels": {evil: evil}}})
+    timeline = [{"at": evil, "kind": evil, "step": evil, "detail": {evil: evil}}]
+    review = {"summary": evil, "impact": evil, "root_cause": evil, "outcome": evil, "to_do": [evil]}
+    row = {"incident_id": evil, "status": evil, "severity": evil, "runbook": evil, "service": evil,
+           "started_at": evil}
+    pages = [web_pages.incident(evil, state, timeline, [evil], review, evil, evil),
+             web_pages.incident_list([row], {"status": evil}, [evil], evil, evil),
+             web_pages.pending_list([{**pending, **row}], [evil], evil, evil),
+             web_pages.sign_in(evil, evil, evil), web_pages.problem(evil, evil, evil, evil, evil),
+             web_pages.same_site_reload(evil)]
+    for page in pages:
+        assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert page.count("<script") == page.count('<script src="/ui/static/live.js" defer></script>')
+
+
 async def test_pages_need_a_person_and_sign_in_keeps_the_token_in_a_strict_cookie(
         web_receiver: RunningReceiver, tokens: dict[str, str]) -> None:
     web = await browsing(web_receiver)
@@ -28,6 +55,9 @@ async def test_pages_need_a_person_and_sign_in_keeps_the_token_in_a_strict_cooki
         for path in ("/ui", "/ui/pending", "/ui/incidents/anything"):
             status, _, response = await web.get(path)
             assert status == 303 and response.headers["Location"].startswith("/ui/login?next=%2Fui"), path
+        status, page, _ = await web.get("/ui/pending?x=1", headers={"Sec-Fetch-Site": "cross-site"})
+        assert status == 200 and 'http-equiv="refresh" content="0;url=/ui/pending?x=1"' in page, \
+            "a link from another site is loaded once more from here, where the Strict cookie goes along"
         status, _, response = await web.post("/ui/incidents/anything/approvals", {"decision": "approve"})
         assert status == 303 and response.headers["Location"].startswith("/ui/login")
 

@@ -53,6 +53,12 @@ def page(title: str, body: str, person: str | None = None, csrf: str = "", live:
             f'{signed}</header><main><h1>{_e(title)}</h1>{body}</main></body></html>')
 
 
+def same_site_reload(path: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" '
+            f'content="0;url={_e(path)}"><title>incidentctl</title></head><body><a href="{_e(path)}">Continue</a>'
+            '</body></html>')
+
+
 def sign_in(nonce: str, next_page: str, problem: str | None = None) -> str:
     error = f'<p class="error">{_e(problem)}</p>' if problem else ""
     return page("Sign in", f"""{error}

@@ -14,13 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from temporalio.service import RPCError
 
 from incidentctl import client as incidents
 from incidentctl.incident_view import read_state, read_timeline
 from incidentctl.intake import web_pages, web_session
 from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.http import INTAKE, Refused
-from incidentctl.intake.people_api import COMMANDS, run_command
+from incidentctl.intake.people_api import COMMANDS, person_of, run_command
 from incidentctl.review import load_review
 from workflows import model
 
@@ -60,6 +61,10 @@ def _signed_in_page(handler: Page) -> Callable[[web.Request], Awaitable[web.Stre
                 return _html(web_pages.problem("Cannot sign in", refused.reason, None, ""), 503)
             who = None  # a token that names nobody any more: sign in again
         if who is None:
+            if request.method == "GET" and request.headers.get("Sec-Fetch-Site") == "cross-site":
+                # A link from elsewhere (a Slack message) arrives without the SameSite=Strict cookie: load the
+                # page once more from here, which sends it, before asking to sign in again.
+                return _html(web_pages.same_site_reload(web_session.safe_next(request.path_qs)))
             response = _redirect(web_session.sign_in_url(request))
             web_session.forget_cookie(response, web_session.SESSION_COOKIE)
             return response
@@ -70,6 +75,9 @@ def _signed_in_page(handler: Page) -> Callable[[web.Request], Awaitable[web.Stre
         except incidents.IncidentError as exc:
             status = 404 if exc.kind == "not_found" else 503
             return _html(web_pages.problem("Cannot read the incident", str(exc), who, _csrf(request)), status)
+        except RPCError as exc:
+            return _html(web_pages.problem("Temporal did not answer", f"{exc.message}; try again", who,
+                                           _csrf(request)), 503)
     return handle
 
 
@@ -134,7 +142,7 @@ async def _sign_in(request: web.Request) -> web.Response:
         web_session.check_sign_in_form(request, str(form.get(web_session.CSRF_FIELD, "")))
         if not token:
             raise Refused(401, "give your personal token (or sign-in token)", "unauthorized")
-        who = await web_session.person_of(token)
+        who = await person_of(token)
     except Refused as refused:
         nonce = web_session.new_sign_in_nonce()
         response = _html(web_pages.sign_in(nonce, next_page, refused.reason), refused.status)
