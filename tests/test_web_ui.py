@@ -160,3 +160,21 @@ async def test_the_incident_page_reads_the_history_when_no_worker_answers(
         assert status == 200 and "no worker polls task queue" in page and "from history" in page
         assert "SEV2" in page and "web-gated" in page
     await incidents.cancel_incident(client, started.incident_id)
+
+
+async def test_reject_from_the_pending_page_is_the_signed_in_persons_vote(
+        web_receiver: RunningReceiver, client: Client, tokens: dict[str, str]) -> None:
+    incident = await hostile_incident(web_receiver, client)
+    web = await browsing(web_receiver)
+    async with web.session:
+        await web.sign_in(tokens["bob"])
+        _, page, _ = await web.get("/ui/pending")
+        assert f'action="/ui/incidents/{incident}/approvals"' in page
+        status, _, _ = await web.post(f"/ui/incidents/{incident}/approvals",
+                                      {"decision": "reject", "step": "strict", "comment": "not now",
+                                       "csrf": form_csrf(page), "approver": "alice"})
+        assert status == 303, "a form field naming someone else is not read: the vote is the signed-in person's"
+    state = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["approvals"])
+    assert state["approvals"][0] | {"at": None} == {"approver": "bob", "approve": False, "comment": "not now",
+                                                     "step": "strict", "at": None}
+    assert state["steps"].get("fix") is None, "rejected: the step it guarded never ran"
