@@ -3,8 +3,11 @@ cookie, every page, CSRF on every form, escaping of alert labels, and Approve/Re
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from incidentctl import client as incidents
@@ -13,6 +16,8 @@ from incidentctl.intake.runner import RunningReceiver
 from incidentctl.intake.web_session import csrf_token, safe_next
 from incidentctl.library import compile_text
 from tests.conftest import eventually
+from tests.test_oidc import AUDIENCE, ISSUER, PROVIDER_KEYS, STRANGER
+from tests.test_oidc import token as sign_in_jwt
 from tests.web_ui_setup import GATED, HOSTILE, WEBHOOK_TOKEN, browsing, form_csrf, hostile_incident
 
 
@@ -178,3 +183,31 @@ async def test_reject_from_the_pending_page_is_the_signed_in_persons_vote(
     assert state["approvals"][0] | {"at": None} == {"approver": "bob", "approve": False, "comment": "not now",
                                                      "step": "strict", "at": None}
     assert state["steps"].get("fix") is None, "rejected: the step it guarded never ran"
+
+
+async def test_a_sign_in_jwt_signs_in_like_a_personal_token(
+        web_receiver: RunningReceiver, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(PROVIDER_KEYS))
+    people = tmp_path / "people-oidc.yaml"
+    people.write_text("groups: {sre: [bob]}\npeople:\n  bob: {oidc: [bob@example.com]}\n")
+    for name, value in {"INCIDENTCTL_PEOPLE": str(people), "INCIDENTCTL_OIDC_ISSUER": ISSUER,
+                        "INCIDENTCTL_OIDC_AUDIENCE": AUDIENCE, "INCIDENTCTL_OIDC_JWKS_URL": str(keys)}.items():
+        monkeypatch.setenv(name, value)
+    incident = await hostile_incident(web_receiver, client)
+    web = await browsing(web_receiver)
+    async with web.session:
+        _, page, _ = await web.get("/ui/login")
+        status, page, _ = await web.post("/ui/login", {"token": sign_in_jwt(key=STRANGER), "csrf": form_csrf(page)})
+        assert status == 401 and "sign-in token refused" in page
+        status, page, _ = await web.post("/ui/login", {"token": sign_in_jwt("eve@example.com"),
+                                                       "csrf": form_csrf(page)})
+        assert status == 403 and "belongs to nobody in the people file" in page
+        await web.sign_in(sign_in_jwt())
+        _, page, _ = await web.get(f"/ui/incidents/{incident}")
+        assert "signed in as <b>bob</b>" in page
+        status, _, _ = await web.post(f"/ui/incidents/{incident}/approvals",
+                                      {"decision": "approve", "step": "strict", "csrf": form_csrf(page)})
+        assert status == 303
+    state = await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["approvals"])
+    assert state["approvals"][0]["approver"] == "bob" and state["approvals"][0]["approve"] is True
