@@ -52,7 +52,7 @@ class Chromium:
     async def navigate(self, url: str) -> None:
         await self.call("Page.navigate", url=url)
 
-    async def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
+    async def wait_for(self, expression: str, timeout: float = 60.0) -> Any:
         """Polls `expression` in the page until it is truthy (a navigation in between is fine)."""
         deadline = asyncio.get_running_loop().time() + timeout
         last: Any = None
