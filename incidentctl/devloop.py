@@ -39,6 +39,7 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
                                 plans_required=plans_required_from_env(default=False)):
             print(f"worker           polling task queue {task_queue!r}; people's commands: {people}")
             print(f"alert receiver   {receiver.url}/alertmanager  ({mode})")
+            print(f"web page         {receiver.url}/ui  (sign in with `incidentctl people token NAME`)")
             print("ready: point Alertmanager at the receiver, or `incidentctl incident start --runbook NAME`; "
                   "Ctrl-C stops all")
             await stop.wait()

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install incidentctl with its test tools; install Debian's Prometheus and
 # Alertmanager when their binaries are missing (tests and `incidentctl dev --with-prometheus` run them as local
-# processes). Safe to run again.
+# processes), and Debian's chromium (tests/test_web_browser.py drives the web page in it, headless). Safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-install_prometheus() {
+install_debian_packages() {
   local missing=()
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "setup: ${missing[*]} not installed and cannot apt-get here (need root on Debian/Ubuntu);" \
-         "the tests that run the real alert pipeline will be skipped" >&2
+         "the tests that run the real alert pipeline or a real browser will be skipped" >&2
     return 0
   fi
   # The packages' own services would start on install and hold 9090/9093; we run our own processes with
@@ -39,7 +41,7 @@ install_prometheus() {
   fi
 }
 
-install_prometheus
+install_debian_packages
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -23,7 +23,7 @@ TEST_TASK_QUEUE = "incidentctl-tests"
 os.environ.setdefault("INCIDENTCTL_IDENTITY", "open")
 os.environ.setdefault("INCIDENTCTL_PLAN_SIGNATURES", "optional")  # likewise; tests/test_plan_signing.py requires
 # moto's server process and the `aws` fixture (tests/aws_moto.py)
-pytest_plugins = ["tests.aws_moto"]
+pytest_plugins = ["tests.aws_moto", "tests.web_ui_setup"]
 
 
 @pytest.fixture(scope="session")

@@ -215,6 +215,7 @@ def test_dev_starts_server_and_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert f"temporal web UI  http://127.0.0.1:{ui_port}" in output
         assert "worker           polling task queue 'incidentctl'" in output
         assert f"alert receiver   http://127.0.0.1:{receiver_port}/alertmanager  (no auth (dev mode))" in output
+        assert f"web page         http://127.0.0.1:{receiver_port}/ui" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{receiver_port}/healthz", timeout=10) as health:
             assert json.loads(health.read())["status"] == "ok"
         os.kill(process.pid, signal.SIGINT)

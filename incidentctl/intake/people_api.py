@@ -62,6 +62,11 @@ async def person(request: web.Request) -> str:
         raise Refused(401, "people's commands need a personal token or an OIDC sign-in token: Authorization: "
                            "Bearer <token> (make a personal one with `incidentctl people token NAME`)",
                       "unauthorized")
+    return await person_of(given)
+
+
+async def person_of(given: str) -> str:
+    """The person a personal token or an OIDC JWT names, however it came (a header, the web page's cookie)."""
     return await _oidc_person(given) if looks_like_jwt(given) else _token_person(given)
 
 
@@ -241,18 +246,26 @@ async def _serve(request: web.Request, name: str, incident: str, spec: Command |
             raise Refused(415, f"content type must be application/json, not {request.content_type!r}",
                           "content_type")
         try:
-            body = _checked(decode_json(raw) if raw.strip() else {}, spec.fields, who)
+            body = decode_json(raw) if raw.strip() else {}
         except PayloadError as exc:
             raise Refused(400, str(exc), "malformed_json") from None
-        try:
-            receipt = await spec.run(request, incident, who, body)
-        except incidents.IncidentError as exc:
-            status = {"not_found": 404, "unreachable": 503, "refused": 409}.get(exc.kind, 422)
-            raise Refused(status, str(exc), "command_refused" if status == 409 else "command_failed") from None
+        receipt = await run_command(request, name, spec, incident, who, body)
     except Refused as refused:
         return _refuse(intake, refused.status, refused.reason, refused.code)
-    intake.metrics.inc("incidentctl_people_commands_total", command=name)
     return web.json_response({"by": who, "receipt": asdict(receipt) if is_dataclass(receipt) else receipt})
+
+
+async def run_command(request: web.Request, name: str, spec: Command, incident: str, who: str, body: Any) -> Any:
+    """One person's command, checked and sent (signed for the incident): the JSON endpoints and the web page's
+    forms both come here, so a form's vote is the same command as a token's. Refused when it cannot be."""
+    checked = _checked(body, spec.fields, who)
+    try:
+        receipt = await spec.run(request, incident, who, checked)
+    except incidents.IncidentError as exc:
+        status = {"not_found": 404, "unreachable": 503, "refused": 409}.get(exc.kind, 422)
+        raise Refused(status, str(exc), "command_refused" if status == 409 else "command_failed") from None
+    request.app[INTAKE].metrics.inc("incidentctl_people_commands_total", command=name)
+    return receipt
 
 
 async def show(request: web.Request) -> web.Response:

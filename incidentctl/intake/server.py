@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from incidentctl.intake import people_api, slack_api, sns
+from incidentctl.intake import people_api, slack_api, sns, web_ui
 from incidentctl.intake.auth import ReceiverAuth
 from incidentctl.intake.cloud_monitoring import parse_notification
 from incidentctl.intake.delivery import AlertIntake
@@ -127,6 +127,8 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
     app.router.add_get("/incidents/{incident}", people_api.show)
     # Slack's Approve/Reject buttons, as the person whose Slack user id clicked (signed by Slack, not by a token).
     app.router.add_post("/slack/interactions", slack_api.interactions_handler())
+    # The web page: the same people, signed in with the same tokens (a cookie), and the same commands.
+    web_ui.add_routes(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _read_only(_metrics))
     app.router.add_get("/openapi.json", _read_only(_openapi))
