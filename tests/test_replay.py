@@ -62,3 +62,33 @@ async def test_recorded_history_still_replays(recorded: Path) -> None:
     result = await Replayer(workflows=[IncidentWorkflow]).replay_workflow(history)
     assert result.replay_failure is None
     assert len(history.events) > 50
+
+
+FIRST_STEPS = {
+    # Each patch is asked first in the workflow task that also ran the admission's local activity.
+    "approval_first": "name: replay-approval-first\nversion: 1\nsteps:\n"
+                      "  - {id: gate, approval: {message: go?, approvers: [alice]}}\n"
+                      "  - {id: after, action: util.echo, params: {message: after}}\n",
+    "action_first": "name: replay-action-first\nversion: 1\nsteps:\n"
+                    "  - {id: first, action: util.echo, params: {message: first}}\n"
+                    "  - {id: gate, approval: {message: go?, approvers: [alice]}}\n",
+}
+
+
+@pytest.mark.parametrize("runbook", FIRST_STEPS, ids=list(FIRST_STEPS))
+async def test_another_worker_replays_an_incident_its_first_worker_started(client: Client, unique: str,
+                                                                            runbook: str) -> None:
+    """What a worker restart does: the next worker rebuilds the incident from its history (no cache)."""
+    from incidentctl.workers import build_worker
+
+    queue = f"replay-{unique}"
+    plan = compile_text(FIRST_STEPS[runbook], "first.yaml")
+    async with build_worker(client, task_queue=queue):
+        # Not eagerly: the first workflow task polled, as a worker in another process gets it.
+        started = await incidents.start_incident(client, plan, key=unique, task_queue=queue, eager_start=False)
+        await eventually(lambda: incidents.show_incident(client, started.incident_id),
+                         lambda s: s["pending_approvals"])
+    async with build_worker(client, task_queue=queue):
+        await incidents.decide(client, started.incident_id, ApprovalDecision(approver="alice", approve=True))
+        summary = await incidents.wait_for_runbook(client, started.incident_id, timeout=60)
+    assert summary["outcome"] == "succeeded"

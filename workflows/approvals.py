@@ -208,7 +208,9 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
     assert spec is not None
     context = run.expression_context(scope)
     message = spec.message if literal_message else expressions.render(spec.message or "", context)
-    checked = workflow.patched(PEOPLE_CHECKED) if workflow.in_workflow() else True
+    checked = run.people_checked
+    if checked is None:
+        checked = workflow.patched(PEOPLE_CHECKED) if workflow.in_workflow() else True
     # Every stage's people, rendered and checked now: a bad escalation list fails the step before anyone waits.
     people = [stage_people(stage, context, run.groups, checked) for stage in (spec, *spec.escalation)]
     pending = PendingApproval(step=key, approvers=list(people[0][0]), groups=list(people[0][1]),

@@ -56,6 +56,8 @@ class IncidentRun:
         # The runbook being run: the incident's own, or another one a person runs inside the incident.
         self.active_plan: Plan = self.plan
         self.active_params: dict[str, Any] = inp.params
+        # Patches a room asks about, asked when the incident starts (IncidentWorkflow.__init__); None: ask then.
+        self.people_checked: bool | None = None
 
     @property
     def groups(self) -> dict[str, list[str]]:

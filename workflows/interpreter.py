@@ -44,6 +44,9 @@ class Interpreter:
         self.continue_as_new_due = continue_as_new_due
         self.upcoming: Step | None = None
         self.leases = Leases(run)
+        # Asked once, when the incident starts (before its admission's local activity): a patch first asked
+        # after a local activity in the same workflow task did not replay (its marker was not matched).
+        self._summaries = workflow.patched(ACTIVITY_SUMMARIES)
         self._kinds: dict[str, Callable[[Step, Scope, str], Awaitable[Any]]] = {
             "action": self._call_action, "notify": self._call_action, "check": self._check,
             "wait_until": self._wait_until, "sleep": self._sleep, "approval": self._approval,
@@ -219,7 +222,7 @@ class Interpreter:
                         dry_run=inp.dry_run and step.mutates,
                         changes=self.run.active_plan.changes if step.mutates else None),
             # The Temporal UI names the activity by its step; the summary is part of the scheduling command.
-            summary=f"step {key}: {step.action}" if workflow.patched(ACTIVITY_SUMMARIES) else None,
+            summary=f"step {key}: {step.action}" if self._summaries else None,
             start_to_close_timeout=timedelta(seconds=step.timeout_s),
             heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
             retry_policy=RetryPolicy(
