@@ -18,6 +18,7 @@ from datetime import timedelta
 from aiohttp import web
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from incidentctl import tracing
 from incidentctl.connection import ConnectionConfigError, connect_when_reachable
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.payload_codec import CodecKeyError
@@ -140,4 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_without_finalizing(main())
+    code = main()
+    tracing.flush()
+    exit_without_finalizing(code)

@@ -950,9 +950,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console entry point (see exit_without_finalizing for why it does not simply return)."""
+    from incidentctl import tracing
     from incidentctl.process import exit_without_finalizing
 
-    exit_without_finalizing(main())
+    code = main()
+    tracing.flush()
+    exit_without_finalizing(code)
 
 
 if __name__ == "__main__":
