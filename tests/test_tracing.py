@@ -3,12 +3,16 @@ activities, collected by the SDK's in-memory span exporter; and tracing stays of
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,8 +22,10 @@ from incidentctl.connection import ConnectionConfigError, connect
 from incidentctl.devserver import DevServer
 from incidentctl.intake.auth import ReceiverAuth
 from incidentctl.intake.runner import start_receiver
+from incidentctl.localhttp import serve
 from incidentctl.workers import build_worker
 from tests.conftest import eventually
+from tests.worker_process import WorkerProcess
 
 TOKEN = "trace-token"
 TRACED_RUNBOOK = """
@@ -132,3 +138,55 @@ async def test_a_bad_tracing_setting_is_a_connection_error_with_a_sentence(
             await connect(dev_server.address)
     finally:
         tracing.reset()
+
+
+# ---------------------------------------------------------------- over the wire: OTLP from real processes
+
+class OtlpCollector:
+    """A local OTLP/HTTP trace endpoint: keeps every span the processes export."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes]] = []  # (service name, span name, trace id)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        export = ExportTraceServiceRequest.FromString(await request.read())
+        for resource_spans in export.resource_spans:
+            service = next((a.value.string_value for a in resource_spans.resource.attributes
+                            if a.key == "service.name"), "")
+            for scope in resource_spans.scope_spans:
+                self.spans += [(service, span.name, span.trace_id) for span in scope.spans]
+        return web.Response(status=200, content_type="application/x-protobuf")
+
+
+async def test_the_cli_and_a_worker_process_export_one_trace_over_otlp(
+        dev_server: DevServer, tmp_path: Path, unique: str) -> None:
+    collector = OtlpCollector()
+    app = web.Application()
+    app.router.add_post("/v1/traces", collector.receive)
+    runner, url = await serve(app)
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    worker = WorkerProcess(tmp_path / "worker.log", "--address", dev_server.address, "--task-queue", unique,
+                           env=otel)
+    try:
+        runbook = tmp_path / "traced.yaml"
+        runbook.write_text(TRACED_RUNBOOK.replace("${{ alert.labels.host }}", "from the CLI"))
+        cli = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "incidentctl"), "incident", "start", "--runbook", str(runbook),
+            "--key", unique, "--wait", env={**os.environ, **otel, "TEMPORAL_ADDRESS": dev_server.address,
+                                            "INCIDENTCTL_TASK_QUEUE": unique},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await asyncio.wait_for(cli.communicate(), 120)
+        assert cli.returncode == 0, output.decode()
+        activity = await eventually(
+            lambda: asyncio.sleep(0, [s for s in collector.spans if s[1] == "RunActivity:util.echo"]),
+            lambda found: bool(found), timeout=60)
+    finally:
+        worker.stop()
+        await runner.cleanup()
+    [(service, _, trace_id)] = activity
+    assert service == "incidentctl-worker"
+    started = [s for s in collector.spans if s[1] == "StartWorkflow:IncidentWorkflow"]
+    assert started and started[0][0] == "incidentctl", "the CLI exported its span before it exited"
+    assert started[0][2] == trace_id, "the CLI's start and the worker's activity are one trace"
