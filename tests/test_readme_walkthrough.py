@@ -9,7 +9,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,7 @@ def dev_stack(tmp_path: Path) -> Iterator[dict[str, int]]:
                 process.wait(timeout=10)
 
 
-def _wait_for(done, timeout: float) -> None:
-    import time
-
+def _wait_for(done: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
