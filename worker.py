@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import Runtime
 
 from incidentctl import tracing
 from incidentctl.connection import ConnectionConfigError, connect_when_reachable
@@ -24,7 +24,7 @@ from incidentctl.dsl.durations import parse_duration
 from incidentctl.payload_codec import CodecKeyError
 from incidentctl.process import exit_without_finalizing, stop_on_signals
 from incidentctl.worker_health import WorkerState, parse_bind_address, start_health_server
-from incidentctl.worker_metrics import histogram_buckets
+from incidentctl.worker_metrics import prometheus_runtime
 from incidentctl.workers import build_worker
 from workflows.model import TASK_QUEUE
 
@@ -92,10 +92,7 @@ def settings_from(args: argparse.Namespace) -> WorkerSettings:
 def runtime_for(settings: WorkerSettings) -> Runtime | None:
     """The SDK runtime that exports its metrics (workflow and activity counts, latencies, poll results) and ours
     (incidentctl_*: incidentctl/worker_metrics.py, workflows/metrics.py)."""
-    if not settings.metrics_address:
-        return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-        bind_address=settings.metrics_address, histogram_bucket_overrides=histogram_buckets())))
+    return prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
 
 
 async def serve(settings: WorkerSettings) -> None:

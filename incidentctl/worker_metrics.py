@@ -15,6 +15,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 ACTION_ATTEMPTS = "incidentctl_action_attempts_total"
@@ -24,9 +25,12 @@ ACTION_FAILURES = "incidentctl_action_failures_total"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
-def histogram_buckets() -> dict[str, list[float]]:
-    """For the runtime's PrometheusConfig: the SDK's default buckets are milliseconds."""
-    return {ACTION_DURATION: list(DURATION_BUCKETS)}
+def prometheus_runtime(bind_address: str) -> Runtime:
+    """An SDK runtime serving `/metrics` on `bind_address` (HOST:PORT): the SDK's metrics (workflow and activity
+    counts, latencies, poll results) and ours. Our duration buckets are seconds; the SDK's default ones are
+    milliseconds."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=bind_address, histogram_bucket_overrides={ACTION_DURATION: list(DURATION_BUCKETS)})))
 
 
 def error_type(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def walkthrough() -> tuple[str, list[str]]:
 @pytest.fixture
 def dev_stack(tmp_path: Path) -> Iterator[dict[str, int]]:
     """`incidentctl dev ...` as the README says, with free ports and its files in tmp_path; stopped by its PID."""
-    ports = {"temporal": free_port(), "ui": free_port(), "receiver": free_port()}
+    ports = {"temporal": free_port(), "ui": free_port(), "receiver": free_port(), "metrics": free_port()}
     command, _ = walkthrough()
     args = command.split()[1:]
     assert args[:1] == ["dev"], command
@@ -43,6 +44,8 @@ def dev_stack(tmp_path: Path) -> Iterator[dict[str, int]]:
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "incidentctl"), *args, "--port", str(ports["temporal"]),
          "--ui-port", str(ports["ui"]), "--receiver-port", str(ports["receiver"]),
+         # Not in the README's line: the same run also shows dev's worker metrics (docs/install.md "Metrics").
+         "--metrics-address", f"127.0.0.1:{ports['metrics']}",
          "--db-file", str(tmp_path / "dev" / "temporal.db")],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -88,6 +91,11 @@ def test_the_readme_walkthrough_works_when_pasted(dev_stack: dict[str, int], tmp
     assert run.returncode == 0, output
     assert "approved step approve_rollback as alice" in output
     assert "k8s.rollout_undo" in output and "is closed" in output
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{dev_stack['metrics']}/metrics", timeout=10).read().decode()
+    runbook = 'runbook="k8s-deployment-rollout-stuck"'
+    assert re.search(rf'^incidentctl_incidents_closed_total{{[^}}]*{runbook}[^}}]*}} 1$', metrics, re.M), metrics
+    assert re.search(r'^incidentctl_action_attempts_total\{action="k8s.rollout_undo"[^}]*outcome="succeeded"', metrics,
+                     re.M), "dev's worker metrics count the rollback"
 
 
 def test_the_dev_block_and_the_substitutions_are_what_the_readme_says() -> None:
