@@ -138,6 +138,9 @@ async def test_a_cancelled_incident_finishes_its_waiting_approval_and_counts_its
     assert value(samples, "incidentctl_approvals_requested_total") - value(
         samples, "incidentctl_approvals_finished_total") == 0, "nothing waits any more"
     assert value(samples, "incidentctl_incidents_closed_total", runbook="metered", status="cancelled") == 1
+    assert value(samples, "incidentctl_steps_finished_total", kind="approval", outcome="cancelled") == 1
+    assert value(samples, "incidentctl_steps_started_total") == value(samples, "incidentctl_steps_finished_total"), \
+        "every started step has finished"
 
 
 def test_error_type_is_the_application_error_type_else_the_class() -> None:

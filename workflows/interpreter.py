@@ -131,6 +131,7 @@ class Interpreter:
             output = self._outputs(step, scope, await self._execute(step, scope, key))
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
+                self._count_unfinished(step, cancelled=True)
                 raise asyncio.CancelledError() from exc
             return self._record_failure(step, scope, error_of(exc))
         except (StepFailed, StepError) as exc:
@@ -139,6 +140,9 @@ class Interpreter:
             return self._record_failure(step, scope, {"type": "ExpressionError", "message": str(exc)})
         except AlertsResolved:
             self._supersede(step, scope)
+            raise
+        except BaseException as exc:
+            self._count_unfinished(step, cancelled=isinstance(exc, asyncio.CancelledError | CancelledError))
             raise
         finally:
             if key in state.running:
@@ -166,6 +170,13 @@ class Interpreter:
         metrics.count(metrics.STEPS_FINISHED, **labels, outcome="failed")
         metrics.count(metrics.STEP_FAILURES, **labels, error_type=str(error.get("type") or "unknown"))
         return "failed"
+
+    @staticmethod
+    def _count_unfinished(step: Step, cancelled: bool) -> None:
+        """A started step left without an outcome: cancelled, or a container whose body ended the runbook or
+        asked for the rollback. Counted so that started minus finished is what runs now."""
+        metrics.count(metrics.STEPS_FINISHED, **metrics.step_labels(step.kind, step.action),
+                      outcome="cancelled" if cancelled else "interrupted")
 
     def _supersede(self, step: Step, scope: Scope) -> None:
         state, key = self.run.state, scope.key(step)

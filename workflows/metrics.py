@@ -25,7 +25,7 @@ _HELP = {
     INCIDENTS_CLOSED: "Incidents closed, by runbook and severity at close.",
     STEPS_STARTED: "Runbook steps started, by step kind and action.",
     STEPS_FINISHED: "Runbook steps finished, by step kind, action and outcome (succeeded, failed, skipped, "
-                    "superseded).",
+                    "superseded, cancelled, interrupted).",
     STEP_FAILURES: "Runbook steps failed, by step kind, action and error type.",
     APPROVALS_REQUESTED: "Approvals requested, by runbook. Waiting now: requested minus finished.",
     APPROVALS_FINISHED: "Approvals finished, by runbook and outcome (approved, rejected, timed_out, superseded).",
