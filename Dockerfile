@@ -11,9 +11,10 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY schemas ./schemas
 COPY runbooks ./runbooks
-RUN pip install --no-cache-dir . \
+# With the otel extra: tracing is there for whoever sets OTEL_EXPORTER_OTLP_ENDPOINT, and off otherwise.
+RUN pip install --no-cache-dir '.[otel]' \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin incidentctl
-# receiver, worker health (/healthz, /readyz), worker SDK metrics (Prometheus)
+# receiver, worker health (/healthz, /readyz), worker metrics (Prometheus: the SDK's and incidentctl_*)
 EXPOSE 9095 8080 9464
 USER 10001
 CMD ["python", "worker.py"]

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import Runtime
 
+from incidentctl import tracing
 from incidentctl.connection import ConnectionConfigError, connect_when_reachable
 from incidentctl.dsl.durations import parse_duration
 from incidentctl.payload_codec import CodecKeyError
 from incidentctl.process import exit_without_finalizing, stop_on_signals
 from incidentctl.worker_health import WorkerState, parse_bind_address, start_health_server
+from incidentctl.worker_metrics import prometheus_runtime
 from incidentctl.workers import build_worker
 from workflows.model import TASK_QUEUE
 
@@ -73,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="HOST:PORT to serve /healthz and /readyz on (env INCIDENTCTL_WORKER_HEALTH_ADDRESS; "
                              "default: none)")
     parser.add_argument("--metrics-address", default=env("INCIDENTCTL_WORKER_METRICS_ADDRESS"),
-                        help="HOST:PORT to serve the Temporal SDK's Prometheus metrics on (env "
+                        help="HOST:PORT to serve Prometheus metrics on, the Temporal SDK's and ours (env "
                              "INCIDENTCTL_WORKER_METRICS_ADDRESS; default: none)")
     # argparse applies `type` to a string default too, so a bad value in the environment is refused alike.
     return parser.parse_args(argv)
@@ -88,10 +90,9 @@ def settings_from(args: argparse.Namespace) -> WorkerSettings:
 
 
 def runtime_for(settings: WorkerSettings) -> Runtime | None:
-    """The SDK runtime that exports its metrics (workflow and activity counts, latencies, poll results)."""
-    if not settings.metrics_address:
-        return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address)))
+    """The SDK runtime that exports its metrics (workflow and activity counts, latencies, poll results) and ours
+    (incidentctl_*: incidentctl/worker_metrics.py, workflows/metrics.py)."""
+    return prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
 
 
 async def serve(settings: WorkerSettings) -> None:
@@ -137,4 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_without_finalizing(main())
+    code = main()
+    tracing.flush()
+    exit_without_finalizing(code)

@@ -652,6 +652,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     if args.with_prometheus and not args.simulate_cluster:
         raise CommandError("--with-prometheus scrapes the simulated cluster: add --simulate-cluster")
+    if args.metrics_address:
+        from incidentctl.worker_health import parse_bind_address
+
+        try:
+            parse_bind_address(args.metrics_address, "--metrics-address")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     try:
         return run_dev(args)
     except PromStackError as exc:
@@ -695,6 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SQLite file that keeps incidents across restarts (default %(default)s)")
     dev.add_argument("--task-queue", default="incidentctl")
     dev.add_argument("--receiver-port", type=int, default=9095, help="alert receiver port (default %(default)s)")
+    dev.add_argument("--metrics-address", metavar="HOST:PORT",
+                     help="serve the worker's Prometheus metrics (the Temporal SDK's and incidentctl_*) here")
     dev.add_argument("--simulate-cluster", action="store_true",
                      help="also run the simulated Kubernetes API server; the worker's k8s actions use it")
     dev.add_argument("--scenario", action="append", metavar="NAME",
@@ -950,9 +959,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console entry point (see exit_without_finalizing for why it does not simply return)."""
+    from incidentctl import tracing
     from incidentctl.process import exit_without_finalizing
 
-    exit_without_finalizing(main())
+    code = main()
+    tracing.flush()
+    exit_without_finalizing(code)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ agree.
     INCIDENTCTL_TEMPORAL_TLS_CERT/_KEY    client certificate and key for mTLS (implies TLS)
     INCIDENTCTL_TEMPORAL_TLS_SERVER_NAME  the name to verify the server's certificate against
     INCIDENTCTL_PAYLOAD_KEYS(_FILE)       encrypt every payload (incidentctl/payload_codec.py)
+    OTEL_EXPORTER_OTLP_ENDPOINT, ...      trace every client call, and the worker built on it (incidentctl/tracing.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from incidentctl import tracing
 from incidentctl.payload_codec import EncryptionCodec, keys_from_env
 
 log = logging.getLogger("incidentctl.connection")
@@ -63,9 +65,14 @@ def data_converter_from_env() -> DataConverter:
 
 
 async def connect(address: str, namespace: str = "default", runtime: Runtime | None = None) -> Client:
+    try:
+        interceptors = tracing.client_interceptors()
+    except tracing.TracingConfigError as exc:
+        raise ConnectionConfigError(str(exc)) from None
     return await Client.connect(address, namespace=namespace, tls=tls_from_env(),
                                 api_key=os.environ.get("INCIDENTCTL_TEMPORAL_API_KEY") or None,
-                                data_converter=data_converter_from_env(), runtime=runtime)
+                                data_converter=data_converter_from_env(), runtime=runtime,
+                                interceptors=interceptors)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ if TYPE_CHECKING:
     from incidentctl.promstack import PromStack
 
 
-async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None:
+async def _serve(server: DevServer, task_queue: str, receiver_port: int, metrics_address: str | None) -> None:
     from incidentctl.identity_policy import IdentityPolicy
     from incidentctl.intake.runner import auth_from_env, start_receiver
     from incidentctl.plan_signing import plans_required_from_env
+    from incidentctl.worker_metrics import prometheus_runtime
     from incidentctl.workers import build_worker
 
-    client = await connect(server.address)
+    client = await connect(server.address, runtime=prometheus_runtime(metrics_address) if metrics_address else None)
     stop = stop_on_signals()
     # Dev mode accepts unauthenticated alerts unless a token or HMAC secret is configured.
     auth = auth_from_env(insecure=True)
@@ -40,6 +41,8 @@ async def _serve(server: DevServer, task_queue: str, receiver_port: int) -> None
             print(f"worker           polling task queue {task_queue!r}; people's commands: {people}")
             print(f"alert receiver   {receiver.url}/alertmanager  ({mode})")
             print(f"web page         {receiver.url}/ui  (sign in with `incidentctl people token NAME`)")
+            if metrics_address:
+                print(f"worker metrics   http://{metrics_address}/metrics")
             print("ready: point Alertmanager at the receiver, or `incidentctl incident start --runbook NAME`; "
                   "Ctrl-C stops all")
             await stop.wait()
@@ -126,7 +129,7 @@ def _run_dev(args: argparse.Namespace, db_file: Path) -> int:
         # Other commands look for Temporal at TEMPORAL_ADDRESS (default 127.0.0.1:7233).
         print(f"in other shells  export TEMPORAL_ADDRESS={server.address}")
     try:
-        asyncio.run(_serve(server, args.task_queue, args.receiver_port))
+        asyncio.run(_serve(server, args.task_queue, args.receiver_port, args.metrics_address))
     finally:
         server.stop()
         print("temporal server stopped")

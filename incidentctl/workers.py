@@ -14,6 +14,7 @@ from activities.incident_history import IncidentHistory
 from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.plan_signing import Admission
 from incidentctl.target_leases import TargetLeases
+from incidentctl.worker_metrics import ActionMetrics
 from workflows.incident import IncidentWorkflow
 from workflows.model import TASK_QUEUE
 from workflows.targets import TargetWorkflow
@@ -42,4 +43,5 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, max_concurrent_ac
                     *Admission(identity, plans_required).activities()],
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=shutdown_grace,
+        interceptors=[ActionMetrics()],
     )

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("workflows",)),
     ("service", ("incidentctl.client", "incidentctl.params", "incidentctl.people", "incidentctl.intake",
                  "incidentctl.library", "incidentctl.workers", "incidentctl.target_leases", "worker",
-                 "incidentctl.worker_health", "incidentctl.rbac",
+                 "incidentctl.worker_health", "incidentctl.worker_metrics", "incidentctl.rbac", "incidentctl.tracing",
                  "incidentctl.connection", "incidentctl.payload_codec", "incidentctl.codec_server",
                  "incidentctl.plan_signing", "incidentctl.identity_policy", "incidentctl.people_client",
                  "incidentctl.history", "incidentctl.summaries", "incidentctl.incident_times", "incidentctl.review",

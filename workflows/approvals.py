@@ -21,6 +21,7 @@ from temporalio import workflow
 
 from incidentctl.dsl import expressions
 from incidentctl.dsl.plan import Step
+from workflows import metrics
 from workflows.context import IncidentRun, Scope
 from workflows.errors import AlertsResolved, StepError
 from workflows.model import RUNNING, WAITING_APPROVAL, ApprovalDecision, ApprovalReceipt
@@ -225,6 +226,9 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
     if pending.will_run is not None:
         requested["will_run"] = pending.will_run
     run.event("approval_requested", key, requested)
+    runbook = run.active_plan.runbook.name
+    metrics.count(metrics.APPROVALS_REQUESTED, runbook=runbook)
+    timed_out = False
     await on_requested(pending)
     # Stage 0 is the step's own people; each escalation stage adds people once the previous one times out.
     stages: list[Any] = [spec, *spec.escalation]
@@ -247,9 +251,14 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
                 if index + 1 < len(stages):
                     continue
                 pending.outcome = "approved" if spec.on_timeout == "approve" else "rejected"
+                timed_out = True
                 run.event("approval_timed_out", key, {"outcome": pending.outcome, "timeout_s": timeout})
     finally:
         state.approvals.pop(key, None)
+        # Counted here so that requested minus finished stays the number waiting, cancelled incidents included.
+        undecided = "superseded" if alerts_cleared() else "cancelled"
+        metrics.count(metrics.APPROVALS_FINISHED, runbook=runbook, outcome="timed_out" if timed_out else (
+            undecided if pending.outcome == "pending" else pending.outcome))
         # A worker that evicts a waiting incident from its cache closes this coroutine outside the workflow's
         # event loop: there is no status to set then (the incident goes on where it was when replayed).
         if not state.approvals and workflow.in_workflow():

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import workflow
 
 from incidentctl.dsl.plan import Plan, Step
+from workflows import metrics
 from workflows.model import SEVERITY_ATTR, STATUS_ATTR, IncidentInput
 from workflows.state import IncidentState
 
@@ -77,6 +78,11 @@ class IncidentRun:
         self.state.status = status
         workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
         self.show_details()
+
+    def count_end(self, status: str) -> None:
+        """The incident ended (closed or cancelled; resolved, failed or rolled back before the lifecycle)."""
+        metrics.count(metrics.INCIDENTS_CLOSED, runbook=self.plan.runbook.name,
+                      severity=self.state.severity or self.input.severity, status=status)
 
     def set_severity(self, severity: str) -> None:
         self.state.severity = severity

@@ -21,7 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import alerts
+    from workflows import alerts, metrics
     from workflows.approvals import PEOPLE_CHECKED, apply_decision, decision_problem
     from workflows.communication import Communicator
     from workflows.context import IncidentRun, Scope
@@ -94,6 +94,7 @@ class IncidentWorkflow:
                 "runbook": runbook.name, "version": runbook.version, "plan_hash": self._run.plan.hash or None,
                 "severity": inp.severity, "started_by": inp.started_by, "dry_run": inp.dry_run,
             })
+            metrics.count(metrics.INCIDENTS_OPENED, runbook=runbook.name, severity=inp.severity)
 
     # ---------------------------------------------------------------- entry point
 

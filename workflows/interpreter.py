@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 from activities.base import ActionInput
 from incidentctl.dsl import allowed_changes, expressions
 from incidentctl.dsl.plan import Step
-from workflows import alerts, approvals
+from workflows import alerts, approvals, metrics
 from workflows.communication import Communicator
 from workflows.context import IncidentRun, Scope
 from workflows.errors import (
@@ -121,17 +121,20 @@ class Interpreter:
                 scope.results[step.id] = {"status": "skipped", "output": None, "error": None}
                 state.records[key] = {"status": "skipped", "kind": step.kind, "seq": len(state.records) + 1}
                 run.event("step_skipped", key, {"when": step.when})
+                metrics.count(metrics.STEPS_FINISHED, **metrics.step_labels(step.kind, step.action), outcome="skipped")
                 return "skipped"
         state.records[key] = {"status": "running", "kind": step.kind, "seq": len(state.records) + 1,
                               "started_at": run.now().isoformat()}
         state.running.append(key)
         run.show_details()
         run.event("step_started", key, {"kind": step.kind, "action": step.action})
+        metrics.count(metrics.STEPS_STARTED, **metrics.step_labels(step.kind, step.action))
         try:
             # Every kind's raw result goes through `outputs`, containers included (their body has run by then).
             output = self._outputs(step, scope, await self._execute(step, scope, key))
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
+                self._count_unfinished(step, cancelled=True)
                 raise asyncio.CancelledError() from exc
             return self._record_failure(step, scope, error_of(exc))
         except (StepFailed, StepError) as exc:
@@ -141,6 +144,9 @@ class Interpreter:
         except AlertsResolved:
             self._supersede(step, scope)
             raise
+        except BaseException as exc:
+            self._count_unfinished(step, cancelled=isinstance(exc, asyncio.CancelledError | CancelledError))
+            raise
         finally:
             if key in state.running:
                 state.running.remove(key)
@@ -148,6 +154,7 @@ class Interpreter:
         scope.results[step.id] = {"status": "succeeded", "output": output, "error": None}
         state.records[key].update(status="succeeded", output=output, finished_at=run.now().isoformat())
         run.event("step_succeeded", key)
+        metrics.count(metrics.STEPS_FINISHED, **metrics.step_labels(step.kind, step.action), outcome="succeeded")
         return "succeeded"
 
     async def _execute(self, step: Step, scope: Scope, key: str) -> Any:
@@ -162,7 +169,17 @@ class Interpreter:
         record = state.records.setdefault(key, {"kind": step.kind, "seq": len(state.records) + 1})
         record.update(status="failed", error=error, finished_at=self.run.now().isoformat())
         self.run.event("step_failed", key, {"error": error})
+        labels = metrics.step_labels(step.kind, step.action)
+        metrics.count(metrics.STEPS_FINISHED, **labels, outcome="failed")
+        metrics.count(metrics.STEP_FAILURES, **labels, error_type=str(error.get("type") or "unknown"))
         return "failed"
+
+    @staticmethod
+    def _count_unfinished(step: Step, cancelled: bool) -> None:
+        """A started step left without an outcome: cancelled, or a container whose body ended the runbook or
+        asked for the rollback. Counted so that started minus finished is what runs now."""
+        metrics.count(metrics.STEPS_FINISHED, **metrics.step_labels(step.kind, step.action),
+                      outcome="cancelled" if cancelled else "interrupted")
 
     def _supersede(self, step: Step, scope: Scope) -> None:
         state, key = self.run.state, scope.key(step)
@@ -172,6 +189,7 @@ class Interpreter:
         state.records.setdefault(key, {"kind": step.kind, "seq": len(state.records) + 1}).update(
             status="superseded", finished_at=self.run.now().isoformat())
         self.run.event("step_superseded", key, {"reason": "all alerts resolved"})
+        metrics.count(metrics.STEPS_FINISHED, **metrics.step_labels(step.kind, step.action), outcome="superseded")
 
     def _outputs(self, step: Step, scope: Scope, result: Any) -> Any:
         if not step.outputs:

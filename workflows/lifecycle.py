@@ -160,6 +160,8 @@ class Lifecycle:
         self.run.event("status_changed", detail={"from": previous, "to": transition.status,
                                                  "reason": transition.reason, "by": transition.by})
         self.run.set_status(transition.status)
+        if transition.status in FINAL:
+            self.run.count_end(transition.status)
 
     async def serve(self) -> None:
         """Until closed: apply automatic transitions, then wait for a command, an alert or a timer."""

@@ -128,3 +128,4 @@ class Runbooks:
         state.finished_at = workflow.now().isoformat()
         self.run.event(f"incident_{status}", detail={"failure": state.failure} if state.failure else None)
         self.run.set_status(status)
+        self.run.count_end(status)

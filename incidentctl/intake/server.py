@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from incidentctl import tracing
 from incidentctl.intake import people_api, slack_api, sns, web_ui
 from incidentctl.intake.auth import ReceiverAuth
 from incidentctl.intake.cloud_monitoring import parse_notification
@@ -110,7 +111,10 @@ def create_app(intake: AlertIntake, auth: ReceiverAuth, limits: ReceiverLimits |
         raise ValueError("the receiver needs INCIDENTCTL_RECEIVER_TOKEN or INCIDENTCTL_RECEIVER_HMAC_SECRET "
                          "(or --insecure for local development)")
     limits = limits or ReceiverLimits()
-    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[_never_500])
+    # Outermost, the request's span (when tracing is on) sees the answer _never_500 gives.
+    traced = tracing.http_middleware()
+    app = web.Application(client_max_size=limits.max_body_bytes,
+                          middlewares=[*([traced] if traced else []), _never_500])
     app[INTAKE] = intake
     app[AUTH] = auth
     app[LIMITS] = limits
