@@ -20,10 +20,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from incidentctl import client as incidents
+from incidentctl.intake.cloudwatch import parse_alarm
+from incidentctl.intake.routing import Router
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.intake.sns import SnsConfig
 from incidentctl.intake.sns_signature import SnsTrust
+from incidentctl.library import compile_file
+from incidentctl.params import resolve_params
 from tests.aws_moto import REGION, MotoServer, create_group
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.runbook_run import RUNBOOKS, approve
@@ -49,6 +53,21 @@ def group_cpu_alarm(name: str, group: str, state: str, reason: str) -> str:
                     "Period": 60, "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold",
                     "Threshold": 80.0, "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""},
     })
+
+
+def test_a_group_cpu_alarm_routes_to_the_asg_runbook_among_the_shipped_ones() -> None:
+    router = Router([compile_file(path) for path in sorted(RUNBOOKS.glob("*.yaml"))])
+    alert = parse_alarm(group_cpu_alarm("web-cpu-high", "web", "ALARM", "1 datapoint [92.0] > 80"), TOPIC).alerts[0]
+    route = router.route(alert["labels"])
+    assert route is not None and route.runbook == "aws-asg-high-cpu"
+    params = resolve_params(route.plan, {}, alert)
+    assert (params["group"], params["region"], params["alarm"]) == ("web", REGION, "web-cpu-high")
+    assert router.severity(route, alert["labels"]) == "SEV3", "CloudWatch sends no severity: the runbook's"
+    # A CPU alarm on one instance names no group: not this runbook's.
+    on_instance = json.loads(group_cpu_alarm("i-cpu", "web", "ALARM", "high"))
+    on_instance["Trigger"]["Dimensions"] = [{"value": "i-0abc", "name": "InstanceId"}]
+    labels = parse_alarm(json.dumps(on_instance), TOPIC).alerts[0]["labels"]
+    assert router.route(labels) is None
 
 
 @pytest.fixture(scope="module")
