@@ -43,10 +43,13 @@ def ecs_service(aws: MotoServer, desired: int = 2) -> None:
     ecs.create_service(cluster="prod", serviceName="api", taskDefinition="api", desiredCount=desired)
 
 
-def db_instance(aws: MotoServer, *, multi_az: bool) -> None:
-    aws.client("rds").create_db_instance(DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro",
+def db_instance(aws: MotoServer, name: str, *, multi_az: bool) -> str:
+    """A DB instance of its own per test: another incident's recent reboot of the same instance would make the
+    runbook ask for a fresh approval (workflows/leases.py), which these tests do not give."""
+    aws.client("rds").create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro",
                                          Engine="postgres", MasterUsername="admin", MasterUserPassword="x" * 12,
                                          AllocatedStorage=20, MultiAZ=multi_az)
+    return name
 
 
 @pytest.mark.parametrize(("runbook", "labels", "expected", "severity"), [
@@ -99,19 +102,19 @@ async def test_a_service_that_wants_no_tasks_is_handed_to_people(client: Client,
 
 async def test_a_multi_az_instance_is_rebooted_with_failover_after_approval_and_verified(
         client: Client, worker: Worker, unique: str, aws: MotoServer) -> None:
-    db_instance(aws, multi_az=True)
-    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(), force_failover=True)
+    db = db_instance(aws, f"orders-{unique}", multi_az=True)
+    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(db), force_failover=True)
     asked = await approve(client, incident, "approve_reboot")
     summary = await finished(client, incident)
 
-    assert f"DB instance orders in {REGION} (postgres, Multi-AZ true" in asked["message"]
+    assert f"DB instance {db} in {REGION} (postgres, Multi-AZ true" in asked["message"]
     assert "failover to the standby: true" in asked["message"]
     assert asked["will_run"]["action"] == "aws.rds_reboot" and asked["will_run"]["params"]["force_failover"] is True
     assert summary["outcome"] == "succeeded", summary.get("failure")
     steps = summary["steps"]
     assert steps["reboot"]["output"]["failover"] is True and steps["verify"]["output"]["status"] == "available"
     reboots = [params for op, params in aws.calls() if op == "RebootDBInstance"]
-    assert [(r["DBInstanceIdentifier"], r["ForceFailover"]) for r in reboots] == [("orders", "true")]
+    assert [(r["DBInstanceIdentifier"], r["ForceFailover"]) for r in reboots] == [(db, "true")]
     operations = aws.operations()
     assert operations.index("RebootDBInstance") < len(operations) - 1, "verified after the reboot"
 
@@ -119,8 +122,8 @@ async def test_a_multi_az_instance_is_rebooted_with_failover_after_approval_and_
 async def test_a_single_az_instance_is_rebooted_without_failover(client: Client, worker: Worker, unique: str,
                                                                 aws: MotoServer) -> None:
     """RDS refuses ForceFailover for a single-AZ instance: the runbook asks for it only where there is a standby."""
-    db_instance(aws, multi_az=False)
-    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(), force_failover=True)
+    db = db_instance(aws, f"orders-{unique}", multi_az=False)
+    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(db), force_failover=True)
     asked = await approve(client, incident, "approve_reboot")
     summary = await finished(client, incident)
     assert "failover to the standby: false" in asked["message"]
@@ -131,8 +134,8 @@ async def test_a_single_az_instance_is_rebooted_without_failover(client: Client,
 
 async def test_a_rejected_reboot_changes_nothing(client: Client, worker: Worker, unique: str,
                                                  aws: MotoServer) -> None:
-    db_instance(aws, multi_az=True)
-    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert())
+    db = db_instance(aws, f"orders-{unique}", multi_az=True)
+    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(db))
     await eventually(lambda: incidents.show_incident(client, incident), waiting_on("approve_reboot"), timeout=60)
     await incidents.decide(client, incident, ApprovalDecision(approver="bob", approve=False, step="approve_reboot",
                                                               comment="the DB team is on it"))
@@ -144,9 +147,9 @@ async def test_a_rejected_reboot_changes_nothing(client: Client, worker: Worker,
 
 async def test_an_instance_that_is_not_available_is_handed_to_people(client: Client, worker: Worker, unique: str,
                                                                      aws: MotoServer) -> None:
-    db_instance(aws, multi_az=False)
-    aws.client("rds").stop_db_instance(DBInstanceIdentifier="orders")
-    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert())
+    db = db_instance(aws, f"orders-{unique}", multi_az=False)
+    aws.client("rds").stop_db_instance(DBInstanceIdentifier=db)
+    incident = await start(client, "aws-rds-connection-failures", unique, rds_alert(db))
     summary = await finished(client, incident)
     assert summary["outcome"] == "needs_attention", summary
     assert "is stopped, not available" in str(summary["steps"]["not_available"]["output"])
