@@ -87,7 +87,7 @@ async def test_an_unhealthy_service_is_redeployed_and_pages_when_it_does_not_bec
     assert updates == [{"cluster": "prod", "service": "api", "forceNewDeployment": True}], "forced once"
     operations = aws.operations()
     assert operations.count("DescribeServices") >= 3, "the wait polled the service"
-    assert summary["outcome"] != "succeeded"
+    assert summary["outcome"] == "rolled_back", summary["outcome"]
 
 
 async def test_a_service_that_wants_no_tasks_is_handed_to_people(client: Client, worker: Worker, unique: str,
