@@ -93,15 +93,17 @@ def _serving(url: str) -> bool:
         return False
 
 
-def start_moto(directory: Path, extra_env: dict[str, str] | None = None) -> MotoServer:
+def start_moto(directory: Path, extra_env: dict[str, str] | None = None,
+               command: list[str] | None = None) -> MotoServer:
+    """moto's server on a free port; `command` replaces `moto_server` (a launcher that configures moto first)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path, recording = directory / f"moto-{port}.log", directory / f"moto-{port}-requests.jsonl"
     recording.touch()
-    moto_server = Path(sys.executable).parent / "moto_server"
+    launcher = command or [str(Path(sys.executable).parent / "moto_server")]
     env = {**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording), **(extra_env or {})}
     with log_path.open("ab") as log:
-        process = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
+        process = subprocess.Popen([*launcher, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
                                    env=env)
     deadline = time.monotonic() + STARTUP_S
     while not _serving(url):

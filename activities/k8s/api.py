@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from activities import heartbeats
+from activities.aws.eks_access import eks_api_client, is_eks_context
 from activities.errors import ActionError
 from activities.gke.kubernetes_access import gke_api_client, is_gke_context
 from activities.k8s.schemas import DEFAULT_API_TIMEOUT_S
@@ -97,10 +98,13 @@ def _kubeconfig_path(params: dict[str, Any]) -> str:
 
 def api_client(params: dict[str, Any]) -> ApiClient:
     """One ApiClient per (kubeconfig, context), rebuilt when the file changes (rotated tokens, new clusters).
-    A context `gke://project/location/cluster` names a GKE cluster, reached without a kubeconfig."""
+    A context `gke://project/location/cluster` names a GKE cluster, `eks://region/cluster` an EKS cluster, reached
+    without a kubeconfig."""
     context = params.get("context") or ""
     if is_gke_context(context):
         return gke_api_client(context)
+    if is_eks_context(context):
+        return eks_api_client(context)
     path = _kubeconfig_path(params)
     if path == IN_CLUSTER:
         stamp = 0.0

@@ -14,8 +14,9 @@ CONNECTION: dict[str, Any] = {
     "kubeconfig": {"type": ["string", "null"],
                    "description": "kubeconfig path, or 'in-cluster' (default: $INCIDENTCTL_KUBECONFIG, $KUBECONFIG, "
                                   "~/.kube/config, else the pod's service account)"},
-    "context": {"type": ["string", "null"], "description": "kubeconfig context (default: its current one), or "
-                                                           "gke://project/location/cluster for a GKE cluster"},
+    "context": {"type": ["string", "null"], "description": "kubeconfig context (default: its current one), "
+                                                           "gke://project/location/cluster for a GKE cluster, or "
+                                                           "eks://region/cluster for an EKS cluster"},
     "api_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120, "default": DEFAULT_API_TIMEOUT_S,
                     "description": "seconds per API request before it counts as a timeout (retried)"},
 }

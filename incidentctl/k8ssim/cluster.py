@@ -63,6 +63,8 @@ class Cluster:
         self.images = ImageTable()
         self.controllers = Controllers(self.store, self.images, self.now, timing or Timing())
         self.tokens: dict[str, Identity] = {}
+        # Tokens that change on every request (an EKS token is a fresh presigned URL): accepted by prefix, unchecked.
+        self.token_prefixes: dict[str, Identity] = {}
         self.faults: list[Fault] = []
         self.metrics_server = False
         # What clients sent, for tests to check dryRun and content types; bounded for long `dev` sessions.
@@ -85,9 +87,13 @@ class Cluster:
     # -- auth -----------------------------------------------------------------------------------------------
 
     def identity(self, token: str | None) -> Identity:
-        if token is None or token not in self.tokens:
+        if token is not None and token in self.tokens:
+            return self.tokens[token]
+        prefixed = next((who for prefix, who in self.token_prefixes.items() if token and token.startswith(prefix)),
+                        None)
+        if prefixed is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        return self.tokens[token]
+        return prefixed
 
     def authorize(self, who: Identity, verb: str, resource: Resource, subresource: str, namespace: str,
                   name: str) -> None:

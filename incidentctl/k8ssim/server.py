@@ -74,9 +74,10 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 
 async def handle_api(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER_KEY]
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
     cluster.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
                              "content_type": request.headers.get("Content-Type", ""),
-                             "accept": request.headers.get("Accept", ""), "at": time.time()})
+                             "accept": request.headers.get("Accept", ""), "token": token, "at": time.time()})
     try:
         fault = cluster.take_fault(request.method, request.path)
         if fault is not None:
@@ -84,7 +85,6 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             if fault.status:
                 raise ApiError(fault.status, "InternalError" if fault.status == 500 else "ServiceUnavailable",
                                f"injected fault: {fault.status}")
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
         who = cluster.identity(token)
         if fault is not None and fault.answer_delay_s:
             answer = await _dispatch(request, cluster, who)
@@ -196,6 +196,13 @@ async def sim_fault(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def sim_token_prefix(request: web.Request) -> web.Response:
+    """Accept every bearer token starting with `prefix` as `user` (a test of a client whose tokens change)."""
+    body = await request.json()
+    request.app[CLUSTER_KEY].token_prefixes[body["prefix"]] = Identity(body["user"])
+    return web.json_response({"ok": True})
+
+
 async def sim_requests(request: web.Request) -> web.Response:
     return web.json_response(list(request.app[CLUSTER_KEY].requests))
 
@@ -217,6 +224,7 @@ def make_app(cluster: Cluster) -> web.Application:
     app.router.add_post("/_sim/nodes/{name}/condition", sim_node_condition)
     app.router.add_post("/_sim/images", sim_image)
     app.router.add_post("/_sim/faults", sim_fault)
+    app.router.add_post("/_sim/token-prefixes", sim_token_prefix)
     app.router.add_get("/_sim/requests", sim_requests)
     add_metrics_routes(app, cluster)  # before the catch-all API route
     app.router.add_route("*", "/{tail:.*}", handle_api)
