@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from incidentctl.client import ENDED, SEVERITIES
+from incidentctl.intake.web_report import chart_svg, report_table
+from incidentctl.report import GROUPINGS
 from workflows import model
 
 # The statuses an incident can be listed by: the workflow's own, and how one ended from outside.
@@ -50,6 +52,7 @@ def page(title: str, body: str, person: str | None = None, csrf: str = "", live:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · incidentctl</title>'
             f'<meta name="viewport" content="width=device-width"><style>{STYLE}</style>{script}</head><body>'
             f'<header><b>incidentctl</b><a href="/ui">Incidents</a><a href="/ui/pending">Pending approvals</a>'
+            f'<a href="/ui/report">Report</a>'
             f'{signed}</header><main><h1>{_e(title)}</h1>{body}</main></body></html>')
 
 
@@ -188,3 +191,16 @@ LIVE_JS = """
   setInterval(refresh, 5000);
 })();
 """
+
+
+def report(figures: dict[str, Any], since: str, by: str, person: str, csrf: str, problem_text: str | None = None
+           ) -> str:
+    """`incidentctl report` as a page: the period's times as a chart and a table."""
+    form = (f'<form method="get" action="/ui/report"><label>since <input name="since" value="{_e(since)}" size="8">'
+            f'</label> {_select("by", GROUPINGS, by)} <button>Show</button></form>')
+    if problem_text:
+        return page("Report", form + f'<p class="error">{_e(problem_text)}</p>', person, csrf)
+    summary = (f'<p>{figures["incidents"]} incidents from {_e(figures["since"][:16])} to {_e(figures["until"][:16])} '
+               f'UTC; {len(figures["without_summary"])} could not be read.</p>')
+    return page("Report", form + summary + chart_svg(figures) + report_table(figures), person, csrf)
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from incidentctl.intake import web_pages, web_session
 from incidentctl.intake.delivery import AlertIntake
 from incidentctl.intake.http import INTAKE, Refused
 from incidentctl.intake.people_api import COMMANDS, person_of, run_command
+from incidentctl.report import ReportError, build_report, collect_figures, parse_since
 from incidentctl.review import load_review
 from workflows import model
 
@@ -115,6 +116,22 @@ async def _pending(request: web.Request, who: str) -> web.Response:
     return _html(web_pages.pending_list(rows, unanswered, who, _csrf(request)))
 
 
+REPORT_LIMIT = 300  # incidents read for the page's report (the CLI's `report --limit` reads more)
+
+
+async def _report(request: web.Request, who: str) -> web.Response:
+    since_text = request.query.get("since", "30d").strip() or "30d"
+    by = request.query.get("by", "").strip()
+    until = datetime.now(UTC)
+    try:
+        since = parse_since(since_text, until)
+        figures = build_report(await collect_figures(_intake(request).client, since, limit=REPORT_LIMIT),
+                               by or None, since, until)
+    except ReportError as exc:
+        return _html(web_pages.report({}, since_text, by, who, _csrf(request), str(exc)), 422)
+    return _html(web_pages.report(figures, since_text, by, who, _csrf(request)))
+
+
 async def _decide(request: web.Request, who: str) -> web.Response:
     incident = request.match_info["incident"]
     form = await request.post()
@@ -170,6 +187,7 @@ async def _live_js(_: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ui", _signed_in_page(_list))
     app.router.add_get("/ui/pending", _signed_in_page(_pending))
+    app.router.add_get("/ui/report", _signed_in_page(_report))
     app.router.add_get("/ui/incidents/{incident}", _signed_in_page(_incident))
     app.router.add_post("/ui/incidents/{incident}/approvals", _signed_in_page(_decide))
     app.router.add_get("/ui/login", _sign_in_form)
