@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from incidentctl.dsl.plan import plan_hash
-    from incidentctl.identity import check, forget_expired
+    from incidentctl.identity import Verdict, check, forget_expired
     from workflows.context import IncidentRun
     from workflows.model import StartClaim
 
@@ -33,37 +33,52 @@ class IdentityGate:
         self._run.event("identity_policy", detail={"required": identity["required"], "keys": sorted(identity["keys"]),
                                                    "error": identity.get("error")})
 
-    def problem(self, command: Any) -> str | None:
+    def _policy_problem(self) -> tuple[bool, str | None]:
+        """(whether proofs are checked, why nothing can be verified at all)."""
         identity = self._run.state.identity
         if identity is None:
-            return "the incident is being admitted by its worker: send it again in a moment" if self.admitting \
-                else None  # admitted before identity checks existed: `by` is taken as given, as it was then
+            # Admitted before identity checks existed: `by` is taken as given, as it was then.
+            return False, ("the incident is being admitted by its worker: send it again in a moment"
+                           if self.admitting else None)
         if not identity["required"]:
-            return None
+            return False, None
         if identity.get("error"):
-            return f"the worker cannot verify anyone: {identity['error']}"
+            return True, f"the worker cannot verify anyone: {identity['error']}"
+        return True, None
+
+    def _verdict(self, command: Any) -> Verdict | None:
+        """The check of `command`'s proof, or None when proofs are not checked for this incident."""
+        checked, problem = self._policy_problem()
+        if problem or not checked:
+            return Verdict(problem) if problem else None
+        identity = self._run.state.identity
+        assert identity is not None
         return check(getattr(command, "proof", ""), identity["keys"], self._run.input.incident_id, command,
-                     workflow.now().timestamp(), self._run.state.used_proofs).problem
+                     workflow.now().timestamp(), self._run.state.used_proofs)
+
+    def problem(self, command: Any) -> str | None:
+        verdict = self._verdict(command)
+        return verdict.problem if verdict else None
 
     def start_problem(self) -> str | None:
         """Why the incident's start does not count (its starter unproven where people must be verified), or None.
         Judged as of the start (`start_time`), so an incident that waited for a worker is not refused for it."""
+        checked, problem = self._policy_problem()
+        if problem or not checked:
+            return problem
         identity, inp = self._run.state.identity, self._run.input
-        if identity is None or not identity["required"]:
-            return None
-        if identity.get("error"):
-            return f"the worker cannot verify anyone: {identity['error']}"
+        assert identity is not None
         claim = StartClaim(started_by=inp.started_by, plan_hash=plan_hash(inp.plan))
         return check(inp.start_proof, identity["keys"], inp.incident_id, claim,
                      workflow.info().start_time.timestamp(), {}).problem
 
     def spend(self, command: Any) -> str | None:
         """`problem`, and when there is none the proof is used up."""
-        problem = self.problem(command)
-        identity = self._run.state.identity
-        if problem is None and identity is not None and identity["required"]:
-            used, now = self._run.state.used_proofs, workflow.now().timestamp()
-            forget_expired(used, now)
-            _, _, issued, nonce, _ = command.proof.split(".")
-            used[nonce] = int(issued)
-        return problem
+        verdict = self._verdict(command)
+        if verdict is None:
+            return None
+        if verdict.problem is None:
+            used = self._run.state.used_proofs
+            forget_expired(used, workflow.now().timestamp())
+            used[verdict.nonce] = verdict.issued
+        return verdict.problem
