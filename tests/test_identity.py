@@ -24,26 +24,16 @@ from incidentctl.identity_policy import IdentityPolicy
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
-from incidentctl.people import new_token
 from incidentctl.people_client import request_body
 from tests.conftest import eventually
-from tests.verified_people import start_proven, strict_worker
+from tests.verified_people import gated_runbook, people_with_tokens, start_proven, strict_worker
 from workflows.incident import IncidentWorkflow
 from workflows.model import ApprovalDecision, Closure, Note, ReviewEdit
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = new_signing_key("k1")
 TRUSTED = parse_trusted_keys(KEY.public_line())
-GATED = """
-name: id-gated
-version: 1
-steps:
-  - id: gate
-    approval: {message: "restart?", groups: [sre]}
-  - id: fix
-    action: util.echo
-    params: {message: fixed}
-"""
+GATED = gated_runbook("id-gated")
 
 
 # ------------------------------------------------------------------ the proof itself
@@ -115,12 +105,7 @@ async def strict_queue(client: Client) -> AsyncIterator[str]:
 
 @pytest.fixture
 def people(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    made = {name: new_token(name) for name in ("bob",)}
-    path = tmp_path / "people.yaml"
-    path.write_text("groups:\n  sre: [bob]\npeople:\n" + "\n".join(line for _, line in made.values()) + "\n")
-    monkeypatch.setenv("INCIDENTCTL_PEOPLE", str(path))
-    monkeypatch.setenv("INCIDENTCTL_IDENTITY_SIGNING_KEY", signing_key_line(KEY))
-    return {name: token for name, (token, _) in made.items()}
+    return people_with_tokens(tmp_path, monkeypatch, KEY, ("bob",), sre=("bob",))
 
 
 @pytest.fixture

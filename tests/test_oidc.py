@@ -36,7 +36,7 @@ from incidentctl.intake.server import ReceiverAuth
 from incidentctl.library import compile_text
 from incidentctl.people import PeopleConfigError, load_oidc_subjects, load_token_owners, new_token
 from tests.conftest import eventually
-from tests.verified_people import start_proven, strict_worker
+from tests.verified_people import gated_runbook, start_proven, strict_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,16 +46,7 @@ EC_KEY = ec.generate_private_key(ec.SECP256R1())
 ED_KEY = ed25519.Ed25519PrivateKey.generate()
 STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SIGNER = new_signing_key("k1")
-GATED = """
-name: oidc-gated
-version: 1
-steps:
-  - id: gate
-    approval: {message: "restart?", groups: [sre]}
-  - id: fix
-    action: util.echo
-    params: {message: fixed}
-"""
+GATED = gated_runbook("oidc-gated")
 
 
 def jwk(private: Any, kid: str, alg: str) -> dict[str, Any]:

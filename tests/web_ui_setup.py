@@ -15,13 +15,11 @@ import pytest
 from temporalio.client import Client
 
 from incidentctl import client as incidents
-from incidentctl.identity import new_signing_key, parse_trusted_keys, signing_key_line
-from incidentctl.identity_policy import IdentityPolicy
+from incidentctl.identity import new_signing_key
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
-from incidentctl.people import new_token
-from incidentctl.workers import build_worker
 from tests.conftest import eventually
+from tests.verified_people import people_with_tokens, strict_worker
 
 WEBHOOK_TOKEN = "web-webhook-token"
 KEY = new_signing_key("web1")
@@ -44,20 +42,13 @@ steps:
 @pytest.fixture
 async def strict_queue(client: Client) -> AsyncIterator[str]:
     """A worker of its own that requires verified people and trusts only this receiver's key."""
-    queue = f"web-{uuid.uuid4().hex[:8]}"
-    trusted = parse_trusted_keys(KEY.public_line())
-    async with build_worker(client, task_queue=queue, identity=IdentityPolicy(keys=trusted)):
+    async with strict_worker(client, KEY, "web") as queue:
         yield queue
 
 
 @pytest.fixture
 def tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    made = {name: new_token(name) for name in ("bob", "mallory")}
-    people = tmp_path / "people.yaml"
-    people.write_text("groups:\n  sre: [bob]\npeople:\n" + "\n".join(line for _, line in made.values()) + "\n")
-    monkeypatch.setenv("INCIDENTCTL_PEOPLE", str(people))
-    monkeypatch.setenv("INCIDENTCTL_IDENTITY_SIGNING_KEY", signing_key_line(KEY))
-    return {name: token for name, (token, _) in made.items()}
+    return people_with_tokens(tmp_path, monkeypatch, KEY, ("bob", "mallory"), sre=("bob",))
 
 
 @pytest.fixture
