@@ -5,8 +5,10 @@ one incident holds an object's lease, another's change to it waits and is refuse
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.client import IncidentError
+from incidentctl.intake import delivery
 from incidentctl.intake.runner import RunningReceiver, start_receiver
 from incidentctl.intake.server import ReceiverAuth
 from incidentctl.k8ssim.process import crash_looping_pod
@@ -27,6 +30,8 @@ from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.k8s_sim import SimCluster
 from tests.runbook_run import RUNBOOKS, approve, waiting_on
 from workflows.model import ApprovalDecision
+from workflows.target_state import Claim
+from workflows.targets import TargetWorkflow, target_workflow_id
 
 TOKEN = "targets-token"
 
@@ -108,6 +113,76 @@ async def test_two_alerts_about_one_deployment_make_one_incident_and_one_rollbac
     again = await eventually(lambda: post(receiver, "firing", {**mismatch, "severity": "critical"}),
                              lambda answer: answer["incidents"][0]["result"] == "started", timeout=30)
     await incidents.cancel_incident(client, again["incidents"][0]["incident_id"])
+
+
+
+@pytest.mark.scenario("healthy")
+async def test_alerts_of_one_burst_join_the_incident_whose_start_is_still_on_its_way(
+        client: Client, receiver: RunningReceiver, monkeypatch: pytest.MonkeyPatch, unique: str) -> None:
+    """A bad rollout fires several rules at once. The first group claims the deployment and then starts its
+    incident; a second group that asks the target in between finds an owner not started yet. It must wait for
+    it, not take the target over (which opened two incidents for one deployment under `incidentctl dev`)."""
+    deployment = f"burst{unique[-6:].lower()}"
+    labels = {"namespace": "shop", "severity": "warning", "cluster": "sim"}
+    crashing = {**labels, "alertname": "KubePodCrashLooping", "pod": f"{deployment}-7gdbm5kfkt-2m8dc"}
+    mismatch = {**labels, "alertname": "KubeDeploymentReplicasMismatch", "deployment": deployment}
+    start_or_update = receiver.intake._start_or_update
+    claimed_both = asyncio.Event()
+    starts: list[str] = []
+
+    async def start_after_the_other_claimed(route: Any, workflow_id: str, *args: Any) -> Any:
+        starts.append(workflow_id)
+        if len(starts) == 1:  # the first claimant starts only once the other group has asked the target
+            await asyncio.wait_for(claimed_both.wait(), 30)
+        return await start_or_update(route, workflow_id, *args)
+
+    claim = receiver.intake.targets.claim
+    claims: list[str] = []
+
+    async def counted_claim(target: str, wanted: Any) -> str:
+        owner = await claim(target, wanted)
+        claims.append(owner)
+        if len(claims) >= 2:
+            claimed_both.set()
+        return owner
+
+    monkeypatch.setattr(receiver.intake, "_start_or_update", start_after_the_other_claimed)
+    monkeypatch.setattr(receiver.intake.targets, "claim", counted_claim)
+    answers = await asyncio.gather(post(receiver, "firing", crashing), post(receiver, "firing", mismatch))
+    outcomes = [answer["incidents"][0] for answer in answers]
+    try:
+        assert claims[0] == claims[1], "the second claimant was told the first one's incident"
+        assert sorted(o["result"] for o in outcomes) == ["joined", "started"], outcomes
+        assert outcomes[0]["incident_id"] == outcomes[1]["incident_id"], outcomes
+        state = await incidents.show_incident(client, outcomes[0]["incident_id"])
+        assert {a["labels"]["alertname"] for a in state["alerts"].values()} == {"KubePodCrashLooping",
+                                                                              "KubeDeploymentReplicasMismatch"}
+    finally:
+        for incident in {o["incident_id"] for o in outcomes}:
+            await incidents.cancel_incident(client, incident)
+
+
+
+@pytest.mark.scenario("healthy")
+async def test_a_claimant_that_never_started_its_incident_is_replaced_after_the_wait(
+        client: Client, receiver: RunningReceiver, monkeypatch: pytest.MonkeyPatch, unique: str) -> None:
+    """The receiver that claimed the target died before starting its incident: the next alert waits
+    OWNER_START_WAIT for it, then takes the target and opens the incident itself."""
+    monkeypatch.setattr(delivery, "OWNER_START_WAIT", timedelta(seconds=1))
+    deployment = f"orphan{unique[-6:].lower()}"
+    mismatch = {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop", "deployment": deployment,
+                "severity": "warning", "cluster": "sim"}
+    never_started = f"incident-never-started-{unique}"
+    target = f"k8s/sim/shop/deployments/{deployment}"
+    assert await receiver.intake.targets.claim(target, Claim(incident_id=never_started, runbook="x")) == \
+        never_started
+    answer = (await post(receiver, "firing", mismatch))["incidents"][0]
+    try:
+        assert answer["result"] == "started" and answer["incident_id"] != never_started, answer
+        held = await client.get_workflow_handle(target_workflow_id(target)).query(TargetWorkflow.describe)
+        assert held["owner"] == answer["incident_id"], "the target workflow itself names the new owner"
+    finally:
+        await incidents.cancel_incident(client, answer["incident_id"])
 
 
 SCALE = """

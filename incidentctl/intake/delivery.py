@@ -57,6 +57,8 @@ log = logging.getLogger("incidentctl.receiver")
 # per receiver process and retry briefly when several receivers together reach it.
 MAX_INFLIGHT_PER_INCIDENT = 5
 BUSY_RETRIES = 8
+# How long an alert waits for the incident that claimed its target a moment ago to start, before taking over.
+OWNER_START_WAIT = timedelta(seconds=10)
 
 
 class TemporalUnavailable(Exception):
@@ -267,12 +269,43 @@ class AlertIntake:
             owner = await self._call(workflow_id, self.targets.claim(target, claim))
             if owner == workflow_id:
                 return None, True
-            outcome = await self._join(owner, joined, route)
+            outcome = await self._join_once_started(owner, joined, route)
             if outcome:
                 self.targets.remember(target, owner)
                 return outcome, False
             stale = owner  # it closed while the target still named it
         return None, False
+
+    async def _join_once_started(self, owner: str, notification: AlertNotification,
+                                 route: Route) -> Outcome | None:
+        """`_join`, waiting while the owner is claimed but not started yet: another group of the same burst
+        claimed the target a moment ago and is starting its incident now. Taking the target over then would
+        open a second incident for one broken thing; only an owner that ran and ended, or that never started
+        within OWNER_START_WAIT (its receiver failed between claim and start), is replaced."""
+        deadline = asyncio.get_running_loop().time() + OWNER_START_WAIT.total_seconds()
+        pause = 0.05
+        while True:
+            outcome = await self._join(owner, notification, route)
+            if outcome:
+                return outcome
+            if await self._ever_started(owner):  # it started just now, or it ran and ended: one more try tells
+                return await self._join(owner, notification, route)
+            if asyncio.get_running_loop().time() + pause > deadline:
+                log.warning("incident %s holds its target but did not start: taking the target over", owner)
+                return None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _ever_started(self, workflow_id: str) -> bool:
+        try:
+            await self.client.get_workflow_handle(workflow_id).describe(rpc_timeout=self.rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise self._unavailable(workflow_id, f"owner: {exc.message}", exc) from None
+        except RPCTimeoutOrCancelledError as exc:
+            raise self._unavailable(workflow_id, f"owner: {exc}", exc) from None
+        return True
 
     async def _join(self, owner: str, notification: AlertNotification, route: Route) -> Outcome | None:
         """Deliver to another incident (no start); None when it is no longer running."""
