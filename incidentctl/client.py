@@ -175,18 +175,18 @@ async def show_incident(client: Client, incident: str) -> dict[str, Any]:
     return state
 
 
-# Shorter than the server's own query timeout, so a query nobody answers ends as our deadline, every time
-# (at the server's limit the stream is sometimes reset instead, which says nothing useful).
 QUERY_TIMEOUT = timedelta(seconds=10)
 
 
-# A query is a read: when the connection is reset under it, asking once more is safe and gives a real answer or
-# a real timeout. Measured against the dev server with no worker polling: our own deadline ends the call as
-# CANCELLED "Timeout expired" (the client resets the HTTP/2 stream), the server's (derived from ours) as
-# DEADLINE_EXCEEDED; when both fire together the client's reset meets the server's trailers and tonic reports
-# "h2 protocol error" (seen only on a loaded machine). All three mean "nobody answered in time".
-_TRANSPORT_FAILURES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN,
-                       RPCStatusCode.CANCELLED)
+# A query nobody answers ends at its deadline, which the server shares (the `grpc-timeout` header carries ours),
+# in one of three ways: our timer (CANCELLED "Timeout expired"), the server's handler (DEADLINE_EXCEEDED), or
+# the server's transport resetting the stream, RST_STREAM(CANCEL), which the Rust client reports as CANCELLED
+# "h2 protocol error: http2 error". Which one wins is a race; on a loaded machine the reset often does. All
+# three, and a connection that failed, mean "nobody answered in time" (docs/design.md, "Queries nobody
+# answers"; tests/test_query_resets.py makes the reset certain). The core SDK asks again after a reset with
+# fresh deadlines, for about 9 s whatever `rpc_timeout` says (measured), so the deadline is kept here.
+_NOBODY_ANSWERED = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE,
+                    RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN)
 
 
 def _no_worker(incident: str) -> IncidentError:
@@ -194,21 +194,27 @@ def _no_worker(incident: str) -> IncidentError:
                          "(start one with `python worker.py` or `incidentctl dev`)", "unreachable")
 
 
+async def _ask(handle: WorkflowHandle[Any, Any], query: Any, timeout: timedelta) -> Any:
+    try:
+        return await asyncio.wait_for(handle.query(query, rpc_timeout=timeout), timeout.total_seconds() + 1)
+    except TimeoutError:
+        raise RPCError("no answer before the query's deadline", RPCStatusCode.CANCELLED, b"") from None
+
+
 async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str, timeout: timedelta = QUERY_TIMEOUT
                  ) -> Any:
     try:
         try:
-            return await handle.query(query, rpc_timeout=timeout)
+            return await _ask(handle, query, timeout)
         except RPCError as exc:
-            if exc.status not in _TRANSPORT_FAILURES:
+            if exc.status not in _NOBODY_ANSWERED or exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
                 raise
-            return await handle.query(query, rpc_timeout=timeout)
+            # A read, so asking once more is safe: a worker slowed by a loaded machine may answer this time.
+            return await _ask(handle, query, timeout)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise IncidentError(f"no incident {incident!r}", "not_found") from None
-        # A stream reset twice in a row is the server giving up on the query at its own deadline.
-        if (exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, *_TRANSPORT_FAILURES)
-                or "Timeout" in exc.message or "h2 protocol error" in exc.message):
+        if exc.status in _NOBODY_ANSWERED:
             raise _no_worker(incident) from None
         raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
 

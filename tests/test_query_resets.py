@@ -1,0 +1,63 @@
+"""A query nobody answers ends at its deadline in one of three ways, and each reads as "no worker answered".
+
+The server's deadline is the client's own (the `grpc-timeout` header carries it), so both fire together: the
+client's timer gives CANCELLED "Timeout expired", the server's handler DEADLINE_EXCEEDED, and the server's
+transport resets the stream with RST_STREAM(CANCEL), which the Rust client reports as CANCELLED "h2 protocol
+error: http2 error". On a loaded machine the reset often wins (docs/design.md, "Queries nobody answers").
+The proxy makes the reset certain, so the third way is tested every run rather than by luck.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from incidentctl import client as incidents
+from incidentctl.client import IncidentError
+from incidentctl.devserver import DevServer
+from tests.h2_reset_proxy import ResetProxy
+
+
+@pytest.fixture
+async def unanswered(client: Client, unique: str) -> AsyncIterator[WorkflowHandle]:
+    """A running workflow whose task queue no worker polls: its queries are never answered."""
+    handle = await client.start_workflow("NobodyRunsThis", id=f"unanswered-{unique}", task_queue=f"nobody-{unique}")
+    yield handle
+    await handle.terminate("test over")
+
+
+async def test_a_stream_the_server_resets_reads_as_no_worker_answered(dev_server: DevServer,
+                                                                      unanswered: WorkflowHandle) -> None:
+    proxy = ResetProxy(int(dev_server.address.rsplit(":", 1)[1]))
+    await proxy.start()
+    try:
+        proxied = await Client.connect(f"127.0.0.1:{proxy.port}")
+        proxy.reset_new_streams = True
+        with pytest.raises(RPCError) as raw:
+            await proxied.get_workflow_handle(unanswered.id).query("state", rpc_timeout=timedelta(seconds=2))
+        # The very error CI met on a loaded machine, after the core SDK asked again until the deadline.
+        assert raw.value.status == RPCStatusCode.CANCELLED and "h2 protocol error" in raw.value.message
+        assert len(proxy.resets) >= 2, "the core SDK retries a reset stream by itself"
+
+        asked, started = len(proxy.resets), time.monotonic()
+        with pytest.raises(IncidentError) as ours:
+            await incidents.incident_state(proxied, unanswered.id, timeout=timedelta(seconds=1))
+        # Two asks of 1 s (+1 s grace each), not two of the core SDK's ~9 s of retries after resets.
+        assert time.monotonic() - started < 10
+        assert ours.value.kind == "unreachable"
+        assert "did not answer: no worker is polling its task queue" in str(ours.value)
+        assert len(proxy.resets) > asked + 1
+    finally:
+        await proxy.stop()
+
+
+async def test_our_deadline_and_the_servers_read_the_same(client: Client, unanswered: WorkflowHandle) -> None:
+    """Without the proxy, whichever of the other two ways wins says the same to the person."""
+    with pytest.raises(IncidentError) as ours:
+        await incidents.incident_state(client, unanswered.id, timeout=timedelta(seconds=1))
+    assert ours.value.kind == "unreachable" and "no worker is polling" in str(ours.value)
