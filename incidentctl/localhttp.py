@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from incidentctl.process import stop_on_signals
 
 _BUSY_BODY = json.dumps({"error": "too many open connections, retry later"}).encode()
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -70,3 +74,26 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
             else web.TCPSite(runner, host, port))
     await site.start()
     return runner, f"http://{host}:{site.port}"
+
+
+def write_ready_file(path: Path, content: dict[str, Any]) -> None:
+    """Whole or absent: the parent polls for the file, and one written in place can be seen empty on a loaded
+    machine (`incidentctl dev` once failed with a JSONDecodeError that way)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content))
+    os.replace(partial, path)
+
+
+async def serve_until_stopped(app: web.Application, host: str, port: int, ready_file: Path | None,
+                              on_serving: Callable[[str], dict[str, Any]]) -> None:
+    """A simulator's process: serve `app` until Ctrl-C or SIGTERM. `on_serving(url)` runs once it serves
+    and returns what the ready file says (written last, so the parent reads nothing before it is true)."""
+    stop = stop_on_signals()
+    runner, url = await serve(app, host, port)
+    ready = on_serving(url)
+    if ready_file:
+        write_ready_file(ready_file, ready)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -51,3 +53,23 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> Non
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def start_with_ready_file(command: list[str], ready: Path, log_path: Path, what: str,
+                          startup_s: float = 30.0) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start a simulator's process and wait for the ready file it writes once serving (whole, by
+    `localhttp.write_ready_file`); returns the process and what the file says. On any failure the process is
+    stopped, never left serving behind an error."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + startup_s
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start; its log ({log_path}) ends with:\n"
+                                   f"{log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        return process, json.loads(ready.read_text())
+    except BaseException:
+        stop_process(process)
+        raise

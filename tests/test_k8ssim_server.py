@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from incidentctl.k8ssim.images import ImageTable
 from incidentctl.k8ssim.kubelet import Timing
 from incidentctl.k8ssim.scenarios import WORKER_TOKEN, build
 from incidentctl.k8ssim.store import BY_KIND, Store
+from incidentctl.localhttp import write_ready_file
 
 
 async def test_selectors_dry_run_and_patch_types_over_the_wire(k8s_sim: Any) -> None:
@@ -75,3 +78,28 @@ async def test_metadata_only_lists_carry_no_data(k8s_sim: Any) -> None:
     assert listed["kind"] == "PartialObjectMetadataList"
     assert [item["metadata"]["name"] for item in listed["items"]] == ["cart-db"]
     assert all(set(item) == {"kind", "apiVersion", "metadata"} for item in listed["items"])
+
+
+def test_the_ready_file_a_parent_polls_is_never_seen_half_written(tmp_path: Path) -> None:
+    """The parent polls for the ready file and reads it at once: it must never find it empty or cut."""
+    ready = tmp_path / "ready.json"
+    content = {"url": "http://127.0.0.1:12345", "kubeconfig": str(tmp_path / "kubeconfig.yaml") * 50}
+    done = threading.Event()
+    seen: list[str] = []
+
+    def read_while_written() -> None:
+        while not done.is_set():
+            if ready.exists():
+                seen.append(ready.read_text())
+
+    reader = threading.Thread(target=read_while_written)
+    reader.start()
+    try:
+        for _ in range(300):
+            write_ready_file(ready, content)
+    finally:
+        done.set()
+        reader.join()
+    assert seen, "the reader saw the file"
+    assert all(json.loads(text) == content for text in seen)
+    assert [p.name for p in tmp_path.iterdir()] == ["ready.json"], "no partial file is left behind"

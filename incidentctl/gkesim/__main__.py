@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
 from incidentctl.gkesim.seed import DEFAULT_ACCESS_TOKEN, DEFAULT_OPERATION_S, build
 from incidentctl.gkesim.server import make_app
-from incidentctl.localhttp import serve
-from incidentctl.process import stop_on_signals
+from incidentctl.localhttp import serve_until_stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,15 +25,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
-    stop = stop_on_signals()
-    runner, url = await serve(make_app(build(args.operation_seconds), args.access_token), args.host, args.port)
-    if args.ready_file:
-        args.ready_file.write_text(json.dumps({"url": url}))
-    print(f"fake GKE API at {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    def serving(url: str) -> dict[str, str]:
+        print(f"fake GKE API at {url}", flush=True)
+        return {"url": url}
+
+    await serve_until_stopped(make_app(build(args.operation_seconds), args.access_token), args.host, args.port,
+                              args.ready_file, serving)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -12,8 +11,7 @@ from incidentctl.k8ssim.kubeconfig import write_kubeconfig
 from incidentctl.k8ssim.kubelet import Timing
 from incidentctl.k8ssim.scenarios import SCENARIOS, build
 from incidentctl.k8ssim.server import make_app
-from incidentctl.localhttp import serve
-from incidentctl.process import stop_on_signals
+from incidentctl.localhttp import serve_until_stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,19 +30,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
-    stop = stop_on_signals()
     cluster = build(args.scenario)
     cluster.controllers.timing.backoff_base_s = args.backoff_base
     cluster.metrics_server = args.metrics_server
-    runner, url = await serve(make_app(cluster), args.host, args.port)
-    write_kubeconfig(args.kubeconfig, url)
-    if args.ready_file:
-        args.ready_file.write_text(json.dumps({"url": url, "kubeconfig": str(args.kubeconfig)}))
-    print(f"simulated cluster at {url} (kubeconfig {args.kubeconfig})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+
+    def serving(url: str) -> dict[str, str]:
+        write_kubeconfig(args.kubeconfig, url)
+        print(f"simulated cluster at {url} (kubeconfig {args.kubeconfig})", flush=True)
+        return {"url": url, "kubeconfig": str(args.kubeconfig)}
+
+    await serve_until_stopped(make_app(cluster), args.host, args.port, args.ready_file, serving)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from incidentctl.k8ssim.scenarios import WORKER_TOKEN
-from incidentctl.process import stop_process
+from incidentctl.process import start_with_ready_file, stop_process
 
 STARTUP_S = 30.0
 
@@ -45,18 +45,9 @@ def start_simulator(directory: Path, scenarios: list[str], *, metrics_server: bo
         command += ["--scenario", scenario]
     if metrics_server:
         command.append("--metrics-server")
-    log_path = directory / "k8s-sim.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2])
-    deadline = time.monotonic() + STARTUP_S
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-            raise RuntimeError(f"the Kubernetes simulator did not start; its log ({log_path}) ends with:\n"
-                               f"{log_path.read_text()[-2000:]}")
-        time.sleep(0.05)
-    return SimulatorProcess(json.loads(ready.read_text())["url"], kubeconfig, process)
+    process, ready_says = start_with_ready_file(command, ready, directory / "k8s-sim.log",
+                                                "the Kubernetes simulator", STARTUP_S)
+    return SimulatorProcess(ready_says["url"], kubeconfig, process)
 
 
 def crash_looping_pod(url: str, namespace: str, selector: str) -> str:
