@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 from temporalio.client import Client
@@ -53,17 +54,21 @@ def worker_process(address: str, task_queue: str) -> Iterator[subprocess.Popen[b
 
 
 class Lines:
-    """A process's stdout, read by a thread, so a test can wait for a line with a deadline."""
+    """A process's stdout, read by a thread, so a test can wait for a line with a deadline; its stderr is read
+    by another, so the process never blocks on a full pipe nobody reads (it then could not even stop)."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process, self.lines = process, []
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self.process, self.lines, self.errors = process, [], []
+        self._thread = threading.Thread(target=self._read, args=(process.stdout, self.lines), daemon=True)
+        self._errors = threading.Thread(target=self._read, args=(process.stderr, self.errors), daemon=True)
         self._thread.start()
+        self._errors.start()
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
 
     def wait_for(self, check: Callable[[str], bool], timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -86,16 +91,18 @@ def popen_cli(*args: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
+def interrupt(lines: Lines) -> tuple[int, str]:
     """Ctrl-C, as a terminal sends it; the exit code and stderr."""
+    process = lines.process
     os.kill(process.pid, signal.SIGINT)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        raise
-    assert process.stderr is not None
-    return process.returncode, process.stderr.read()
+        raise AssertionError(f"Ctrl-C did not stop {process.args}; its stderr ends with:\n"
+                             f"{''.join(lines.errors)[-3000:]}") from None
+    lines._errors.join(timeout=10)
+    return process.returncode, "".join(lines.errors)
 
 
 def show_json(incident: str, address: list[str], *extra: str) -> dict:
@@ -204,13 +211,13 @@ async def test_show_timeline_and_watch_of_a_running_incident_whose_worker_died_t
     lines = Lines(listing)
     lines.wait_for(lambda line: incident in line and "waiting_approval" in line)
     time.sleep(1.5)
-    code, stderr = interrupt(listing)
+    code, stderr = interrupt(lines)
     assert code == 130 and "Traceback" not in stderr, stderr
     assert sum(1 for line in lines.text().splitlines() if "every 0.5s (Ctrl-C to stop)" in line) >= 2
     watch = popen_cli("incident", "watch", incident, *address, "--query-timeout", "1", "--interval", "0.5")
     lines = Lines(watch)
     lines.wait_for(lambda line: "status waiting_approval" in line)
-    code, stderr = interrupt(watch)
+    code, stderr = interrupt(lines)
     assert code == 130 and "Traceback" not in stderr, stderr
     assert "no worker answered; from history as of" in lines.text()
 
