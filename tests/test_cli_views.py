@@ -91,6 +91,17 @@ def popen_cli(*args: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
+def _signal_state(pid: int) -> str:
+    """The kernel's view of a process that did not stop: its state, what it waits in, its signal masks."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as exc:
+        return f"no /proc view: {exc}"
+    kept = [line for line in status if line.split(":")[0] in ("State", "SigBlk", "SigIgn", "SigCgt", "Threads")]
+    return "; ".join(kept) + f"; wchan {wchan}"
+
+
 def interrupt(lines: Lines) -> tuple[int, str]:
     """Ctrl-C, as a terminal sends it; the exit code and stderr."""
     process = lines.process
@@ -98,8 +109,9 @@ def interrupt(lines: Lines) -> tuple[int, str]:
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        seen = _signal_state(process.pid)  # ignored or blocked SIGINT, or stuck in a write? (seen once in CI)
         os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError(f"Ctrl-C did not stop {process.args}; its stderr ends with:\n"
+        raise AssertionError(f"Ctrl-C did not stop {process.args} ({seen}); its stderr ends with:\n"
                              f"{''.join(lines.errors)[-3000:]}") from None
     lines._errors.join(timeout=10)
     return process.returncode, "".join(lines.errors)
