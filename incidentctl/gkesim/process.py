@@ -11,8 +11,6 @@ from pathlib import Path
 from incidentctl.gkesim.seed import DEFAULT_ACCESS_TOKEN, DEFAULT_OPERATION_S
 from incidentctl.process import start_with_ready_file, stop_process
 
-STARTUP_S = 30.0
-
 
 @dataclass
 class GkeFakeProcess:
@@ -31,6 +29,5 @@ def start_fake(directory: Path, *, operation_s: float = DEFAULT_OPERATION_S,
     ready = directory / f"gke-fake-{time.monotonic_ns()}.json"
     command = [sys.executable, "-m", "incidentctl.gkesim", "--ready-file", str(ready),
                "--operation-seconds", str(operation_s), "--access-token", access_token]
-    process, ready_says = start_with_ready_file(command, ready, directory / "gke-fake.log", "the fake GKE API",
-                                                STARTUP_S)
+    process, ready_says = start_with_ready_file(command, ready, directory / "gke-fake.log", "the fake GKE API")
     return GkeFakeProcess(ready_says["url"], process)

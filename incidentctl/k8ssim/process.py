@@ -14,8 +14,6 @@ from pathlib import Path
 from incidentctl.k8ssim.scenarios import WORKER_TOKEN
 from incidentctl.process import start_with_ready_file, stop_process
 
-STARTUP_S = 30.0
-
 
 @dataclass
 class SimulatorProcess:
@@ -46,7 +44,7 @@ def start_simulator(directory: Path, scenarios: list[str], *, metrics_server: bo
     if metrics_server:
         command.append("--metrics-server")
     process, ready_says = start_with_ready_file(command, ready, directory / "k8s-sim.log",
-                                                "the Kubernetes simulator", STARTUP_S)
+                                                "the Kubernetes simulator")
     return SimulatorProcess(ready_says["url"], kubeconfig, process)
 
 
