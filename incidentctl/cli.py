@@ -938,18 +938,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from incidentctl.process import INTERRUPTED, until_interrupted
+
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]] = args.handler
     try:
         outcome = handler(args)
         if asyncio.iscoroutine(outcome):
-            outcome = asyncio.run(outcome)
+            outcome = asyncio.run(until_interrupted(outcome))
         return int(outcome)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C in a command that runs no loop, or before its loop runs
+        return INTERRUPTED
     except Exception as exc:  # last resort: one line, not a traceback; INCIDENTCTL_DEBUG=1 shows it
         if os.environ.get("INCIDENTCTL_DEBUG"):
             raise

@@ -10,8 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, NoReturn
+
+INTERRUPTED = 130  # the shell's exit code for a command ended by Ctrl-C
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -21,6 +24,33 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def until_interrupted(work: Awaitable[int]) -> int:
+    """Await a command's work; Ctrl-C ends it with INTERRUPTED, whatever SIGINT disposition the process inherited.
+
+    asyncio.run turns Ctrl-C into KeyboardInterrupt only where SIGINT has Python's default handler, and a process
+    started in the background by a non-interactive shell (`cmd &` in a script, nohup) inherits SIGINT ignored: a
+    `list -w` or `watch` then ran on after Ctrl-C (seen in CI). A handler on the loop also wakes the loop at
+    once when the signal lands on one of the SDK's threads. Commands with their own shutdown (dev, receiver)
+    replace this handler with `stop_on_signals`.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if interrupted:
+            return INTERRUPTED
+        raise
 
 
 def log_tail(log_file: Path, lines: int = 20) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -245,6 +246,23 @@ async def test_show_timeline_and_watch_of_a_running_incident_whose_worker_died_t
     assert ended["status"] == "terminated" and ended["workflow_status"] == "TERMINATED"
     pending = cli("incident", "pending", *address, "-o", "json", check_ok=False)
     assert incident not in pending.stdout and incident not in pending.stderr, "nothing waits in a terminated incident"
+
+
+def test_ctrl_c_stops_list_w_started_with_sigint_ignored(dev_server: DevServer) -> None:
+    # A script's background job (`cmd &`, nohup) starts with SIGINT ignored; asyncio alone then never sees Ctrl-C.
+    def ignoring_sigint(*command: str) -> list[str]:
+        return ["bash", "-c", f"trap '' INT; exec {shlex.join(command)}"]
+
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    seen = subprocess.run(ignoring_sigint(sys.executable, "-c", probe), capture_output=True, text=True, timeout=30)
+    assert seen.stdout.strip() == "True", seen  # the process starts as such a job does
+    listing = subprocess.Popen(
+        ignoring_sigint(*CLI, "incident", "list", "-w", "--interval", "0.5", "--address", dev_server.address),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = Lines(listing)
+    lines.wait_for(lambda line: "every 0.5s (Ctrl-C to stop)" in line)
+    code, stderr = interrupt(lines)
+    assert code == 130 and "Traceback" not in stderr, stderr
 
 
 def test_completion_scripts_complete_commands_options_and_choices() -> None:
