@@ -196,7 +196,9 @@ def _no_worker(incident: str) -> IncidentError:
 
 async def _ask(handle: WorkflowHandle[Any, Any], query: Any, timeout: timedelta) -> Any:
     try:
-        return await asyncio.wait_for(handle.query(query, rpc_timeout=timeout), timeout.total_seconds() + 1)
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancellation (Ctrl-C) that arrives with the answer.
+        async with asyncio.timeout(timeout.total_seconds() + 1):
+            return await handle.query(query, rpc_timeout=timeout)
     except TimeoutError:
         raise RPCError("no answer before the query's deadline", RPCStatusCode.CANCELLED, b"") from None
 

@@ -9,6 +9,7 @@ The proxy makes the reset certain, so the third way is tested every run rather t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -61,3 +62,20 @@ async def test_our_deadline_and_the_servers_read_the_same(client: Client, unansw
     with pytest.raises(IncidentError) as ours:
         await incidents.incident_state(client, unanswered.id, timeout=timedelta(seconds=1))
     assert ours.value.kind == "unreachable" and "no worker is polling" in str(ours.value)
+
+
+async def test_ctrl_c_while_a_query_is_answered_still_stops_the_command() -> None:
+    # Python 3.11's asyncio.wait_for returns the answer and drops the cancellation when both arrive together,
+    # so a watch loop would run on after Ctrl-C; asyncio.timeout keeps the cancellation.
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    class Answering:
+        def query(self, query: str, rpc_timeout: timedelta) -> asyncio.Future[str]:
+            return answer
+
+    asking = asyncio.create_task(incidents._ask(Answering(), "state", timedelta(seconds=5)))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # it waits for the answer
+    answer.set_result("the state")
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking

@@ -233,7 +233,8 @@ class AlertIntake:
         """Whether that run of the incident ended within `wait_s` (it closes itself right after answering)."""
         handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
         try:
-            await asyncio.wait_for(handle.result(follow_runs=False), wait_s)
+            async with asyncio.timeout(wait_s):  # not wait_for, which on 3.11 can drop a shutdown's cancel
+                await handle.result(follow_runs=False)
         except TimeoutError:
             log.warning("incident %s did not end after handing over to a new incident", workflow_id)
             return False
