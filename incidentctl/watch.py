@@ -124,4 +124,10 @@ async def narrate_while(client: Client, incident: str, waiting: Awaitable[T], ou
         narrator.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await narrator
-        await tick()
+        if not _stopping():  # after Ctrl-C, no last read: it may wait a whole query timeout for a dead worker
+            await tick()
+
+
+def _stopping() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
