@@ -146,6 +146,9 @@ async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker
     incident = started.incident_id
     await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
     await eventually(lambda: asyncio.sleep(0, sink.events()), lambda e: "approval_requested" in e)
+    # Updates go on at the cadence while the incident waits. A loaded machine may have sent only one before
+    # the request, and an approval given at once would end them (seen in CI): wait for the second.
+    await eventually(lambda: asyncio.sleep(0, sink.events()), lambda e: e.count("update") >= 2)
     await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
     summary = await incidents.wait_for_runbook(client, incident)
     assert summary["outcome"] == "succeeded"
