@@ -92,3 +92,47 @@ async def test_another_worker_replays_an_incident_its_first_worker_started(clien
         await incidents.decide(client, started.incident_id, ApprovalDecision(approver="alice", approve=True))
         summary = await incidents.wait_for_runbook(client, started.incident_id, timeout=60)
     assert summary["outcome"] == "succeeded"
+
+
+async def test_an_incident_its_first_alert_started_replays_with_its_alert_updates(client: Client,
+                                                                                   unique: str) -> None:
+    """As the receiver starts one (update-with-start), then two more alert updates; rebuilt by a second worker
+    and by the Replayer. (A nondeterminism error was seen once on such an incident under load: docs/gaps.md.)"""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from incidentctl.workers import build_worker
+    from workflows.model import AlertNotification, IncidentInput, wire
+
+    queue = f"replay-alert-{unique}"
+    plan = compile_text(FIRST_STEPS["action_first"], "first.yaml")
+    incident = f"incident-replay-alert-{unique}"
+
+    def alert(name: str, status: str = "firing") -> dict:
+        return {"fingerprint": f"{name}-{unique}", "status": status, "startsAt": "2026-12-01T00:00:00Z",
+                "labels": {"alertname": name, "service": "cart"}}
+
+    inp = IncidentInput(incident_id=incident, plan=plan.wire_json, params={}, alert=alert("First"), severity="SEV3",
+                        started_by="alert:First", track_refires=True)
+    async with build_worker(client, task_queue=queue):
+        start = WithStartWorkflowOperation(IncidentWorkflow.run, wire(inp), id=incident, task_queue=queue,
+                                           id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        receipt = await client.execute_update_with_start_workflow(
+            IncidentWorkflow.alert_notification, AlertNotification(alerts=[alert("First")]),
+            start_workflow_operation=start)
+        assert receipt.new_alerts == 1
+        handle = client.get_workflow_handle(incident)
+        await eventually(lambda: incidents.show_incident(client, incident), lambda s: s["pending_approvals"])
+        for update in (alert("Second"), alert("Second", "resolved")):
+            await handle.execute_update(IncidentWorkflow.alert_notification, AlertNotification(alerts=[update]))
+    async with build_worker(client, task_queue=queue):
+        shown = await incidents.show_incident(client, incident)  # answered by a worker that rebuilt it
+        assert shown["pending_approvals"] and len(shown["alerts"]) == 2
+        await incidents.decide(client, incident, ApprovalDecision(approver="alice", approve=True))
+        summary = await incidents.wait_for_runbook(client, incident, timeout=60)
+    assert summary["outcome"] == "succeeded"
+    history = await handle.fetch_history()
+    await handle.terminate("test over")
+    assert [e.event_id for e in history.events if e.HasField("workflow_execution_update_completed_event_attributes")]
+    result = await Replayer(workflows=[IncidentWorkflow]).replay_workflow(history)
+    assert result.replay_failure is None
