@@ -87,9 +87,13 @@ class Lines:
         return "".join(self.lines)
 
 
-def popen_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def popen(command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+
+
+def popen_cli(*args: str) -> subprocess.Popen[str]:
+    return popen([*CLI, *args])
 
 
 def _signal_state(pid: int) -> str:
@@ -256,9 +260,8 @@ def test_ctrl_c_stops_list_w_started_with_sigint_ignored(dev_server: DevServer) 
     probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
     seen = subprocess.run(ignoring_sigint(sys.executable, "-c", probe), capture_output=True, text=True, timeout=30)
     assert seen.stdout.strip() == "True", seen  # the process starts as such a job does
-    listing = subprocess.Popen(
-        ignoring_sigint(*CLI, "incident", "list", "-w", "--interval", "0.5", "--address", dev_server.address),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    listing = popen(ignoring_sigint(*CLI, "incident", "list", "-w", "--interval", "0.5", "--address",
+                                    dev_server.address))
     lines = Lines(listing)
     lines.wait_for(lambda line: "every 0.5s (Ctrl-C to stop)" in line)
     code, stderr = interrupt(lines)
