@@ -15,6 +15,8 @@ from temporalio.worker import Worker
 
 from incidentctl.devserver import DevServer
 from incidentctl.workers import build_worker
+from tests.history_replay import histories_on, replay_failures
+from tests.shutdown import WORKER_SHUTDOWN_S, stop_within
 
 TEST_TASK_QUEUE = "incidentctl-tests"
 # Workers take people's commands as given (the `dev` rule) unless a test asks otherwise: tests/test_identity.py
@@ -43,10 +45,16 @@ async def client(dev_server: DevServer) -> Client:
 
 
 @pytest.fixture(scope="session")
-async def worker(client: Client) -> AsyncIterator[Worker]:
+async def worker(client: Client, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worker]:
     running = build_worker(client, task_queue=TEST_TASK_QUEUE)
-    async with running:
-        yield running
+    run = asyncio.create_task(running.run())
+    yield running
+    await stop_within(running, run, WORKER_SHUTDOWN_S)
+    # Kept where asked: pytest deletes all but its last three temporary directories.
+    artefacts = Path(os.environ.get("INCIDENTCTL_TEST_ARTEFACTS") or tmp_path_factory.getbasetemp())
+    unreplayable = await replay_failures(await histories_on(client, TEST_TASK_QUEUE),
+                                         artefacts / "unreplayable-histories")
+    assert not unreplayable, "histories the test worker wrote do not replay:\n" + "\n".join(unreplayable)
 
 
 @pytest.fixture
