@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from incidentctl.devserver import DevServer
 from incidentctl.workers import build_worker
 from tests.history_replay import histories_on, replay_failures
-from tests.shutdown import WORKER_SHUTDOWN_S, stop_within
+from tests.shutdown import WORKER_SHUTDOWN_S, stop_within, teardown_watch
 
 TEST_TASK_QUEUE = "incidentctl-tests"
 # Workers take people's commands as given (the `dev` rule) unless a test asks otherwise: tests/test_identity.py
@@ -39,9 +39,20 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         server.stop()
 
 
+_session_loop: asyncio.AbstractEventLoop | None = None  # the loop async fixtures run on, for teardown_watch
+
+
 @pytest.fixture(scope="session")
 async def client(dev_server: DevServer) -> Client:
+    global _session_loop
+    _session_loop = asyncio.get_running_loop()
     return await Client.connect(dev_server.address)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    with teardown_watch(item, _session_loop):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

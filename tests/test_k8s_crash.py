@@ -38,6 +38,8 @@ PATCH_HELD_S = 8.0
 # From the kill to the step going on: the heartbeat timeout, the retry's first interval, a second worker's start
 # and the workflow task moving off the dead worker's sticky queue; loose on a loaded 2-core machine.
 GOES_ON_WITHIN_S = DEFAULT_HEARTBEAT_S + 60
+# From the start to the change's request: the worker process's start (imports), the admission, the steps before.
+REACHES_S = 150
 
 UNDO_RUNBOOK = """
 name: crash-undo
@@ -107,7 +109,11 @@ async def _kill_mid_change(dev_server: DevServer, client: Client, sim: Any, runb
     try:
         started = await incidents.start_incident(client, compile_text(runbook, "crash.yaml"), key=unique,
                                                  task_queue=task_queue)
-        await eventually(lambda: asyncio.to_thread(changes), lambda found: len(found) == 1, timeout=90)
+        try:
+            await eventually(lambda: asyncio.to_thread(changes), lambda found: len(found) == 1, timeout=REACHES_S)
+        except AssertionError as exc:
+            log = (tmp_path / "worker1.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}\nthe first worker's log ends:\n{log}") from None
         os.killpg(first.pid, signal.SIGKILL)  # the PATCH is in flight: no graceful shutdown, a crash
         killed_at = time.time()
         first.wait(timeout=10)
