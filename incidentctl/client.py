@@ -19,6 +19,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -219,6 +220,10 @@ async def _query(handle: WorkflowHandle[Any, Any], query: Any, incident: str, ti
         if exc.status in _NOBODY_ANSWERED:
             raise _no_worker(incident) from None
         raise IncidentError(f"cannot query incident {incident!r}: {exc.message}", "unreachable") from None
+    except WorkflowQueryFailedError as exc:
+        # A worker answered with an error: this incident's problem (it may no longer replay), not the caller's.
+        raise IncidentError(f"incident {incident!r} could not answer: {exc.message} (its worker's log says more)",
+                            "unreachable") from None
 
 
 async def incident_state(client: Client, incident: str, run_id: str | None = None,

@@ -17,11 +17,15 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from incidentctl import client as incidents
 from incidentctl.client import IncidentError
 from incidentctl.devserver import DevServer
+from incidentctl.summaries import find_summary
+from tests.conftest import TEST_TASK_QUEUE
 from tests.h2_reset_proxy import ResetProxy
+from workflows.targets import TargetInput, TargetWorkflow
 
 
 @pytest.fixture
@@ -79,3 +83,18 @@ async def test_ctrl_c_while_a_query_is_answered_still_stops_the_command() -> Non
     asking.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asking
+
+
+async def test_a_query_the_worker_fails_reads_as_a_sentence_and_the_report_goes_on(
+        client: Client, worker: Worker, unique: str) -> None:
+    """A worker that answers with an error (here: a workflow that has no `state` query; in the field, an
+    incident that no longer replays) is one incident's problem: a sentence, and the summary says what is missing."""
+    handle = await client.start_workflow(TargetWorkflow.run, TargetInput(target=f"nothing-{unique}"),
+                                         id=f"target-query-{unique}", task_queue=TEST_TASK_QUEUE)
+    await handle.result()  # idle from the start: it ends at once, and a query replays it
+    with pytest.raises(IncidentError, match=r"could not answer.*state") as refused:
+        await incidents.incident_state(client, handle.id)
+    assert refused.value.kind == "unreachable"
+    found = await find_summary(client, handle.id, run_id=None, closed="completed", task_queue=TEST_TASK_QUEUE,
+                               result=None, latest_input=None)
+    assert found.summary is None and "could not answer" in found.missing[0]
