@@ -29,7 +29,7 @@ from incidentctl.devserver import DevServer
 from incidentctl.library import compile_text
 from incidentctl.localhttp import serve
 from tests.conftest import TEST_TASK_QUEUE, eventually
-from workflows.model import ApprovalDecision
+from workflows.model import ApprovalDecision, Reopening
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,9 +145,9 @@ async def test_message_lifecycle_on_every_channel(client: Client, worker: Worker
     started = await incidents.start_incident(client, plan, key=unique, task_queue=TEST_TASK_QUEUE)
     try:
         await _check_message_lifecycle(client, sink, started.incident_id)
+        await _check_updates_rest_while_resolved(client, sink, started.incident_id)
     finally:
-        # Resolved incidents stay open, sending updates at the 1 s cadence: left open, this one kept the shared
-        # test worker busy for the rest of the session (its history reached 800 KB in CI).
+        # Reopened, it would send updates at the 1 s cadence for the rest of the session.
         await client.get_workflow_handle(started.incident_id).terminate("test over")
 
 
@@ -194,6 +194,16 @@ async def _check_message_lifecycle(client: Client, sink: Sink, incident: str) ->
     assert issue["state"] == "closed" and "incident:resolved" in issue["labels"]
     assert issue["body"].startswith("[INCIDENT OPENED]")
     assert len(issue["comments"]) == len(sink.messages) - 1, "every later message is one comment"
+
+
+async def _check_updates_rest_while_resolved(client: Client, sink: Sink, incident: str) -> None:
+    """People heard "resolved": no more updates while it stays resolved (three cadences), and they come back
+    when the incident reopens."""
+    await asyncio.sleep(3.5)
+    events = sink.events()
+    assert events[-1] == "resolved" and "update" not in events[events.index("resolved"):], events
+    await incidents.reopen_incident(client, incident, Reopening(by="alice", reason="errors are back"))
+    await eventually(lambda: asyncio.sleep(0, sink.events()), lambda e: "update" in e[e.index("resolved"):])
 
 
 async def test_github_send_is_idempotent_by_key(sink: Sink) -> None:

@@ -25,6 +25,9 @@ from workflows.errors import error_of
 from workflows.model import CANCELLED, CLOSED, RESOLVED
 
 SEND_ATTEMPTS = 5
+# Asked when the incident starts (IncidentWorkflow.__init__): incidents started before it keep sending updates
+# while resolved, as they did.
+UPDATES_PAUSED_WHILE_RESOLVED = "status-updates-paused-while-resolved"
 
 
 class Communicator:
@@ -33,6 +36,7 @@ class Communicator:
         self.spec = run.plan.communication
         self._finishing = False
         self._cadence_task: asyncio.Future[None] | None = None
+        self.paused_while_resolved = False
 
     def statement(self, name: str) -> str:
         template = getattr(self.spec, name, None) if self.spec else None
@@ -93,15 +97,23 @@ class Communicator:
     async def _status_updates(self) -> None:
         assert self.spec is not None
         while not self._finishing:
+            if self._resting():
+                # Resolved: people had the "resolved" message; updates come back if the incident reopens.
+                await workflow.wait_condition(lambda: self._finishing or not self._resting())
+                continue
             # The severity may change while the incident is open (`incident severity`): so does the cadence.
             severity = self.run.state.severity or self.run.input.severity
             cadence = self.spec.cadence_s.get(severity)
             try:
-                await workflow.wait_condition(lambda s=severity: self._finishing or self._severity_changed(s),
-                                              timeout=timedelta(seconds=cadence) if cadence else None)
+                await workflow.wait_condition(
+                    lambda s=severity: self._finishing or self._severity_changed(s) or self._resting(),
+                    timeout=timedelta(seconds=cadence) if cadence else None)
             except builtins.TimeoutError:
                 await self.broadcast("update", messages.status_update(self.run.summary(), self.statement("impact"),
                                                                       cadence))
+
+    def _resting(self) -> bool:
+        return self.paused_while_resolved and self.run.state.status == RESOLVED
 
     def _severity_changed(self, severity: str) -> bool:
         return (self.run.state.severity or self.run.input.severity) != severity

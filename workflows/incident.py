@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from workflows import alerts, metrics
     from workflows.approvals import PEOPLE_CHECKED, apply_decision, decision_problem
-    from workflows.communication import Communicator
+    from workflows.communication import UPDATES_PAUSED_WHILE_RESOLVED, Communicator
     from workflows.context import IncidentRun, Scope
     from workflows.errors import ContinueAsNewRequested, RollbackRequested, RunbookEnded, StepFailed
     from workflows.identity_gate import IdentityGate
@@ -82,6 +82,7 @@ class IncidentWorkflow:
         # its history by another worker (tests/test_replay.py). Incidents started before this ask as they did.
         if workflow.patched(PATCHES_AT_START):
             self._run.people_checked = workflow.patched(PEOPLE_CHECKED)
+            self._comms.paused_while_resolved = workflow.patched(UPDATES_PAUSED_WHILE_RESOLVED)
         self._continuing = False
         self._identity = IdentityGate(self._run, admitting=not inp.carried)
         state = self._run.state
