@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from incidentctl import client as incidents
 from incidentctl.library import compile_text
 from tests.conftest import TEST_TASK_QUEUE, eventually
 from tests.test_incident_e2e import FULL_RUNBOOK
+from workflows.context import IncidentRun
 from workflows.incident import IncidentWorkflow
-from workflows.model import ApprovalDecision, Closure, Note, ReviewEdit
+from workflows.model import RUNNING, ApprovalDecision, Closure, IncidentInput, Note, ReviewEdit
 
 HISTORIES = Path(__file__).parent / "histories"
 # Recorded before incidents had a lifecycle (the workflow ended with its runbook): still replays on that path.
@@ -97,7 +101,8 @@ async def test_another_worker_replays_an_incident_its_first_worker_started(clien
 async def test_an_incident_its_first_alert_started_replays_with_its_alert_updates(client: Client,
                                                                                    unique: str) -> None:
     """As the receiver starts one (update-with-start), then two more alert updates; rebuilt by a second worker
-    and by the Replayer. (A nondeterminism error was seen once on such an incident under load: docs/gaps.md.)"""
+    and by the Replayer. (A nondeterminism error seen on such an incident under load came from another workflow's
+    closed coroutine: docs/design.md, "Code that outlives its workflow".)"""
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
@@ -136,3 +141,51 @@ async def test_an_incident_its_first_alert_started_replays_with_its_alert_update
     assert [e.event_id for e in history.events if e.HasField("workflow_execution_update_completed_event_attributes")]
     result = await Replayer(workflows=[IncidentWorkflow]).replay_workflow(history)
     assert result.replay_failure is None
+
+
+# What the garbage collector does to an evicted incident's suspended wait, done here on purpose: the coroutine is
+# left by one workflow instance and closed while another one runs.
+LEFT_BEHIND: list[Any] = []
+
+
+@workflow.defn
+class LeavesAWait:
+    @workflow.run
+    async def run(self, inp: IncidentInput) -> None:
+        incident = IncidentRun(inp)
+
+        async def wait() -> None:  # as an approval waits: its `finally` sets the status
+            try:
+                await workflow.wait_condition(lambda: False)
+            finally:
+                incident.set_status(RUNNING)
+
+        left = wait()
+        left.send(None)  # suspended at the wait, as an evicted incident leaves it
+        LEFT_BEHIND.append(left)
+
+
+@workflow.defn
+class ClosesWhatWasLeft:
+    @workflow.run
+    async def run(self) -> None:
+        LEFT_BEHIND.pop().close()
+
+
+async def test_code_of_an_incident_closed_inside_another_workflow_adds_nothing_to_its_history(
+        client: Client, unique: str) -> None:
+    """Seen under load as a nondeterminism error: an evicted incident's approval wait, closed by the garbage
+    collector while another workflow ran, set its status there; that history held an upsert its own code never
+    makes, and did not replay."""
+    queue = f"left-behind-{unique}"
+    plan = compile_text(FIRST_STEPS["action_first"], "first.yaml")
+    inp = IncidentInput(incident_id=f"left-{unique}", plan=plan.wire_json, params={})
+    async with Worker(client, task_queue=queue, workflows=[LeavesAWait, ClosesWhatWasLeft],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        await client.execute_workflow(LeavesAWait.run, inp, id=f"leaves-{unique}", task_queue=queue)
+        closer = await client.start_workflow(ClosesWhatWasLeft.run, id=f"closes-{unique}", task_queue=queue)
+        await closer.result()
+    events = (await closer.fetch_history()).events
+    assert not [e for e in events if e.HasField("upsert_workflow_search_attributes_event_attributes")], \
+        [EventType.Name(e.event_type) for e in events]
+    assert not LEFT_BEHIND

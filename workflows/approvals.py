@@ -257,11 +257,12 @@ async def run_approval(run: IncidentRun, step: Step, scope: Scope, key: str, upc
         state.approvals.pop(key, None)
         # Counted here so that requested minus finished stays the number waiting, cancelled incidents included.
         undecided = "superseded" if alerts_cleared() else "cancelled"
-        metrics.count(metrics.APPROVALS_FINISHED, runbook=runbook, outcome="timed_out" if timed_out else (
-            undecided if pending.outcome == "pending" else pending.outcome))
-        # A worker that evicts a waiting incident from its cache closes this coroutine outside the workflow's
-        # event loop: there is no status to set then (the incident goes on where it was when replayed).
-        if not state.approvals and workflow.in_workflow():
+        if run.acting():  # not when the garbage collector closes an evicted incident's wait (IncidentRun.acting)
+            metrics.count(metrics.APPROVALS_FINISHED, runbook=runbook, outcome="timed_out" if timed_out else (
+                undecided if pending.outcome == "pending" else pending.outcome))
+        # An evicted incident's wait closed by the garbage collector sets no status (set_status sees to it): the
+        # incident goes on where it was when replayed.
+        if not state.approvals:
             run.set_status(RUNNING)
     if pending.outcome == "pending":
         # Nobody decided and the alerts cleared: the runbook's on_alert_resolved policy takes over.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,9 @@ class IncidentRun:
                                    severity=inp.severity)
         # The runbook being run: the incident's own, or another one a person runs inside the incident.
         self.active_plan: Plan = self.plan
+        # The workflow instance running this incident is its event loop: its identity, even against another
+        # worker's instance of the same run in this process.
+        self._instance = asyncio.get_running_loop()
         self.active_params: dict[str, Any] = inp.params
         # Patches a room asks about, asked when the incident starts (IncidentWorkflow.__init__); None: ask then.
         self.people_checked: bool | None = None
@@ -72,10 +76,23 @@ class IncidentRun:
     def event(self, kind: str, step: str | None = None, detail: dict[str, Any] | None = None) -> None:
         self.state.event(self.now().isoformat(), kind, step, detail)
 
+    def acting(self) -> bool:
+        """Whether this incident's workflow instance is the one running now. Not always so for its code: the
+        garbage collector closes a coroutine left by an evicted incident whenever it likes, and the coroutine's
+        `finally` then runs inside whichever workflow is running on that thread (another incident, or a new
+        instance of this one). A command issued there would land in that history, which then no longer replays
+        (seen under load: docs/design.md, "Code that outlives its workflow")."""
+        try:
+            return asyncio.get_running_loop() is self._instance
+        except RuntimeError:
+            return False
+
     def set_status(self, status: str) -> None:
         """The status, for queries and for `incident list` (the other search attributes are set at start and
         carried by continue-as-new)."""
         self.state.status = status
+        if not self.acting():
+            return
         workflow.upsert_search_attributes([STATUS_ATTR.value_set(status)])
         self.show_details()
 
@@ -86,13 +103,15 @@ class IncidentRun:
 
     def set_severity(self, severity: str) -> None:
         self.state.severity = severity
+        if not self.acting():
+            return
         workflow.upsert_search_attributes([SEVERITY_ATTR.value_set(severity)])
         self.show_details()
 
     def show_details(self) -> None:
         """The incident at a glance as the Temporal UI's "current details" of the workflow: status, severity,
         runbook, service and the steps running now. Served by the SDK's metadata query: it adds no command."""
-        if not workflow.in_workflow():
+        if not self.acting():
             return  # a step's `finally` run while an evicted workflow's coroutines are closed: nobody to show
         state, inp = self.state, self.input
         head = f"**{state.status}** · {state.severity or inp.severity} · runbook {self.active_plan.runbook.name}"

@@ -229,7 +229,8 @@ class Interpreter:
             if change is not None:
                 self.run.state.leases.append({"target": target, "step": key, "action": step.action,
                                               "outcome": change["outcome"], "at": self.run.now().isoformat()})
-            await self.leases.release(target, request_id, change)
+            if self.run.acting():  # not from another workflow, when the garbage collector closes this coroutine
+                await self.leases.release(target, request_id, change)
 
     async def _activity(self, step: Step, key: str, params: Any) -> Any:
         inp, retry = self.run.input, step.retry
