@@ -32,8 +32,9 @@ async def until_interrupted(work: Awaitable[int]) -> int:
     asyncio.run turns Ctrl-C into KeyboardInterrupt only where SIGINT has Python's default handler, and a process
     started in the background by a non-interactive shell (`cmd &` in a script, nohup) inherits SIGINT ignored: a
     `list -w` or `watch` then ran on after Ctrl-C (seen in CI). A handler on the loop also wakes the loop at
-    once when the signal lands on one of the SDK's threads. Commands with their own shutdown (dev, receiver)
-    replace this handler with `stop_on_signals`.
+    once when the signal lands on one of the SDK's threads. A second Ctrl-C leaves at once, without waiting for
+    the first one's stop. Commands with their own shutdown (dev, receiver) replace this handler with
+    `stop_on_signals`.
     """
     task = asyncio.current_task()
     assert task is not None
@@ -41,6 +42,8 @@ async def until_interrupted(work: Awaitable[int]) -> int:
 
     def interrupt() -> None:
         nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: the first one's stop is stuck (a call waiting out its deadline)
+            exit_without_finalizing(INTERRUPTED)
         interrupted = True
         task.cancel()
 
