@@ -145,7 +145,8 @@ class Interpreter:
             self._supersede(step, scope)
             raise
         except BaseException as exc:
-            self._count_unfinished(step, cancelled=isinstance(exc, asyncio.CancelledError | CancelledError))
+            if run.acting():  # not a coroutine closed inside another workflow (IncidentRun.acting)
+                self._count_unfinished(step, cancelled=isinstance(exc, asyncio.CancelledError | CancelledError))
             raise
         finally:
             if key in state.running:
