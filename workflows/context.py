@@ -42,6 +42,13 @@ class Scope:
         return self.key_prefix + step.id + self.key_suffix
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class IncidentRun:
     """One run of one incident, as the rooms see it."""
 
@@ -58,8 +65,9 @@ class IncidentRun:
         # The runbook being run: the incident's own, or another one a person runs inside the incident.
         self.active_plan: Plan = self.plan
         # The workflow instance running this incident is its event loop: its identity, even against another
-        # worker's instance of the same run in this process.
-        self._instance = asyncio.get_running_loop()
+        # worker's instance of the same run in this process. None: built outside a workflow (a summary of the
+        # state continue-as-new carried, incidentctl/summaries.py), which acts on nothing.
+        self._instance = _running_loop() if workflow.in_workflow() else None
         self.active_params: dict[str, Any] = inp.params
         # Patches a room asks about, asked when the incident starts (IncidentWorkflow.__init__); None: ask then.
         self.people_checked: bool | None = None
@@ -82,10 +90,7 @@ class IncidentRun:
         `finally` then runs inside whichever workflow is running on that thread (another incident, or a new
         instance of this one). A command issued there would land in that history, which then no longer replays
         (seen under load: docs/design.md, "Code that outlives its workflow")."""
-        try:
-            return asyncio.get_running_loop() is self._instance
-        except RuntimeError:
-            return False
+        return self._instance is not None and _running_loop() is self._instance
 
     def set_status(self, status: str) -> None:
         """The status, for queries and for `incident list` (the other search attributes are set at start and
