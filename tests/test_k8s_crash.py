@@ -31,6 +31,7 @@ from incidentctl import client as incidents
 from incidentctl.devserver import DevServer
 from incidentctl.dsl.plan import DEFAULT_HEARTBEAT_S
 from incidentctl.library import compile_text
+from incidentctl.process import log_tail
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +113,8 @@ async def _kill_mid_change(dev_server: DevServer, client: Client, sim: Any, runb
         try:
             await eventually(lambda: asyncio.to_thread(changes), lambda found: len(found) == 1, timeout=REACHES_S)
         except AssertionError as exc:
-            log = (tmp_path / "worker1.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"{exc}\nthe first worker's log ends:\n{log}") from None
+            raise AssertionError(f"{exc}\nthe first worker's log ends:\n{log_tail(tmp_path / 'worker1.log', 40)}"
+                                 ) from None
         os.killpg(first.pid, signal.SIGKILL)  # the PATCH is in flight: no graceful shutdown, a crash
         killed_at = time.time()
         first.wait(timeout=10)
